@@ -1,0 +1,382 @@
+//! The Rust emitter: [`EventDef`] → tokens.
+//!
+//! Generated code reaches the runtime only through `eventbus::__private`, so a user's crate needs
+//! no other dependency. Names that depend on the service (topics, the CloudEvents type, the outbox
+//! statements) are concatenated at compile time from the service type's `NAME` constant.
+
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
+use syn::{Path, Visibility};
+
+use crate::model::{Category, EventDef, KeySource, ServiceRef, TopicRoute};
+
+/// A piece of a name built at compile time.
+enum Part {
+    Lit(String),
+    ServiceName,
+    Const(TokenStream),
+}
+
+/// Joins `parts` into one `concat_const!` expression, merging adjacent literals.
+fn concat(krate: &Path, parts: Vec<Part>) -> TokenStream {
+    let mut merged: Vec<Part> = Vec::new();
+    for part in parts {
+        match (merged.last_mut(), part) {
+            (Some(Part::Lit(prev)), Part::Lit(next)) => prev.push_str(&next),
+            (_, part) => merged.push(part),
+        }
+    }
+    if let [Part::Lit(only)] = merged.as_slice() {
+        return quote!(#only);
+    }
+    let items = merged.iter().map(|p| match p {
+        Part::Lit(s) => quote!(#s),
+        Part::ServiceName => quote!(<__Service as #krate::__private::Service>::NAME),
+        Part::Const(t) => t.clone(),
+    });
+    quote!(#krate::__private::concat_const!(#(#items),*))
+}
+
+/// `[Some("domain"), None, Some("order")]` → `"domain." SERVICE ".order"`.
+fn dotted(parts: Vec<Option<String>>) -> Vec<Part> {
+    let mut out = Vec::new();
+    for (i, p) in parts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(Part::Lit(".".to_owned()));
+        }
+        out.push(p.map_or(Part::ServiceName, Part::Lit));
+    }
+    out
+}
+
+fn service_path(def_service: &ServiceRef, at: proc_macro2::Span) -> TokenStream {
+    match def_service {
+        ServiceRef::Path(p) => quote!(#p),
+        ServiceRef::CrateDefault => quote_spanned!(at=> crate::__EventbusDefaultService),
+    }
+}
+
+/// The name of the topic type an event declares for itself.
+pub fn own_topic_ident(event: &Ident) -> Ident {
+    format_ident!("{}Topic", event)
+}
+
+/// The expansion of a valid event.
+pub fn event(def: &EventDef) -> TokenStream {
+    let krate = &def.krate;
+    let eb = quote!(#krate::__private);
+    let ident = &def.ident;
+    let vis = &def.vis;
+    let service = service_path(&def.service, ident.span());
+    let category = format_ident!("{}", def.category.marker());
+    let category_trait = format_ident!("{}", def.category.derive_name());
+    let name = &def.name.value;
+    let version = def.version.value;
+    let description = &def.description;
+
+    // Topic: its type, its name, and the check that a shared topic fits.
+    let mut topic_decl = TokenStream::new();
+    let mut topic_impl = TokenStream::new();
+    let mut topic_check = TokenStream::new();
+    let topic_ty: TokenStream;
+    let topic_value: TokenStream;
+    match &def.topic {
+        TopicRoute::Default | TopicRoute::Name(_) => {
+            let topic_ident = own_topic_ident(ident);
+            topic_ty = quote!(#topic_ident);
+            topic_value = match &def.topic {
+                TopicRoute::Name(n) => concat(krate, vec![Part::Lit(n.value.clone())]),
+                _ => concat(krate, dotted(def.default_topic_parts())),
+            };
+            let shown = match &def.topic {
+                TopicRoute::Name(n) => n.value.clone(),
+                _ => def
+                    .default_topic_parts()
+                    .into_iter()
+                    .map(|p| p.unwrap_or_else(|| "{service}".to_owned()))
+                    .collect::<Vec<_>>()
+                    .join("."),
+            };
+            let doc = format!("The topic of [`{ident}`] events: `{shown}`.");
+            topic_decl = quote! {
+                #[doc = #doc]
+                #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+                #vis struct #topic_ident;
+            };
+            let too_long = format!(
+                "the topic of event `{ident}` is longer than 249 characters, Kafka's limit: shorten the service, aggregate or event name, or set `#[event(topic = \"...\")]`"
+            );
+            topic_impl = quote! {
+                impl #eb::Topic for #topic_ident {
+                    const NAME: &'static str = __TOPIC;
+                }
+                const _: () = ::core::assert!(__TOPIC.len() <= #eb::MAX_TOPIC_LEN, #too_long);
+            };
+        }
+        TopicRoute::Shared(path) => {
+            topic_ty = quote!(#path);
+            topic_value = quote!(<#path as #eb::Topic>::NAME);
+            if def.category == Category::Domain {
+                let aggregate = def.aggregate.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+                let expected = concat(
+                    krate,
+                    dotted(vec![Some("domain".into()), None, Some(aggregate.clone())]),
+                );
+                let path_str = quote!(#path).to_string().replace(' ', "");
+                let msg = format!(
+                    "domain event `{ident}` (aggregate `{aggregate}`) is routed to `{path_str}`, which is not its aggregate's topic `domain.{{{{service}}}}.{aggregate}`: a per-aggregate topic carries the events of one aggregate of one service; declare `#[derive(Topic)] #[topic(aggregate = \"{aggregate}\")]` and route to it"
+                );
+                topic_check = quote! {
+                    const _: () = ::core::assert!(#eb::str_eq(__TOPIC, #expected), #msg);
+                };
+            }
+        }
+    }
+
+    let event_type = concat(krate, dotted(def.event_type_parts()));
+
+    // Outbox statements (DESIGN.md, "Outbox and relay"): one row per event.
+    let insert = |placeholders: [&str; 5]| {
+        let [id, key, headers, payload, shard] = placeholders;
+        concat(
+            krate,
+            vec![
+                Part::Lit(format!(
+                    "INSERT INTO {} (event_id, topic, partition_key, event_type, version, headers, payload, shard) VALUES ({id}, '",
+                    crate::OUTBOX_TABLE
+                )),
+                Part::Const(quote!(__TOPIC)),
+                Part::Lit(format!("', {key}, '")),
+                Part::Const(quote!(__EVENT_TYPE)),
+                Part::Lit(format!("', {version}, {headers}, {payload}, {shard})")),
+            ],
+        )
+    };
+    let insert_pg = insert(["$1", "$2", "$3", "$4", "$5"]);
+    let insert_sqlite = insert(["?1", "?2", "?3", "?4", "?5"]);
+
+    let partition_key = match def.key_source() {
+        KeySource::Field(f) => quote!(#eb::PartitionKey::partition_key(&self.#f)),
+        KeySource::None => quote!(::core::option::Option::None),
+    };
+
+    let (category_items, subject) = match def.category {
+        Category::Domain => {
+            let aggregate = def.aggregate.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+            let id = def
+                .field_with(crate::model::FieldRole::AggregateId)
+                .map(|f| f.ident.clone());
+            let subject = id.map(|id| {
+                quote! {
+                    fn subject(&self) -> ::core::option::Option<#eb::String> {
+                        #eb::PartitionKey::partition_key(&self.#id)
+                    }
+                }
+            });
+            (quote!(const AGGREGATE: &'static str = #aggregate;), subject)
+        }
+        Category::Integration => {
+            let target = def.target.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            (quote!(const TARGET: &'static str = #target;), None)
+        }
+        Category::Audit => {
+            let c = def.audit_category.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            (quote!(const AUDIT_CATEGORY: &'static str = #c;), None)
+        }
+        Category::System => (TokenStream::new(), None),
+        Category::Notification => {
+            let channel = def.channel.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            let kind = def.kind.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            (
+                quote!(const CHANNEL: &'static str = #channel; const KIND: &'static str = #kind;),
+                None,
+            )
+        }
+    };
+
+    // Ownership: a domain event is published only by its service; any other event by any service.
+    let owned = if def.category == Category::Domain {
+        quote!(impl #eb::OwnedBy<__Service> for #ident {})
+    } else {
+        quote!(impl<__S: #eb::Service> #eb::OwnedBy<__S> for #ident {})
+    };
+
+    let field_checks = def.fields.iter().filter(|f| !f.serde_custom).map(|f| {
+        let ty = &f.ty;
+        quote_spanned!(ty.span()=> #eb::assert_payload_field::<#ident, #ty>();)
+    });
+    let key_checks = def.fields.iter().filter(|f| !f.roles.is_empty()).map(|f| {
+        let ty = &f.ty;
+        quote_spanned!(ty.span()=> #eb::assert_key_field::<#ident, #ty>();)
+    });
+
+    let doc_topic = format!("The topic [`{ident}`] is published to (AD-004).");
+    let doc_name = format!("The name of [`{ident}`] on the wire.");
+    let doc_type = format!("The CloudEvents `type` of [`{ident}`].");
+    let doc_version = format!("The schema version of [`{ident}`].");
+    let doc_publish = format!(
+        "Publishes this event with `bus` (the `publish_{}` of its category).",
+        def.category.word()
+    );
+    let publish_method = format_ident!("publish_{}", def.category.word());
+
+    quote! {
+        #topic_decl
+
+        const _: () = {
+            type __Service = #service;
+            const __TOPIC: &str = #topic_value;
+            const __EVENT_TYPE: &str = #event_type;
+
+            #topic_impl
+            #topic_check
+
+            impl #eb::Event for #ident {
+                type Category = #eb::category::#category;
+                type Service = __Service;
+                type Topic = #topic_ty;
+                const NAME: &'static str = #name;
+                const EVENT_TYPE: &'static str = __EVENT_TYPE;
+                const VERSION: u32 = #version;
+                const DESCRIPTION: &'static str = #description;
+                const TOPIC: &'static str = __TOPIC;
+                const OUTBOX_INSERT_POSTGRES: &'static str = #insert_pg;
+                const OUTBOX_INSERT_SQLITE: &'static str = #insert_sqlite;
+
+                fn partition_key(&self) -> ::core::option::Option<#eb::String> {
+                    #partition_key
+                }
+
+                #subject
+            }
+
+            impl #eb::#category_trait for #ident {
+                #category_items
+            }
+
+            #owned
+            impl #eb::RoutedTo<#topic_ty> for #ident {}
+
+            #[allow(dead_code)]
+            fn __assert_fields() {
+                #(#field_checks)*
+                #(#key_checks)*
+            }
+        };
+
+        impl #ident {
+            #[doc = #doc_topic]
+            #vis const TOPIC: &'static str = <Self as #eb::Event>::TOPIC;
+            #[doc = #doc_name]
+            #vis const NAME: &'static str = <Self as #eb::Event>::NAME;
+            #[doc = #doc_type]
+            #vis const EVENT_TYPE: &'static str = <Self as #eb::Event>::EVENT_TYPE;
+            #[doc = #doc_version]
+            #vis const VERSION: u32 = <Self as #eb::Event>::VERSION;
+
+            #[doc = #doc_publish]
+            #vis async fn publish<__S: #eb::Service>(
+                &self,
+                bus: &#eb::EventBus<__S>,
+            ) -> ::core::result::Result<#eb::Receipt, #eb::PublishError>
+            where
+                Self: #eb::OwnedBy<__S>,
+            {
+                bus.#publish_method(self).await
+            }
+        }
+    }
+}
+
+/// What an invalid event expands to besides its errors: impls with placeholder values, so code
+/// that uses the event still type-checks and the user sees only the real error.
+pub fn fallback(def: &EventDef) -> TokenStream {
+    let krate = &def.krate;
+    let eb = quote!(#krate::__private);
+    let ident = &def.ident;
+    let category = format_ident!("{}", def.category.marker());
+    let category_trait = format_ident!("{}", def.category.derive_name());
+    let category_items = match def.category {
+        Category::Domain => quote!(const AGGREGATE: &'static str = "";),
+        Category::Integration => quote!(const TARGET: &'static str = "";),
+        Category::Audit => quote!(const AUDIT_CATEGORY: &'static str = "";),
+        Category::System => TokenStream::new(),
+        Category::Notification => quote!(const CHANNEL: &'static str = ""; const KIND: &'static str = "";),
+    };
+    quote! {
+        const _: () = {
+            impl #eb::Event for #ident {
+                type Category = #eb::category::#category;
+                type Service = #eb::InvalidEvent;
+                type Topic = #eb::InvalidEvent;
+                const NAME: &'static str = "";
+                const EVENT_TYPE: &'static str = "";
+                const VERSION: u32 = 0;
+                const DESCRIPTION: &'static str = "";
+                const TOPIC: &'static str = "";
+                const OUTBOX_INSERT_POSTGRES: &'static str = "";
+                const OUTBOX_INSERT_SQLITE: &'static str = "";
+                fn partition_key(&self) -> ::core::option::Option<#eb::String> {
+                    ::core::option::Option::None
+                }
+            }
+            impl #eb::#category_trait for #ident {
+                #category_items
+            }
+            impl<__S: #eb::Service> #eb::OwnedBy<__S> for #ident {}
+            impl<__T: #eb::Topic> #eb::RoutedTo<__T> for #ident {}
+        };
+    }
+}
+
+/// The expansion of `#[derive(Service)]`.
+pub fn service(ident: &Ident, vis: &Visibility, name: &str, is_default: bool, krate: &Path) -> TokenStream {
+    let eb = quote!(#krate::__private);
+    let default_alias = is_default.then(|| {
+        quote! {
+            #[doc(hidden)]
+            #[allow(unreachable_pub)]
+            #vis type __EventbusDefaultService = #ident;
+        }
+    });
+    quote! {
+        impl #eb::Service for #ident {
+            const NAME: &'static str = #name;
+        }
+        #default_alias
+    }
+}
+
+/// How a `#[derive(Topic)]` type names its topic.
+pub enum TopicName {
+    /// `#[topic(name = "...")]`.
+    Fixed(String),
+    /// `#[topic(aggregate = "order")]`: `domain.{service}.order`.
+    Aggregate(ServiceRef, String),
+}
+
+/// The expansion of `#[derive(Topic)]`.
+pub fn topic_type(ident: &Ident, name: &TopicName, krate: &Path) -> TokenStream {
+    let eb = quote!(#krate::__private);
+    let (service_ty, value) = match name {
+        TopicName::Fixed(n) => (quote!(()), quote!(#n)),
+        TopicName::Aggregate(service, aggregate) => (
+            service_path(service, ident.span()),
+            concat(krate, dotted(vec![Some("domain".into()), None, Some(aggregate.clone())])),
+        ),
+    };
+    let too_long = format!(
+        "the topic `{ident}` is longer than 249 characters, Kafka's limit: shorten the service or aggregate name"
+    );
+    quote! {
+        const _: () = {
+            #[allow(dead_code)]
+            type __Service = #service_ty;
+            impl #eb::Topic for #ident {
+                const NAME: &'static str = #value;
+            }
+            const _: () = ::core::assert!(<#ident as #eb::Topic>::NAME.len() <= #eb::MAX_TOPIC_LEN, #too_long);
+        };
+    }
+}

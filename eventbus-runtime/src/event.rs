@@ -1,0 +1,280 @@
+//! The traits generated code implements: events, their categories, services and topics.
+//!
+//! Routing lives in these types. A category method (`publish_audit`) accepts only its category, a
+//! bus publishes only the domain events its service owns, and a publisher or subscription bound to
+//! a topic type accepts only the events routed to it: misrouting is a compile error whose message
+//! names the event, what it is, and what to do instead.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The five event categories (the seed's AD-004).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    /// A business fact within one bounded context.
+    Domain,
+    /// A message from one service to another.
+    Integration,
+    /// A compliance or security record.
+    Audit,
+    /// An infrastructure or operational event.
+    System,
+    /// A user or operator notification.
+    Notification,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 5] = [
+        Category::Domain,
+        Category::Integration,
+        Category::Audit,
+        Category::System,
+        Category::Notification,
+    ];
+
+    /// The lower-case name carried in the `ce_category` header.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Category::Domain => "domain",
+            Category::Integration => "integration",
+            Category::Audit => "audit",
+            Category::System => "system",
+            Category::Notification => "notification",
+        }
+    }
+
+    /// Parses [`Category::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Marker types for the categories, used as [`Event::Category`].
+pub mod category {
+    use super::Category;
+
+    /// Implemented by the five category markers.
+    pub trait CategoryMarker: Send + Sync + 'static {
+        /// The category this marker stands for.
+        const CATEGORY: Category;
+    }
+
+    macro_rules! markers {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("The `", stringify!($name), "` category.")]
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+            pub enum $name {}
+            impl CategoryMarker for $name {
+                const CATEGORY: Category = Category::$name;
+            }
+        )*};
+    }
+    markers!(Domain, Integration, Audit, System, Notification);
+}
+
+/// A service: the owner of domain events and the source of the events it publishes.
+///
+/// Declare one with `#[derive(Service)]` on a unit struct; `#[service(default)]` at the crate root
+/// makes it the service of every event in the crate that does not name another.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an eventbus service",
+    label = "not declared as a service",
+    note = "declare it with `#[derive(eventbus::Service)] #[service(name = \"...\")] pub struct {Self};`"
+)]
+pub trait Service: Send + Sync + 'static {
+    /// The service's name: a topic segment (`[a-z0-9_-]+`).
+    const NAME: &'static str;
+}
+
+/// A Kafka topic, as a type. Each event is routed to exactly one topic ([`Event::Topic`]).
+///
+/// The derives declare one per event (`OrderPlacedTopic`); `#[derive(Topic)]` declares one shared
+/// by several events (per-aggregate routing).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an eventbus topic",
+    label = "not a topic type",
+    note = "topics are the `<Event>Topic` types the event derives declare, or unit structs with `#[derive(eventbus::Topic)]`"
+)]
+pub trait Topic: Send + Sync + 'static {
+    /// The topic's name on the broker.
+    const NAME: &'static str;
+}
+
+/// An event: a typed payload with a name, a version, a category, a topic and a partition key.
+///
+/// Implemented by the derives (`#[derive(DomainEvent)]`, ...); do not implement it by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an eventbus event",
+    label = "not an event",
+    note = "declare it with one of the event derives: `#[derive(DomainEvent)]`, `IntegrationEvent`, `AuditEvent`, `SystemEvent` or `NotificationEvent`"
+)]
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The category marker ([`category::Domain`], ...).
+    type Category: category::CategoryMarker;
+    /// The owning service (for integration events, the source service).
+    type Service: Service;
+    /// The topic this event is published to.
+    type Topic: Topic;
+    /// The snake_case name on the wire.
+    const NAME: &'static str;
+    /// The CloudEvents `type`: `{service}.{aggregate}.{name}` for domain events,
+    /// `{service}.{name}` for the others.
+    const EVENT_TYPE: &'static str;
+    /// The schema version, from 1.
+    const VERSION: u32;
+    /// What the event means (its doc comment).
+    const DESCRIPTION: &'static str;
+    /// The topic's name (`<Self::Topic as Topic>::NAME`).
+    const TOPIC: &'static str;
+    /// The statement that writes this event to the default outbox table, PostgreSQL dialect.
+    ///
+    /// Binds: `$1` event id (uuid), `$2` partition key (text, nullable), `$3` headers (jsonb),
+    /// `$4` payload (bytea), `$5` shard (integer).
+    const OUTBOX_INSERT_POSTGRES: &'static str;
+    /// The same statement in the SQLite dialect (`?1` … `?5`).
+    const OUTBOX_INSERT_SQLITE: &'static str;
+
+    /// The partition key: records with one key keep their order.
+    fn partition_key(&self) -> Option<String>;
+
+    /// The CloudEvents `subject`: the aggregate id for domain events.
+    fn subject(&self) -> Option<String> {
+        None
+    }
+
+    /// The category as a value.
+    fn category() -> Category {
+        <Self::Category as category::CategoryMarker>::CATEGORY
+    }
+}
+
+/// A domain event: `domain.{service}.{aggregate}.{event}`, keyed by the aggregate id.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a domain event",
+    label = "not a domain event",
+    note = "declare `{Self}` with `#[derive(DomainEvent)]`, or use the API of its own category"
+)]
+pub trait DomainEvent: Event {
+    /// The aggregate type's name.
+    const AGGREGATE: &'static str;
+}
+
+/// An integration event: `integration.{source}.{target}.{event}`, keyed by its key field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an integration event",
+    label = "not an integration event",
+    note = "declare `{Self}` with `#[derive(IntegrationEvent)]`, or use the API of its own category"
+)]
+pub trait IntegrationEvent: Event {
+    /// The target service's name.
+    const TARGET: &'static str;
+}
+
+/// An audit event: `audit.{service}.{audit_category}`, keyed by its key or actor.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an audit event",
+    label = "not an audit event",
+    note = "declare `{Self}` with `#[derive(AuditEvent)]`, or use the API of its own category"
+)]
+pub trait AuditEvent: Event {
+    /// The audit category.
+    const AUDIT_CATEGORY: &'static str;
+}
+
+/// A system event: `system.{service}.{event}`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a system event",
+    label = "not a system event",
+    note = "declare `{Self}` with `#[derive(SystemEvent)]`, or use the API of its own category"
+)]
+pub trait SystemEvent: Event {
+}
+
+/// A notification event: `notifications.{channel}.{kind}`, keyed by the recipient.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a notification event",
+    label = "not a notification event",
+    note = "declare `{Self}` with `#[derive(NotificationEvent)]`, or use the API of its own category"
+)]
+pub trait NotificationEvent: Event {
+    /// The delivery channel.
+    const CHANNEL: &'static str;
+    /// The notification type.
+    const KIND: &'static str;
+}
+
+/// `E: OwnedBy<S>`: the bus of service `S` may publish `E`.
+///
+/// A domain event is owned by its service alone; every other event may be published by any
+/// service.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a domain event of another service, so the bus of `{S}` cannot publish it",
+    label = "owned by another service",
+    note = "a service publishes only the domain events it owns: declare the event with `#[event(service = {S})]` if `{S}` owns it, or, to tell other services what happened, declare an integration event (`#[derive(IntegrationEvent)]`) and publish that"
+)]
+pub trait OwnedBy<S: Service> {}
+
+/// `E: RoutedTo<T>`: event `E` is published to topic `T`. Implemented by the derives.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not routed to the topic `{T}`",
+    label = "`{Self}` is published to another topic",
+    note = "an event arrives only on the topic it is routed to (`<{Self} as eventbus::Event>::Topic`): bind the publisher or subscription to that topic, or route the event to `{T}` with `#[event(topic = {T})]`"
+)]
+pub trait RoutedTo<T: Topic>: Event {}
+
+/// The bound of `publish_domain`: implemented by the [`category::Domain`] marker only.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_domain` cannot take it",
+    label = "not a domain event",
+    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
+    note = "`publish_domain` takes events declared with `#[derive(DomainEvent)]`"
+)]
+pub trait AcceptsDomain<E, T> {}
+impl<E, T> AcceptsDomain<E, T> for category::Domain {}
+
+/// The bound of `publish_integration`: implemented by the [`category::Integration`] marker only.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_integration` cannot take it",
+    label = "not an integration event",
+    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
+    note = "`publish_integration` takes events declared with `#[derive(IntegrationEvent)]`"
+)]
+pub trait AcceptsIntegration<E, T> {}
+impl<E, T> AcceptsIntegration<E, T> for category::Integration {}
+
+/// The bound of `publish_audit`: implemented by the [`category::Audit`] marker only.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_audit` cannot take it",
+    label = "not an audit event",
+    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
+    note = "`publish_audit` takes events declared with `#[derive(AuditEvent)]`"
+)]
+pub trait AcceptsAudit<E, T> {}
+impl<E, T> AcceptsAudit<E, T> for category::Audit {}
+
+/// The bound of `publish_system`: implemented by the [`category::System`] marker only.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_system` cannot take it",
+    label = "not a system event",
+    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
+    note = "`publish_system` takes events declared with `#[derive(SystemEvent)]`"
+)]
+pub trait AcceptsSystem<E, T> {}
+impl<E, T> AcceptsSystem<E, T> for category::System {}
+
+/// The bound of `publish_notification`: implemented by the [`category::Notification`] marker only.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_notification` cannot take it",
+    label = "not a notification event",
+    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
+    note = "`publish_notification` takes events declared with `#[derive(NotificationEvent)]`"
+)]
+pub trait AcceptsNotification<E, T> {}
+impl<E, T> AcceptsNotification<E, T> for category::Notification {}

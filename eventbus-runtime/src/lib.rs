@@ -1,0 +1,119 @@
+//! A declarative event bus for Rust services.
+//!
+//! Declare an event once, with a derive; the expansion gives it a name, a version, a category, a
+//! topic computed at compile time, a partition key, CloudEvents (de)serialization, the outbox
+//! statements, and typed publish functions. Routing lives in the type system: a misrouted event is
+//! a compile error, not a 3 a.m. incident.
+//!
+//! ```
+//! use eventbus::{DomainEvent, EventBus, Service};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// The petstore: it owns the events below (`default`: every event of this crate that names no
+//! /// other service).
+//! #[derive(Service)]
+//! #[service(name = "petstore", default)]
+//! pub struct Petstore;
+//!
+//! /// An order was placed.
+//! #[derive(DomainEvent, Serialize, Deserialize, Debug, PartialEq)]
+//! #[event(aggregate = "order", version = 1)]
+//! pub struct OrderPlaced {
+//!     #[event(aggregate_id)]
+//!     pub order_id: uuid::Uuid,
+//!     pub total_cents: u64,
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let bus = EventBus::testing(Petstore);
+//!     let placed = OrderPlaced { order_id: uuid::Uuid::now_v7(), total_cents: 4_200 };
+//!
+//!     bus.publish_domain(&placed).await?;
+//!
+//!     assert_eq!(bus.recorded().published::<OrderPlaced>(), vec![placed]);
+//!     assert_eq!(OrderPlaced::TOPIC, "domain.petstore.order.order_placed");
+//!     assert_eq!(OrderPlaced::EVENT_TYPE, "petstore.order.order_placed");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A domain event is not an audit event, and the compiler says so, naming the event, its
+//! category and topic, and the method to use instead:
+//!
+//! ```compile_fail
+//! # use eventbus::{DomainEvent, EventBus, Service};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Service)]
+//! # #[service(name = "petstore", default)]
+//! # pub struct Petstore;
+//! /// An order was placed.
+//! #[derive(DomainEvent, Serialize, Deserialize)]
+//! #[event(aggregate = "order")]
+//! pub struct OrderPlaced {
+//!     #[event(aggregate_id)]
+//!     pub order_id: uuid::Uuid,
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = EventBus::testing(Petstore);
+//! // error: `OrderPlaced` is a Domain event routed to `OrderPlacedTopic`, so `publish_audit`
+//! // cannot take it
+//! bus.publish_audit(&OrderPlaced { order_id: uuid::Uuid::now_v7() }).await?;
+//! # Ok(()) }
+//! # fn main() {}
+//! ```
+//!
+//! # Categories and topics (AD-004)
+//!
+//! | derive | topic | partition key |
+//! |---|---|---|
+//! | `DomainEvent` | `domain.{service}.{aggregate}.{event}` | `#[event(aggregate_id)]` |
+//! | `IntegrationEvent` | `integration.{source}.{target}.{event}` | `#[event(key)]` |
+//! | `AuditEvent` | `audit.{service}.{audit_category}` | `#[event(key)]` or `#[event(actor)]` |
+//! | `SystemEvent` | `system.{service}.{event}` | `#[event(key)]` or none |
+//! | `NotificationEvent` | `notifications.{channel}.{kind}` | `#[event(key)]` or `#[event(recipient)]` |
+//!
+//! A domain topic per event type loses the order between two events of one aggregate (Kafka
+//! orders records within one partition of one topic). Route an aggregate's events to one topic
+//! with a shared topic type — `#[derive(Topic)] #[topic(aggregate = "order")] struct OrderTopic;`
+//! and `#[event(topic = OrderTopic)]` on each event — and they keep their order per aggregate id.
+//!
+//! # Modes (AD-003)
+//!
+//! [`EventBus::testing`] records in memory and dispatches to local subscriptions. The
+//! Transactional (outbox) and Direct (Kafka) modes share the same typed API.
+
+mod bus;
+mod envelope;
+mod error;
+pub mod event;
+mod key;
+mod publisher;
+pub mod routing;
+mod testing;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use bus::{
+    EventBus, Handler, IntoHandlerResult, Mode, Receipt, SubscribeError, Subscription,
+    SubscriptionHandle, TopicPublisher,
+};
+pub use envelope::{Envelope, EventContext, headers};
+pub use error::{DecodeError, HandlerError, PublishError};
+pub use event::{
+    AuditEvent, Category, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy,
+    RoutedTo, Service, SystemEvent, Topic, category,
+};
+pub use key::PartitionKey;
+pub use publisher::{BoxFuture, EventPublisher, RawEvent};
+pub use testing::{HandlerFailure, Recorder};
+
+/// The derives: `#[derive(DomainEvent)]` and its siblings, `#[derive(Service)]`,
+/// `#[derive(Topic)]`.
+#[cfg(feature = "derive")]
+pub use eventbus_derive::{
+    AuditEvent, DomainEvent, IntegrationEvent, NotificationEvent, Service, SystemEvent, Topic,
+};

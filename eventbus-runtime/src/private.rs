@@ -1,0 +1,113 @@
+//! What generated code reaches the runtime through (`eventbus::__private`). Not a public API.
+
+pub use crate::event::{
+    AuditEvent, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy, RoutedTo,
+    Service, SystemEvent, Topic, category,
+};
+pub use crate::key::PartitionKey;
+pub use crate::{EventBus, PublishError, Receipt};
+pub use crate::routing::MAX_TOPIC_LEN;
+pub use std::string::String;
+
+/// Concatenates string constants at compile time: `concat_const!("domain.", S::NAME, ".order")`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __concat_const {
+    ($($part:expr),+ $(,)?) => {{
+        const __PARTS: &[&str] = &[$($part),+];
+        const __LEN: usize = $crate::__private::concat_len(__PARTS);
+        const __BYTES: [u8; __LEN] = $crate::__private::concat_bytes(__PARTS);
+        $crate::__private::utf8(&__BYTES)
+    }};
+}
+pub use crate::__concat_const as concat_const;
+
+/// The total length of `parts`.
+pub const fn concat_len(parts: &[&str]) -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        len += parts[i].len();
+        i += 1;
+    }
+    len
+}
+
+/// `parts`, concatenated into an array of exactly `N` bytes.
+pub const fn concat_bytes<const N: usize>(parts: &[&str]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let bytes = parts[i].as_bytes();
+        let mut j = 0;
+        while j < bytes.len() {
+            out[at] = bytes[j];
+            at += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Bytes concatenated from `&str`s, as a `&str`.
+pub const fn utf8(bytes: &'static [u8]) -> &'static str {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(_) => panic!("concatenated strings are UTF-8"),
+    }
+}
+
+/// String equality in constant context.
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The service and topic of an event whose declaration has errors: it keeps the user's code
+/// type-checking so the compiler reports only the declaration's error.
+#[derive(Debug)]
+pub enum InvalidEvent {}
+
+impl Service for InvalidEvent {
+    const NAME: &'static str = "";
+}
+
+impl Topic for InvalidEvent {
+    const NAME: &'static str = "";
+}
+
+/// Checks an event's field type can be (de)serialized.
+#[diagnostic::on_unimplemented(
+    message = "field type `{Self}` of event `{E}` cannot be serialized",
+    label = "not `Serialize` + `Deserialize`",
+    note = "every field of an event payload is (de)serialized with serde: derive `serde::Serialize` and `serde::Deserialize` for `{Self}`, or mark the field `#[serde(skip)]`"
+)]
+pub trait PayloadField<E> {}
+impl<E, T: serde::Serialize + serde::de::DeserializeOwned> PayloadField<E> for T {}
+
+/// Checks an event's key field can be a partition key.
+#[diagnostic::on_unimplemented(
+    message = "field type `{Self}` of event `{E}` cannot be a partition key",
+    label = "not a `PartitionKey`",
+    note = "a key field (`aggregate_id`, `key`, `actor`, `recipient`) holds a string, an integer, a UUID, a bool or char, or an `Option` of those; implement `eventbus::PartitionKey` for `{Self}` to use it"
+)]
+pub trait KeyField<E> {}
+impl<E, T: PartitionKey + ?Sized> KeyField<E> for T {}
+
+/// Fails to compile unless `T` is a payload field type.
+pub const fn assert_payload_field<E, T: PayloadField<E>>() {}
+
+/// Fails to compile unless `T` is a key field type.
+pub const fn assert_key_field<E, T: KeyField<E> + ?Sized>() {}

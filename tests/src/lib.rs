@@ -1,0 +1,101 @@
+//! Fixture events shared by the integration tests: one service per crate default, and one event of
+//! each category.
+
+use eventbus::{
+    AuditEvent, DomainEvent, IntegrationEvent, NotificationEvent, Service, SystemEvent, Topic,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The petstore service, the crate's default.
+#[derive(Service, Debug)]
+#[service(name = "petstore", default)]
+pub struct Petstore;
+
+/// The payments service.
+#[derive(Service, Debug)]
+#[service(name = "payments")]
+pub struct Payments;
+
+/// An order was placed.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(aggregate = "order")]
+pub struct OrderPlaced {
+    /// The order.
+    #[event(aggregate_id)]
+    pub order_id: Uuid,
+    /// What it costs.
+    pub total_cents: u64,
+}
+
+/// The per-aggregate topic of orders: every order event in one topic, in order per order id.
+#[derive(Topic, Debug)]
+#[topic(aggregate = "order")]
+pub struct OrderTopic;
+
+/// An order was shipped (routed per aggregate).
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(aggregate = "order", topic = OrderTopic)]
+pub struct OrderShipped {
+    /// The order.
+    #[event(aggregate_id)]
+    pub order_id: Uuid,
+}
+
+/// An order was cancelled (routed per aggregate).
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(aggregate = "order", topic = OrderTopic, version = 2)]
+pub struct OrderCancelled {
+    /// The order.
+    #[event(aggregate_id)]
+    pub order_id: Uuid,
+    /// Why.
+    pub reason: String,
+}
+
+/// A payment was captured (owned by payments).
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(service = Payments, aggregate = "payment")]
+pub struct PaymentCaptured {
+    /// The payment.
+    #[event(aggregate_id)]
+    pub payment_id: Uuid,
+    /// The order it pays.
+    pub order_id: Uuid,
+}
+
+/// Payments tells orders that an order is paid.
+#[derive(IntegrationEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(source = Payments, target = "petstore")]
+pub struct OrderPaid {
+    /// The order; the key.
+    #[event(key)]
+    pub order_id: Uuid,
+}
+
+/// A user signed in.
+#[derive(AuditEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(audit_category = "security")]
+pub struct UserSignedIn {
+    /// Who.
+    #[event(actor)]
+    pub user: String,
+}
+
+/// The service started.
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ServiceStarted {
+    /// Its version.
+    pub build: String,
+}
+
+/// Tell a customer their order is confirmed.
+#[derive(NotificationEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(channel = "email", kind = "order_confirmation")]
+pub struct OrderConfirmationEmail {
+    /// To whom.
+    #[event(recipient)]
+    pub email: String,
+    /// Which order.
+    pub order_id: Uuid,
+}
