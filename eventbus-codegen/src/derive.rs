@@ -17,7 +17,7 @@ use crate::naming::{did_you_mean, to_snake_case};
 
 /// Collects errors, combining them into one `syn::Error` at the end.
 #[derive(Default)]
-pub(crate) struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>, Vec<&'static str>);
 
 impl Errors {
     pub(crate) fn push(&mut self, err: syn::Error) {
@@ -31,6 +31,11 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
+    /// Remembers that the user wrote a misspelling of `key`.
+    pub(crate) fn suggested(&mut self, key: &'static str) {
+        self.1.push(key);
+    }
+
     pub(crate) fn finish(self) -> Result<(), syn::Error> {
         self.0.map_or(Ok(()), Err)
     }
@@ -38,7 +43,15 @@ impl Errors {
 
 /// The struct-level keys of `#[event(...)]`, and the categories each applies to.
 const STRUCT_KEYS: &[(&str, &[Category])] = &[
-    ("service", &[Category::Domain, Category::Audit, Category::System, Category::Notification]),
+    (
+        "service",
+        &[
+            Category::Domain,
+            Category::Audit,
+            Category::System,
+            Category::Notification,
+        ],
+    ),
     ("source", &[Category::Integration]),
     ("aggregate", &[Category::Domain]),
     ("target", &[Category::Integration]),
@@ -60,7 +73,9 @@ const FIELD_KEYS: &[(&str, FieldRole)] = &[
 ];
 
 /// Parses a derive input of `category` into the event model, validating it.
-pub fn parse_event(category: Category, input: &DeriveInput) -> Result<EventDef, (syn::Error, EventDef)> {
+///
+/// Returns the model, as complete as the input allows, and every error found in it.
+pub fn parse_event(category: Category, input: &DeriveInput) -> (EventDef, Option<syn::Error>) {
     let mut errors = Errors::default();
     let ident = input.ident.clone();
     let derive = category.derive_name();
@@ -92,6 +107,8 @@ pub fn parse_event(category: Category, input: &DeriveInput) -> Result<EventDef, 
         );
     }
 
+    let shape_error =
+        !matches!(&input.data, Data::Struct(s) if !matches!(s.fields, Fields::Unnamed(_)));
     match &input.data {
         Data::Struct(data) => match &data.fields {
             Fields::Named(named) => {
@@ -133,17 +150,25 @@ pub fn parse_event(category: Category, input: &DeriveInput) -> Result<EventDef, 
         }
     }
 
-    for problem in model::validate(&def) {
-        errors.at(problem.span, problem.message);
+    // A wrong shape (enum, tuple struct, union) has no fields to check: one error is enough.
+    if !shape_error {
+        for problem in model::validate(&def) {
+            if problem.missing.is_some_and(|m| errors.1.contains(&m)) {
+                continue; // the user wrote a misspelling of it, already reported
+            }
+            errors.at(problem.span, problem.message);
+        }
     }
 
-    match errors.finish() {
-        Ok(()) => Ok(def),
-        Err(e) => Err((e, def)),
-    }
+    (def, errors.finish().err())
 }
 
-fn parse_struct_key(category: Category, def: &mut EventDef, meta: &ParseNestedMeta<'_>, errors: &mut Errors) {
+fn parse_struct_key(
+    category: Category,
+    def: &mut EventDef,
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) {
     let key = meta.path.to_token_stream().to_string().replace(' ', "");
     let span = meta.path.span();
     let derive = category.derive_name();
@@ -157,11 +182,17 @@ fn parse_struct_key(category: Category, def: &mut EventDef, meta: &ParseNestedMe
         let hint = if field_key {
             format!(" `{key}` is a field attribute: put `#[event({key})]` on the field")
         } else if let Some(s) = did_you_mean(&key, &valid) {
+            if let Some((k, _)) = STRUCT_KEYS.iter().find(|(k, _)| *k == s) {
+                errors.suggested(k);
+            }
             format!(" did you mean `{s}`?")
         } else {
             format!(" expected one of: {}", valid.join(", "))
         };
-        errors.at(span, format!("unknown attribute `{key}` for `#[derive({derive})]`;{hint}"));
+        errors.at(
+            span,
+            format!("unknown attribute `{key}` for `#[derive({derive})]`;{hint}"),
+        );
         skip_value(meta);
         return;
     };
@@ -234,11 +265,18 @@ fn skip_value(meta: &ParseNestedMeta<'_>) {
     }
 }
 
-fn value_str(meta: &ParseNestedMeta<'_>, key: &str, errors: &mut Errors) -> Option<Spanned<String>> {
+fn value_str(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    errors: &mut Errors,
+) -> Option<Spanned<String>> {
     match meta.value().and_then(|v| v.parse::<LitStr>()) {
         Ok(s) => Some(Spanned::new(s.value(), s.span())),
         Err(e) => {
-            errors.at(e.span(), format!("`{key}` takes a string, e.g. `{key} = \"order\"`"));
+            errors.at(
+                e.span(),
+                format!("`{key}` takes a string, e.g. `{key} = \"order\"`"),
+            );
             None
         }
     }
@@ -255,7 +293,11 @@ fn value_path(meta: &ParseNestedMeta<'_>, key: &str, errors: &mut Errors) -> Opt
     match parsed {
         Ok(p) => Some(p),
         Err(e) => {
-            let example = if key == "crate" { "crate = ::eventbus" } else { "service = Petstore" };
+            let example = if key == "crate" {
+                "crate = ::eventbus"
+            } else {
+                "service = Petstore"
+            };
             errors.at(
                 e.span(),
                 format!("`{key}` takes a path to a type, e.g. `{example}`"),
@@ -279,6 +321,9 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
                     let hint = if struct_key {
                         format!(" `{key}` is a struct attribute: put `#[event({key} = ...)]` above the struct")
                     } else if let Some(s) = did_you_mean(&key, &names) {
+                        if let Some((k, _)) = FIELD_KEYS.iter().find(|(k, _)| *k == s) {
+                            errors.suggested(k);
+                        }
                         format!(" did you mean `{s}`?")
                     } else {
                         format!(" expected one of: {}", names.join(", "))
@@ -293,10 +338,14 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
             errors.push(e);
         }
     }
-    let serde_custom = field.attrs.iter().filter(|a| a.path().is_ident("serde")).any(|a| {
-        let text = a.meta.to_token_stream().to_string();
-        text.contains("skip") || text.contains("with")
-    });
+    let serde_custom = field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|a| {
+            let text = a.meta.to_token_stream().to_string();
+            text.contains("skip") || text.contains("with")
+        });
     Some(FieldDef {
         ident,
         ty: field.ty.clone(),
@@ -312,7 +361,9 @@ pub(crate) fn doc_string(attrs: &[Attribute]) -> String {
         .filter(|a| a.path().is_ident("doc"))
         .filter_map(|a| match &a.meta {
             syn::Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.value()),
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
                 _ => None,
             },
             _ => None,
@@ -329,8 +380,8 @@ pub fn expand_event(category: Category, input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     match parse_event(category, &input) {
-        Ok(def) => crate::emit::event(&def),
-        Err((err, def)) => {
+        (def, None) => crate::emit::event(&def),
+        (def, Some(err)) => {
             let mut out = err.to_compile_error();
             out.extend(crate::emit::fallback(&def));
             out
@@ -349,7 +400,9 @@ pub fn expand_service(input: TokenStream) -> TokenStream {
     let mut name = Spanned::new(to_snake_case(&ident.to_string()), ident.span());
     let mut is_default = false;
     let mut krate: Path = syn::parse_quote!(::eventbus);
-    if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Unit)) || !input.generics.params.is_empty() {
+    if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Unit))
+        || !input.generics.params.is_empty()
+    {
         errors.at(
             ident.span(),
             format!("`#[derive(Service)]` applies to a unit struct: write `pub struct {ident};`"),
@@ -371,9 +424,14 @@ pub fn expand_service(input: TokenStream) -> TokenStream {
                     }
                 }
                 _ => {
-                    let hint = did_you_mean(&key, &["name", "default", "crate"])
-                        .map_or_else(|| " expected `name`, `default` or `crate`".to_owned(), |s| format!(" did you mean `{s}`?"));
-                    errors.at(meta.path.span(), format!("unknown attribute `{key}` for `#[derive(Service)]`;{hint}"));
+                    let hint = did_you_mean(&key, &["name", "default", "crate"]).map_or_else(
+                        || " expected `name`, `default` or `crate`".to_owned(),
+                        |s| format!(" did you mean `{s}`?"),
+                    );
+                    errors.at(
+                        meta.path.span(),
+                        format!("unknown attribute `{key}` for `#[derive(Service)]`;{hint}"),
+                    );
                     skip_value(&meta);
                 }
             }
@@ -390,7 +448,13 @@ pub fn expand_service(input: TokenStream) -> TokenStream {
     if let Err(e) = errors.finish() {
         out.extend(e.to_compile_error());
     }
-    out.extend(crate::emit::service(&input.ident, &input.vis, &name.value, is_default, &krate));
+    out.extend(crate::emit::service(
+        &input.ident,
+        &input.vis,
+        &name.value,
+        is_default,
+        &krate,
+    ));
     out
 }
 
@@ -406,7 +470,9 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
     let mut aggregate: Option<Spanned<String>> = None;
     let mut service = ServiceRef::CrateDefault;
     let mut krate: Path = syn::parse_quote!(::eventbus);
-    if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Unit)) || !input.generics.params.is_empty() {
+    if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Unit))
+        || !input.generics.params.is_empty()
+    {
         errors.at(
             ident.span(),
             format!("`#[derive(Topic)]` applies to a unit struct: write `pub struct {ident};`"),
@@ -430,9 +496,14 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
                 }
                 _ => {
                     let keys = ["name", "aggregate", "service", "crate"];
-                    let hint = did_you_mean(&key, &keys)
-                        .map_or_else(|| format!(" expected one of: {}", keys.join(", ")), |s| format!(" did you mean `{s}`?"));
-                    errors.at(meta.path.span(), format!("unknown attribute `{key}` for `#[derive(Topic)]`;{hint}"));
+                    let hint = did_you_mean(&key, &keys).map_or_else(
+                        || format!(" expected one of: {}", keys.join(", ")),
+                        |s| format!(" did you mean `{s}`?"),
+                    );
+                    errors.at(
+                        meta.path.span(),
+                        format!("unknown attribute `{key}` for `#[derive(Topic)]`;{hint}"),
+                    );
                     skip_value(&meta);
                 }
             }

@@ -72,7 +72,7 @@ pub fn event(def: &EventDef) -> TokenStream {
     let category = format_ident!("{}", def.category.marker());
     let category_trait = format_ident!("{}", def.category.derive_name());
     let name = &def.name.value;
-    let version = def.version.value;
+    let version = proc_macro2::Literal::u32_unsuffixed(def.version.value);
     let description = &def.description;
 
     // Topic: its type, its name, and the check that a shared topic fits.
@@ -98,7 +98,7 @@ pub fn event(def: &EventDef) -> TokenStream {
                     .collect::<Vec<_>>()
                     .join("."),
             };
-            let doc = format!("The topic of [`{ident}`] events: `{shown}`.");
+            let doc = format!(" The topic of [`{ident}`] events: `{shown}`.");
             topic_decl = quote! {
                 #[doc = #doc]
                 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -118,7 +118,11 @@ pub fn event(def: &EventDef) -> TokenStream {
             topic_ty = quote!(#path);
             topic_value = quote!(<#path as #eb::Topic>::NAME);
             if def.category == Category::Domain {
-                let aggregate = def.aggregate.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+                let aggregate = def
+                    .aggregate
+                    .as_ref()
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
                 let expected = concat(
                     krate,
                     dotted(vec![Some("domain".into()), None, Some(aggregate.clone())]),
@@ -149,45 +153,80 @@ pub fn event(def: &EventDef) -> TokenStream {
                 Part::Const(quote!(__TOPIC)),
                 Part::Lit(format!("', {key}, '")),
                 Part::Const(quote!(__EVENT_TYPE)),
-                Part::Lit(format!("', {version}, {headers}, {payload}, {shard})")),
+                Part::Lit(format!(
+                    "', {}, {headers}, {payload}, {shard})",
+                    def.version.value
+                )),
             ],
         )
     };
     let insert_pg = insert(["$1", "$2", "$3", "$4", "$5"]);
     let insert_sqlite = insert(["?1", "?2", "?3", "?4", "?5"]);
 
+    // Key fields are read through `KeyField<Event>`, spanned at the field's type, so a type that
+    // cannot be a key is reported once, there, naming the event.
+    let field_key = |field_ident: &Ident| {
+        let ty = def
+            .fields
+            .iter()
+            .find(|f| &f.ident == field_ident)
+            .map(|f| &f.ty);
+        let span = ty.map_or_else(proc_macro2::Span::call_site, |t| t.span());
+        quote_spanned!(span=> <#ty as #eb::KeyField<#ident>>::field_key(&self.#field_ident))
+    };
     let partition_key = match def.key_source() {
-        KeySource::Field(f) => quote!(#eb::PartitionKey::partition_key(&self.#f)),
+        KeySource::Field(f) => field_key(&f),
         KeySource::None => quote!(::core::option::Option::None),
     };
 
     let (category_items, subject) = match def.category {
         Category::Domain => {
-            let aggregate = def.aggregate.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+            let aggregate = def
+                .aggregate
+                .as_ref()
+                .map(|a| a.value.clone())
+                .unwrap_or_default();
             let id = def
                 .field_with(crate::model::FieldRole::AggregateId)
                 .map(|f| f.ident.clone());
             let subject = id.map(|id| {
+                let value = field_key(&id);
                 quote! {
                     fn subject(&self) -> ::core::option::Option<#eb::String> {
-                        #eb::PartitionKey::partition_key(&self.#id)
+                        #value
                     }
                 }
             });
             (quote!(const AGGREGATE: &'static str = #aggregate;), subject)
         }
         Category::Integration => {
-            let target = def.target.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            let target = def
+                .target
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_default();
             (quote!(const TARGET: &'static str = #target;), None)
         }
         Category::Audit => {
-            let c = def.audit_category.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            let c = def
+                .audit_category
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_default();
             (quote!(const AUDIT_CATEGORY: &'static str = #c;), None)
         }
         Category::System => (TokenStream::new(), None),
         Category::Notification => {
-            let channel = def.channel.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-            let kind = def.kind.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+            let channel = def
+                .channel
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_default();
+            let kind = def
+                .kind
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_default();
             (
                 quote!(const CHANNEL: &'static str = #channel; const KIND: &'static str = #kind;),
                 None,
@@ -206,17 +245,13 @@ pub fn event(def: &EventDef) -> TokenStream {
         let ty = &f.ty;
         quote_spanned!(ty.span()=> #eb::assert_payload_field::<#ident, #ty>();)
     });
-    let key_checks = def.fields.iter().filter(|f| !f.roles.is_empty()).map(|f| {
-        let ty = &f.ty;
-        quote_spanned!(ty.span()=> #eb::assert_key_field::<#ident, #ty>();)
-    });
 
-    let doc_topic = format!("The topic [`{ident}`] is published to (AD-004).");
-    let doc_name = format!("The name of [`{ident}`] on the wire.");
-    let doc_type = format!("The CloudEvents `type` of [`{ident}`].");
-    let doc_version = format!("The schema version of [`{ident}`].");
+    let doc_topic = format!(" The topic [`{ident}`] is published to (AD-004).");
+    let doc_name = format!(" The name of [`{ident}`] on the wire.");
+    let doc_type = format!(" The CloudEvents `type` of [`{ident}`].");
+    let doc_version = format!(" The schema version of [`{ident}`].");
     let doc_publish = format!(
-        "Publishes this event with `bus` (the `publish_{}` of its category).",
+        " Publishes this event with `bus` (the `publish_{}` of its category).",
         def.category.word()
     );
     let publish_method = format_ident!("publish_{}", def.category.word());
@@ -261,7 +296,6 @@ pub fn event(def: &EventDef) -> TokenStream {
             #[allow(dead_code)]
             fn __assert_fields() {
                 #(#field_checks)*
-                #(#key_checks)*
             }
         };
 
@@ -276,14 +310,14 @@ pub fn event(def: &EventDef) -> TokenStream {
             #vis const VERSION: u32 = <Self as #eb::Event>::VERSION;
 
             #[doc = #doc_publish]
-            #vis async fn publish<__S: #eb::Service>(
+            #vis fn publish<'bus, __S: #eb::Service>(
                 &self,
-                bus: &#eb::EventBus<__S>,
-            ) -> ::core::result::Result<#eb::Receipt, #eb::PublishError>
+                bus: &'bus #eb::EventBus<__S>,
+            ) -> #eb::BoxFuture<'bus, ::core::result::Result<#eb::Receipt, #eb::PublishError>>
             where
                 Self: #eb::OwnedBy<__S>,
             {
-                bus.#publish_method(self).await
+                bus.#publish_method(self)
             }
         }
     }
@@ -298,11 +332,20 @@ pub fn fallback(def: &EventDef) -> TokenStream {
     let category = format_ident!("{}", def.category.marker());
     let category_trait = format_ident!("{}", def.category.derive_name());
     let category_items = match def.category {
-        Category::Domain => quote!(const AGGREGATE: &'static str = "";),
-        Category::Integration => quote!(const TARGET: &'static str = "";),
-        Category::Audit => quote!(const AUDIT_CATEGORY: &'static str = "";),
+        Category::Domain => quote!(
+            const AGGREGATE: &'static str = "";
+        ),
+        Category::Integration => quote!(
+            const TARGET: &'static str = "";
+        ),
+        Category::Audit => quote!(
+            const AUDIT_CATEGORY: &'static str = "";
+        ),
         Category::System => TokenStream::new(),
-        Category::Notification => quote!(const CHANNEL: &'static str = ""; const KIND: &'static str = "";),
+        Category::Notification => quote!(
+            const CHANNEL: &'static str = "";
+            const KIND: &'static str = "";
+        ),
     };
     quote! {
         const _: () = {
@@ -331,7 +374,13 @@ pub fn fallback(def: &EventDef) -> TokenStream {
 }
 
 /// The expansion of `#[derive(Service)]`.
-pub fn service(ident: &Ident, vis: &Visibility, name: &str, is_default: bool, krate: &Path) -> TokenStream {
+pub fn service(
+    ident: &Ident,
+    vis: &Visibility,
+    name: &str,
+    is_default: bool,
+    krate: &Path,
+) -> TokenStream {
     let eb = quote!(#krate::__private);
     let default_alias = is_default.then(|| {
         quote! {
@@ -363,7 +412,10 @@ pub fn topic_type(ident: &Ident, name: &TopicName, krate: &Path) -> TokenStream 
         TopicName::Fixed(n) => (quote!(()), quote!(#n)),
         TopicName::Aggregate(service, aggregate) => (
             service_path(service, ident.span()),
-            concat(krate, dotted(vec![Some("domain".into()), None, Some(aggregate.clone())])),
+            concat(
+                krate,
+                dotted(vec![Some("domain".into()), None, Some(aggregate.clone())]),
+            ),
         ),
     };
     let too_long = format!(

@@ -2,7 +2,7 @@
 //!
 //! One intermediate representation ([`model::EventDef`]) with its validation, front ends that
 //! fill it (the derive input today; YAML schemas for `build.rs`), and emitters that turn it into
-//! Rust. `eventbus-derive` is a thin shell over [`derive`]; generated code only names
+//! Rust. `eventbus-derive` is a thin shell over [`derive`](mod@derive); generated code only names
 //! `eventbus::__private`, so users depend on `eventbus` alone.
 //!
 //! Users do not call this crate directly: they write `#[derive(eventbus::DomainEvent)]`.

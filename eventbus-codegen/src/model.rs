@@ -230,21 +230,21 @@ impl EventDef {
     /// Returned as parts to concatenate: `None` stands for the service name, which is only known
     /// when the crate compiles (it is a constant of the service type).
     pub fn default_topic_parts(&self) -> Vec<Option<String>> {
-        let seg = |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+        let seg =
+            |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
         let name = self.name.value.clone();
         let prefix = self.category.topic_prefix().to_owned();
         match self.category {
-            Category::Domain => vec![
-                Some(prefix),
-                None,
-                Some(seg(&self.aggregate)),
-                Some(name),
-            ],
+            Category::Domain => vec![Some(prefix), None, Some(seg(&self.aggregate)), Some(name)],
             Category::Integration => vec![Some(prefix), None, Some(seg(&self.target)), Some(name)],
             Category::Audit => vec![Some(prefix), None, Some(seg(&self.audit_category))],
             Category::System => vec![Some(prefix), None, Some(name)],
             Category::Notification => {
-                vec![Some(prefix), Some(seg(&self.channel)), Some(seg(&self.kind))]
+                vec![
+                    Some(prefix),
+                    Some(seg(&self.channel)),
+                    Some(seg(&self.kind)),
+                ]
             }
         }
     }
@@ -268,6 +268,9 @@ pub struct Problem {
     pub span: Span,
     /// What is wrong and what to do.
     pub message: String,
+    /// For "X is missing" problems, the attribute that is missing (`aggregate`, `aggregate_id`),
+    /// so a front end can drop it when the user wrote a misspelling of X.
+    pub missing: Option<&'static str>,
 }
 
 impl Problem {
@@ -276,14 +279,23 @@ impl Problem {
         Problem {
             span,
             message: message.into(),
+            missing: None,
         }
+    }
+
+    /// Marks this problem as "`key` is missing".
+    pub fn missing(mut self, key: &'static str) -> Self {
+        self.missing = Some(key);
+        self
     }
 }
 
 /// Checks a topic segment (`[a-z0-9_-]+`); returns what is wrong with it.
 pub fn check_segment(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
-        return Err(format!("{what} is empty: give it a name of `a-z`, `0-9`, `_` and `-`"));
+        return Err(format!(
+            "{what} is empty: give it a name of `a-z`, `0-9`, `_` and `-`"
+        ));
     }
     if let Some(bad) = value
         .chars()
@@ -343,7 +355,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
         ));
     }
 
-    let required: &[(&Option<Spanned<String>>, &str, &str)] = match cat {
+    let required: &[(&Option<Spanned<String>>, &'static str, &str)] = match cat {
         Category::Domain => &[(&def.aggregate, "aggregate", "aggregate = \"order\"")],
         Category::Integration => &[(&def.target, "target", "target = \"orders\"")],
         Category::Audit => &[(
@@ -363,13 +375,16 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
                 if !matches!(def.topic, TopicRoute::Shared(_) | TopicRoute::Name(_))
                     || cat == Category::Domain
                 {
-                    problems.push(Problem::new(
-                        ident.span(),
-                        format!(
-                            "{} event `{ident}` needs `{key}`: add `#[event({example})]`",
-                            cat.word()
-                        ),
-                    ));
+                    problems.push(
+                        Problem::new(
+                            ident.span(),
+                            format!(
+                                "{} event `{ident}` needs `{key}`: add `#[event({example})]`",
+                                cat.word()
+                            ),
+                        )
+                        .missing(key),
+                    );
                 }
             }
             Some(v) => {
@@ -380,10 +395,10 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
         }
     }
 
-    if let TopicRoute::Name(name) = &def.topic {
-        if let Err(e) = check_topic(&name.value) {
-            problems.push(Problem::new(name.span, format!("event `{ident}`: {e}")));
-        }
+    if let TopicRoute::Name(name) = &def.topic
+        && let Err(e) = check_topic(&name.value)
+    {
+        problems.push(Problem::new(name.span, format!("event `{ident}`: {e}")));
     }
 
     // Field roles: which are allowed, and at most one field per role.
@@ -396,7 +411,12 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
         let marked: Vec<_> = def
             .fields
             .iter()
-            .flat_map(|f| f.roles.iter().filter(move |r| r.value == role).map(move |r| (f, r)))
+            .flat_map(|f| {
+                f.roles
+                    .iter()
+                    .filter(move |r| r.value == role)
+                    .map(move |r| (f, r))
+            })
             .collect();
         let allowed = match role {
             FieldRole::AggregateId => cat == Category::Domain,
@@ -419,7 +439,10 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
             continue;
         }
         if marked.len() > 1 {
-            let names: Vec<_> = marked.iter().map(|(f, _)| format!("`{}`", f.ident)).collect();
+            let names: Vec<_> = marked
+                .iter()
+                .map(|(f, _)| format!("`{}`", f.ident))
+                .collect();
             for (_, r) in marked.iter().skip(1) {
                 problems.push(Problem::new(
                     r.span,
@@ -443,6 +466,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
                 role.word()
             ),
         )
+        .missing(role.word())
     };
     match cat {
         Category::Domain if def.field_with(FieldRole::AggregateId).is_none() => {
@@ -479,9 +503,13 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
 
 fn role_home(role: FieldRole) -> &'static str {
     match role {
-        FieldRole::AggregateId => "it marks a domain event's aggregate id (use `#[event(key)]` for a partition key)",
+        FieldRole::AggregateId => {
+            "it marks a domain event's aggregate id (use `#[event(key)]` for a partition key)"
+        }
         FieldRole::Key => "it marks the partition key",
-        FieldRole::Actor => "it marks an audit event's actor (use `#[event(key)]` for a partition key)",
+        FieldRole::Actor => {
+            "it marks an audit event's actor (use `#[event(key)]` for a partition key)"
+        }
         FieldRole::Recipient => {
             "it marks a notification's recipient (use `#[event(key)]` for a partition key)"
         }

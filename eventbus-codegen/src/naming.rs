@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn segments_and_suggestions() {
         assert_eq!(to_segment("Order Lines"), "order_lines");
-        assert_eq!(did_you_mean("agregate", &["aggregate", "version"]), Some("aggregate"));
+        assert_eq!(
+            did_you_mean("agregate", &["aggregate", "version"]),
+            Some("aggregate")
+        );
         assert_eq!(did_you_mean("zzz", &["aggregate", "version"]), None);
     }
 }

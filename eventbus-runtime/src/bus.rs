@@ -107,13 +107,17 @@ enum Backend {
     Testing(Recorder),
 }
 
+/// A handler with its event type erased: decodes the envelope, then runs the typed handler.
+type ErasedHandler =
+    Box<dyn Fn(&Envelope) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
 /// A handler registered for local dispatch, with its event type erased.
 struct LocalHandler {
     id: u64,
     topic: &'static str,
     event_type: &'static str,
     name: &'static str,
-    call: Box<dyn Fn(&Envelope) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>,
+    call: ErasedHandler,
 }
 
 impl<S: Service> EventBus<S> {
@@ -175,57 +179,61 @@ impl<S: Service> EventBus<S> {
     }
 
     /// Publishes any event this service may publish.
-    pub async fn publish<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    ///
+    /// The event is serialized when this is called; the returned future sends it.
+    pub fn publish<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: Event + OwnedBy<S>,
     {
-        let envelope = Envelope::new(event, &self.context)?;
-        self.send(envelope).await
+        match Envelope::new(event, &self.context) {
+            Ok(envelope) => Box::pin(self.send(envelope)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     /// Publishes a domain event of this service (the seed's `publish_domain_event`).
-    pub async fn publish_domain<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    pub fn publish_domain<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: Event + OwnedBy<S>,
         E::Category: AcceptsDomain<E, E::Topic>,
     {
-        self.publish(event).await
+        self.publish(event)
     }
 
     /// Publishes an integration event.
-    pub async fn publish_integration<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    pub fn publish_integration<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: Event + OwnedBy<S>,
         E::Category: AcceptsIntegration<E, E::Topic>,
     {
-        self.publish(event).await
+        self.publish(event)
     }
 
     /// Publishes an audit event (the seed's `publish_audit_event`).
-    pub async fn publish_audit<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    pub fn publish_audit<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: Event + OwnedBy<S>,
         E::Category: AcceptsAudit<E, E::Topic>,
     {
-        self.publish(event).await
+        self.publish(event)
     }
 
     /// Publishes a system event.
-    pub async fn publish_system<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    pub fn publish_system<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: Event + OwnedBy<S>,
         E::Category: AcceptsSystem<E, E::Topic>,
     {
-        self.publish(event).await
+        self.publish(event)
     }
 
     /// Publishes a notification event (the seed's `publish_notification_event`).
-    pub async fn publish_notification<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    pub fn publish_notification<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: Event + OwnedBy<S>,
         E::Category: AcceptsNotification<E, E::Topic>,
     {
-        self.publish(event).await
+        self.publish(event)
     }
 
     /// A publisher bound to topic `T`: it accepts only events routed to `T`.
@@ -309,11 +317,11 @@ impl<S: Service, T: Topic> TopicPublisher<S, T> {
     }
 
     /// Publishes an event routed to `T`.
-    pub async fn publish<E>(&self, event: &E) -> Result<Receipt, PublishError>
+    pub fn publish<E>(&self, event: &E) -> BoxFuture<'_, Result<Receipt, PublishError>>
     where
         E: RoutedTo<T> + OwnedBy<S>,
     {
-        self.bus.publish(event).await
+        self.bus.publish(event)
     }
 }
 
@@ -417,7 +425,9 @@ impl<S: Service, T: Topic> Subscription<S, T> {
 #[non_exhaustive]
 pub enum SubscribeError {
     /// `start` was called before any `on`.
-    #[error("the subscription to `{topic}` has no handlers: add one with `.on::<Event, _>(handler)` before `start`")]
+    #[error(
+        "the subscription to `{topic}` has no handlers: add one with `.on::<Event, _>(handler)` before `start`"
+    )]
     NoHandlers {
         /// The topic.
         topic: &'static str,

@@ -206,7 +206,12 @@ impl Envelope {
             })?;
             found.push((name, value.to_owned()));
         }
-        let get = |name: &str| found.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        let get = |name: &str| {
+            found
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
         let require = |name: &'static str| get(name).ok_or(DecodeError::MissingHeader(name));
         let bad = |header: &str, reason: String| DecodeError::BadHeader {
             header: header.to_owned(),
@@ -215,16 +220,17 @@ impl Envelope {
 
         let spec = require(headers::SPEC_VERSION)?;
         if spec != SPEC_VERSION {
-            return Err(bad(headers::SPEC_VERSION, format!("unsupported version {spec}")));
+            return Err(bad(
+                headers::SPEC_VERSION,
+                format!("unsupported version {spec}"),
+            ));
         }
         let id = require(headers::ID)?;
         let time = require(headers::TIME)?;
         let category = require(headers::CATEGORY)?;
         let version = require(headers::SCHEMA_VERSION)?;
         let key = key
-            .map(|k| {
-                String::from_utf8(k.to_vec()).map_err(|_| bad("key", "not UTF-8".to_owned()))
-            })
+            .map(|k| String::from_utf8(k.to_vec()).map_err(|_| bad("key", "not UTF-8".to_owned())))
             .transpose()?;
         Ok(Envelope {
             id: Uuid::parse_str(&id).map_err(|e| bad(headers::ID, e.to_string()))?,
@@ -237,9 +243,12 @@ impl Envelope {
             key,
             category: Category::parse(&category)
                 .ok_or_else(|| bad(headers::CATEGORY, format!("unknown category {category:?}")))?,
-            version: version
-                .parse()
-                .map_err(|_| bad(headers::SCHEMA_VERSION, format!("{version:?} is not a number")))?,
+            version: version.parse().map_err(|_| {
+                bad(
+                    headers::SCHEMA_VERSION,
+                    format!("{version:?} is not a number"),
+                )
+            })?,
             content_type: get(headers::CONTENT_TYPE).unwrap_or_else(|| JSON.to_owned()),
             correlation_id: get(headers::CORRELATION_ID),
             causation_id: get(headers::CAUSATION_ID),

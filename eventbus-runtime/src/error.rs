@@ -7,7 +7,9 @@ use uuid::Uuid;
 #[non_exhaustive]
 pub enum PublishError {
     /// The payload could not be serialized.
-    #[error("cannot serialize event `{event}` to JSON: {source}; check its fields' `Serialize` impls")]
+    #[error(
+        "cannot serialize event `{event}` to JSON: {source}; check its fields' `Serialize` impls"
+    )]
     Serialize {
         /// The event type.
         event: &'static str,

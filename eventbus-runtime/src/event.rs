@@ -194,8 +194,7 @@ pub trait AuditEvent: Event {
     label = "not a system event",
     note = "declare `{Self}` with `#[derive(SystemEvent)]`, or use the API of its own category"
 )]
-pub trait SystemEvent: Event {
-}
+pub trait SystemEvent: Event {}
 
 /// A notification event: `notifications.{channel}.{kind}`, keyed by the recipient.
 #[diagnostic::on_unimplemented(
@@ -231,7 +230,7 @@ pub trait RoutedTo<T: Topic>: Event {}
 
 /// The bound of `publish_domain`: implemented by the [`category::Domain`] marker only.
 #[diagnostic::on_unimplemented(
-    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_domain` cannot take it",
+    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_domain`",
     label = "not a domain event",
     note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
     note = "`publish_domain` takes events declared with `#[derive(DomainEvent)]`"
@@ -241,7 +240,7 @@ impl<E, T> AcceptsDomain<E, T> for category::Domain {}
 
 /// The bound of `publish_integration`: implemented by the [`category::Integration`] marker only.
 #[diagnostic::on_unimplemented(
-    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_integration` cannot take it",
+    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_integration`",
     label = "not an integration event",
     note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
     note = "`publish_integration` takes events declared with `#[derive(IntegrationEvent)]`"
@@ -251,7 +250,7 @@ impl<E, T> AcceptsIntegration<E, T> for category::Integration {}
 
 /// The bound of `publish_audit`: implemented by the [`category::Audit`] marker only.
 #[diagnostic::on_unimplemented(
-    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_audit` cannot take it",
+    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_audit`",
     label = "not an audit event",
     note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
     note = "`publish_audit` takes events declared with `#[derive(AuditEvent)]`"
@@ -261,7 +260,7 @@ impl<E, T> AcceptsAudit<E, T> for category::Audit {}
 
 /// The bound of `publish_system`: implemented by the [`category::System`] marker only.
 #[diagnostic::on_unimplemented(
-    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_system` cannot take it",
+    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_system`",
     label = "not a system event",
     note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
     note = "`publish_system` takes events declared with `#[derive(SystemEvent)]`"
@@ -271,7 +270,7 @@ impl<E, T> AcceptsSystem<E, T> for category::System {}
 
 /// The bound of `publish_notification`: implemented by the [`category::Notification`] marker only.
 #[diagnostic::on_unimplemented(
-    message = "`{E}` is a {Self} event routed to `{T}`, so `publish_notification` cannot take it",
+    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_notification`",
     label = "not a notification event",
     note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
     note = "`publish_notification` takes events declared with `#[derive(NotificationEvent)]`"

@@ -42,7 +42,9 @@ macro_rules! display_keys {
         }
     )*};
 }
-display_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char);
+display_keys!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char
+);
 
 impl<T: PartitionKey + ?Sized> PartitionKey for &T {
     fn partition_key(&self) -> Option<String> {

@@ -5,8 +5,8 @@ pub use crate::event::{
     Service, SystemEvent, Topic, category,
 };
 pub use crate::key::PartitionKey;
-pub use crate::{EventBus, PublishError, Receipt};
 pub use crate::routing::MAX_TOPIC_LEN;
+pub use crate::{BoxFuture, EventBus, PublishError, Receipt};
 pub use std::string::String;
 
 /// Concatenates string constants at compile time: `concat_const!("domain.", S::NAME, ".order")`.
@@ -103,11 +103,15 @@ impl<E, T: serde::Serialize + serde::de::DeserializeOwned> PayloadField<E> for T
     label = "not a `PartitionKey`",
     note = "a key field (`aggregate_id`, `key`, `actor`, `recipient`) holds a string, an integer, a UUID, a bool or char, or an `Option` of those; implement `eventbus::PartitionKey` for `{Self}` to use it"
 )]
-pub trait KeyField<E> {}
-impl<E, T: PartitionKey + ?Sized> KeyField<E> for T {}
+pub trait KeyField<E> {
+    /// The field's value as a partition key.
+    fn field_key(&self) -> Option<String>;
+}
+impl<E, T: PartitionKey + ?Sized> KeyField<E> for T {
+    fn field_key(&self) -> Option<String> {
+        self.partition_key()
+    }
+}
 
 /// Fails to compile unless `T` is a payload field type.
 pub const fn assert_payload_field<E, T: PayloadField<E>>() {}
-
-/// Fails to compile unless `T` is a key field type.
-pub const fn assert_key_field<E, T: KeyField<E> + ?Sized>() {}

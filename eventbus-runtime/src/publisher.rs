@@ -66,7 +66,12 @@ impl RawEvent {
     }
 
     /// A domain event of the publishing service: `domain.{service}.{aggregate}.{name}`.
-    pub fn domain(aggregate: &str, aggregate_id: &str, name: &str, payload: serde_json::Value) -> Self {
+    pub fn domain(
+        aggregate: &str,
+        aggregate_id: &str,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Self {
         let mut e = RawEvent::new(Category::Domain, name, vec![aggregate], payload);
         e.key = Some(aggregate_id.to_owned());
         e.subject = Some(aggregate_id.to_owned());
@@ -81,7 +86,12 @@ impl RawEvent {
     }
 
     /// An audit event: `audit.{service}.{audit_category}`, keyed by the actor.
-    pub fn audit(audit_category: &str, actor: &str, name: &str, payload: serde_json::Value) -> Self {
+    pub fn audit(
+        audit_category: &str,
+        actor: &str,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Self {
         let mut e = RawEvent::new(Category::Audit, name, vec![audit_category], payload);
         e.key = Some(actor.to_owned());
         e
@@ -112,7 +122,11 @@ impl RawEvent {
     }
 
     /// The topic, CloudEvents type and envelope, after validating every name.
-    pub fn into_envelope(self, service: &str, context: &EventContext) -> Result<Envelope, PublishError> {
+    pub fn into_envelope(
+        self,
+        service: &str,
+        context: &EventContext,
+    ) -> Result<Envelope, PublishError> {
         let check = |what: &str, value: &str| -> Result<(), PublishError> {
             crate::routing::check_segment(value)
                 .map_err(|reason| PublishError::Invalid(format!("{what} {value:?}: {reason}")))
@@ -151,10 +165,11 @@ impl RawEvent {
             ),
         };
         crate::routing::check_topic(&topic).map_err(PublishError::Invalid)?;
-        let payload = serde_json::to_vec(&self.payload).map_err(|source| PublishError::Serialize {
-            event: "raw event",
-            source,
-        })?;
+        let payload =
+            serde_json::to_vec(&self.payload).map_err(|source| PublishError::Serialize {
+                event: "raw event",
+                source,
+            })?;
         Ok(Envelope {
             id: Uuid::now_v7(),
             source: service.to_owned(),

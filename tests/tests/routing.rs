@@ -6,10 +6,16 @@ use eventbus_tests::*;
 #[test]
 fn domain_topic_is_domain_service_aggregate_event() {
     assert_eq!(OrderPlaced::TOPIC, "domain.petstore.order.order_placed");
-    assert_eq!(<OrderPlaced as Event>::TOPIC, <OrderPlacedTopic as Topic>::NAME);
+    assert_eq!(
+        <OrderPlaced as Event>::TOPIC,
+        <OrderPlacedTopic as Topic>::NAME
+    );
     assert_eq!(OrderPlaced::EVENT_TYPE, "petstore.order.order_placed");
     assert_eq!(OrderPlaced::category(), Category::Domain);
-    assert_eq!(PaymentCaptured::TOPIC, "domain.payments.payment.payment_captured");
+    assert_eq!(
+        PaymentCaptured::TOPIC,
+        "domain.payments.payment.payment_captured"
+    );
 }
 
 #[test]
@@ -43,14 +49,20 @@ fn system_topic_is_system_service_event() {
 
 #[test]
 fn notification_topic_is_notifications_channel_kind() {
-    assert_eq!(OrderConfirmationEmail::TOPIC, "notifications.email.order_confirmation");
+    assert_eq!(
+        OrderConfirmationEmail::TOPIC,
+        "notifications.email.order_confirmation"
+    );
     assert_eq!(OrderConfirmationEmail::category(), Category::Notification);
 }
 
 #[test]
 fn partition_keys_follow_the_category_rules() {
     let id = uuid::Uuid::now_v7();
-    let placed = OrderPlaced { order_id: id, total_cents: 1 };
+    let placed = OrderPlaced {
+        order_id: id,
+        total_cents: 1,
+    };
     assert_eq!(placed.partition_key(), Some(id.to_string()));
     assert_eq!(placed.subject(), Some(id.to_string()));
     let paid = OrderPaid { order_id: id };
@@ -59,7 +71,10 @@ fn partition_keys_follow_the_category_rules() {
     assert_eq!(signed_in.partition_key(), Some("ada".to_owned()));
     let started = ServiceStarted { build: "1".into() };
     assert_eq!(started.partition_key(), None);
-    let email = OrderConfirmationEmail { email: "a@b.c".into(), order_id: id };
+    let email = OrderConfirmationEmail {
+        email: "a@b.c".into(),
+        order_id: id,
+    };
     assert_eq!(email.partition_key(), Some("a@b.c".to_owned()));
 }
 

@@ -9,7 +9,10 @@ use eventbus_tests::*;
 use uuid::Uuid;
 
 fn placed(total_cents: u64) -> OrderPlaced {
-    OrderPlaced { order_id: Uuid::now_v7(), total_cents }
+    OrderPlaced {
+        order_id: Uuid::now_v7(),
+        total_cents,
+    }
 }
 
 #[tokio::test]
@@ -18,7 +21,9 @@ async fn recorder_returns_typed_events_in_order() {
     assert_eq!(bus.mode(), Mode::Testing);
     let (a, b) = (placed(1), placed(2));
     bus.publish_domain(&a).await.unwrap();
-    bus.publish_audit(&UserSignedIn { user: "ada".into() }).await.unwrap();
+    bus.publish_audit(&UserSignedIn { user: "ada".into() })
+        .await
+        .unwrap();
     b.publish(&bus).await.unwrap();
 
     assert_eq!(bus.recorded().published::<OrderPlaced>(), vec![a, b]);
@@ -43,14 +48,24 @@ async fn receipt_and_envelope_carry_cloudevents_attributes() {
     assert_eq!(receipt.event_id, envelope.id);
     assert_eq!(receipt.topic, "domain.petstore.order.order_placed");
     assert_eq!(envelope.id.get_version_num(), 7, "event ids are UUIDv7");
-    assert_eq!(envelope.key.as_deref(), Some(event.order_id.to_string().as_str()));
+    assert_eq!(
+        envelope.key.as_deref(),
+        Some(event.order_id.to_string().as_str())
+    );
 
     let hdrs = envelope.headers();
-    let get = |name: &str| hdrs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        hdrs.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get(headers::SPEC_VERSION), Some("1.0"));
     assert_eq!(get(headers::TYPE), Some("petstore.order.order_placed"));
     assert_eq!(get(headers::SOURCE), Some("petstore"));
-    assert_eq!(get(headers::SUBJECT), Some(event.order_id.to_string().as_str()));
+    assert_eq!(
+        get(headers::SUBJECT),
+        Some(event.order_id.to_string().as_str())
+    );
     assert_eq!(get(headers::CONTENT_TYPE), Some("application/json"));
     assert_eq!(get(headers::SCHEMA_VERSION), Some("1"));
     assert_eq!(get(headers::CATEGORY), Some("domain"));
@@ -59,7 +74,10 @@ async fn receipt_and_envelope_carry_cloudevents_attributes() {
     assert!(get(headers::CAUSATION_ID).is_none());
 
     // The record a Kafka consumer would see reads back to the same envelope.
-    let raw: Vec<(&str, Vec<u8>)> = hdrs.iter().map(|(n, v)| (*n, v.as_bytes().to_vec())).collect();
+    let raw: Vec<(&str, Vec<u8>)> = hdrs
+        .iter()
+        .map(|(n, v)| (*n, v.as_bytes().to_vec()))
+        .collect();
     let back = Envelope::from_record(
         &envelope.topic,
         envelope.key.as_deref().map(str::as_bytes),
@@ -69,7 +87,10 @@ async fn receipt_and_envelope_carry_cloudevents_attributes() {
     .unwrap();
     assert_eq!(back, envelope);
     assert_eq!(back.decode::<OrderPlaced>().unwrap(), event);
-    assert!(back.decode::<OrderShipped>().is_err(), "decoding checks the event type");
+    assert!(
+        back.decode::<OrderShipped>().is_err(),
+        "decoding checks the event type"
+    );
 }
 
 #[tokio::test]
@@ -90,17 +111,26 @@ async fn subscriptions_dispatch_locally_and_unsubscribe() {
             async move { seen.lock().unwrap().push(e.order_id) }
         })
         .on::<OrderCancelled, _>(|e: OrderCancelled| async move {
-            if e.reason == "fail" { Err("refused") } else { Ok(()) }
+            if e.reason == "fail" {
+                Err("refused")
+            } else {
+                Ok(())
+            }
         })
         .start()
         .await
         .unwrap();
 
     let id = Uuid::now_v7();
-    bus.publish_domain(&OrderShipped { order_id: id }).await.unwrap();
-    bus.publish_domain(&OrderCancelled { order_id: id, reason: "fail".into() })
+    bus.publish_domain(&OrderShipped { order_id: id })
         .await
         .unwrap();
+    bus.publish_domain(&OrderCancelled {
+        order_id: id,
+        reason: "fail".into(),
+    })
+    .await
+    .unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![id]);
     let failures = bus.recorded().failures();
     assert_eq!(failures.len(), 1);
@@ -108,8 +138,14 @@ async fn subscriptions_dispatch_locally_and_unsubscribe() {
     assert_eq!(failures[0].error, "refused");
 
     handle.unsubscribe();
-    bus.publish_domain(&OrderShipped { order_id: id }).await.unwrap();
-    assert_eq!(seen.lock().unwrap().len(), 1, "no delivery after unsubscribe");
+    bus.publish_domain(&OrderShipped { order_id: id })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "no delivery after unsubscribe"
+    );
 }
 
 #[tokio::test]
@@ -124,10 +160,18 @@ async fn services_share_one_testing_bus() {
     let orders = EventBus::testing(Petstore);
     let payments = orders.for_service(Payments);
     payments
-        .publish_domain(&PaymentCaptured { payment_id: Uuid::now_v7(), order_id: Uuid::now_v7() })
+        .publish_domain(&PaymentCaptured {
+            payment_id: Uuid::now_v7(),
+            order_id: Uuid::now_v7(),
+        })
         .await
         .unwrap();
-    payments.publish_integration(&OrderPaid { order_id: Uuid::now_v7() }).await.unwrap();
+    payments
+        .publish_integration(&OrderPaid {
+            order_id: Uuid::now_v7(),
+        })
+        .await
+        .unwrap();
     assert_eq!(orders.recorded().count::<PaymentCaptured>(), 1);
     let paid = orders.recorded().envelopes_of::<OrderPaid>();
     assert_eq!(paid[0].source, "payments");
@@ -139,7 +183,10 @@ async fn caused_events_carry_correlation_and_causation() {
     bus.publish_domain(&placed(1)).await.unwrap();
     let cause = bus.recorded().envelopes().pop().unwrap();
     bus.with_context(EventContext::caused_by(&cause))
-        .publish_notification(&OrderConfirmationEmail { email: "a@b.c".into(), order_id: Uuid::nil() })
+        .publish_notification(&OrderConfirmationEmail {
+            email: "a@b.c".into(),
+            order_id: Uuid::nil(),
+        })
         .await
         .unwrap();
     let effect = bus.recorded().envelopes().pop().unwrap();
@@ -151,13 +198,23 @@ async fn caused_events_carry_correlation_and_causation() {
 async fn the_dynamic_publisher_validates_names_at_run_time() {
     let bus: Arc<dyn EventPublisher> = Arc::new(EventBus::testing(Petstore));
     let receipt = bus
-        .publish_raw(RawEvent::domain("order", "o-1", "order_archived", serde_json::json!({"by": "ops"})))
+        .publish_raw(RawEvent::domain(
+            "order",
+            "o-1",
+            "order_archived",
+            serde_json::json!({"by": "ops"}),
+        ))
         .await
         .unwrap();
     assert_eq!(receipt.topic, "domain.petstore.order.order_archived");
 
     let err = bus
-        .publish_raw(RawEvent::audit("Security Events", "ada", "login", serde_json::json!({})))
+        .publish_raw(RawEvent::audit(
+            "Security Events",
+            "ada",
+            "login",
+            serde_json::json!({}),
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, PublishError::Invalid(_)));

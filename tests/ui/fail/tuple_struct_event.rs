@@ -1,0 +1,13 @@
+use eventbus::{DomainEvent, Service};
+use serde::{Deserialize, Serialize};
+
+#[derive(Service)]
+#[service(name = "petstore", default)]
+pub struct Petstore;
+
+/// An order was placed.
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(aggregate = "order")]
+pub struct OrderPlaced(u64, u64);
+
+fn main() {}

@@ -1,0 +1,20 @@
+use eventbus::{DomainEvent, Service};
+use serde::{Deserialize, Serialize};
+
+#[derive(Service)]
+#[service(name = "petstore", default)]
+pub struct Petstore;
+
+/// An order was placed.
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(aggregate = "order")]
+pub struct OrderPlaced {
+    #[event(aggregate_id)]
+    pub order_id: u64,
+    #[event(key)]
+    pub customer_id: u64,
+    #[event(key)]
+    pub store_id: u64,
+}
+
+fn main() {}

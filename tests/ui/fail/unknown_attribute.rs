@@ -1,0 +1,16 @@
+use eventbus::{DomainEvent, Service};
+use serde::{Deserialize, Serialize};
+
+#[derive(Service)]
+#[service(name = "petstore", default)]
+pub struct Petstore;
+
+/// An order was placed.
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(agregate = "order", verison = 2)]
+pub struct OrderPlaced {
+    #[event(agregate_id)]
+    pub order_id: u64,
+}
+
+fn main() {}
