@@ -113,7 +113,7 @@ pub fn parse_event(category: Category, input: &DeriveInput) -> (EventDef, Option
         Data::Struct(data) => match &data.fields {
             Fields::Named(named) => {
                 for field in &named.named {
-                    if let Some(f) = parse_field(field, &mut errors) {
+                    if let Some(f) = parse_field(&ident, field, &mut errors) {
                         def.fields.push(f);
                     }
                 }
@@ -191,7 +191,10 @@ fn parse_struct_key(
         };
         errors.at(
             span,
-            format!("unknown attribute `{key}` for `#[derive({derive})]`;{hint}"),
+            format!(
+                "unknown attribute `{key}` on event `{}` (`#[derive({derive})]`);{hint}",
+                def.ident
+            ),
         );
         skip_value(meta);
         return;
@@ -307,7 +310,7 @@ fn value_path(meta: &ParseNestedMeta<'_>, key: &str, errors: &mut Errors) -> Opt
     }
 }
 
-fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
+fn parse_field(event: &syn::Ident, field: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
     let ident = field.ident.clone()?;
     let mut roles = Vec::new();
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("event")) {
@@ -328,7 +331,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
                     } else {
                         format!(" expected one of: {}", names.join(", "))
                     };
-                    errors.at(meta.path.span(), format!("unknown field attribute `{key}` on `{ident}`;{hint}"));
+                    errors.at(meta.path.span(), format!("unknown field attribute `{key}` on `{event}::{ident}`;{hint}"));
                     skip_value(&meta);
                 }
             }

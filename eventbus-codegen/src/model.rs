@@ -425,12 +425,13 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
             FieldRole::Recipient => cat == Category::Notification,
         };
         if !allowed {
-            for (_, r) in &marked {
+            for (field, r) in &marked {
                 problems.push(Problem::new(
                     r.span,
                     format!(
-                        "`#[event({})]` does not apply to {} events; {}",
+                        "`#[event({})]` on `{ident}::{}` does not apply to {} events; {}",
                         role.word(),
+                        field.ident,
                         cat.word(),
                         role_home(role)
                     ),
