@@ -13,7 +13,9 @@ use crate::event::{
     AcceptsAudit, AcceptsDomain, AcceptsIntegration, AcceptsNotification, AcceptsSystem, Event,
     OwnedBy, RoutedTo, Service, Topic,
 };
+use crate::outbox::{NewRow, OutboxStore, OutboxTransaction};
 use crate::publisher::{BoxFuture, EventPublisher};
+use crate::relay::{RelayHandle, RelayStats};
 use crate::testing::{HandlerFailure, Recorder};
 
 /// How a bus delivers events (the seed's AD-003).
@@ -103,8 +105,26 @@ struct Core {
     next_id: AtomicU64,
 }
 
-enum Backend {
+pub(crate) enum Backend {
     Testing(Recorder),
+    Direct(DirectBackend),
+    Transactional(TransactionalBackend),
+}
+
+/// Direct mode: an idempotent producer; publish awaits the broker's acknowledgement.
+pub(crate) struct DirectBackend {
+    pub(crate) producer: rdkafka::producer::FutureProducer,
+    pub(crate) _embedded: Option<crate::kafka::EmbeddedKafka>,
+}
+
+/// Transactional mode: the outbox, and the relay the bus runs in process (if any).
+pub(crate) struct TransactionalBackend {
+    pub(crate) store: OutboxStore,
+    pub(crate) shards: u32,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    pub(crate) relay: std::sync::Mutex<Option<RelayHandle>>,
+    pub(crate) relay_stats: Option<Arc<RelayStats>>,
+    pub(crate) _embedded: Option<crate::kafka::EmbeddedKafka>,
 }
 
 /// A handler with its event type erased: decodes the envelope, then runs the typed handler.
@@ -125,15 +145,31 @@ impl<S: Service> EventBus<S> {
     /// dispatched to this bus's subscriptions; nothing leaves the process.
     pub fn testing(service: S) -> Self {
         let _ = service;
+        Self::with_backend(Backend::Testing(Recorder::default()))
+    }
+
+    pub(crate) fn with_backend(backend: Backend) -> Self {
         EventBus {
             core: Arc::new(Core {
-                backend: Backend::Testing(Recorder::default()),
+                backend,
                 handlers: RwLock::new(Vec::new()),
                 next_id: AtomicU64::new(1),
             }),
             context: EventContext::default(),
             _service: PhantomData,
         }
+    }
+
+    /// A builder for a Transactional or Direct bus; see [`crate::Builder`].
+    pub fn builder(service: S) -> crate::Builder<S> {
+        crate::Builder::new(service)
+    }
+
+    /// The bus the environment describes (AD-008): `EVENTBUS_DATABASE_URL` (PostgreSQL or
+    /// SQLite) and `EVENTBUS_KAFKA_BROKERS`; without them, the embedded defaults: a SQLite file
+    /// and librdkafka's in-process mock cluster. Transactional, with an in-process relay.
+    pub async fn from_env(service: S) -> Result<Self, crate::StartError> {
+        crate::Builder::new(service).from_env()?.build().await
     }
 
     /// A handle of the same bus (same mode, same recorder or broker) for another service, as when
@@ -165,6 +201,8 @@ impl<S: Service> EventBus<S> {
     pub fn mode(&self) -> Mode {
         match self.core.backend {
             Backend::Testing(_) => Mode::Testing,
+            Backend::Direct(_) => Mode::Direct,
+            Backend::Transactional(_) => Mode::Transactional,
         }
     }
 
@@ -175,6 +213,177 @@ impl<S: Service> EventBus<S> {
     pub fn recorded(&self) -> &Recorder {
         match &self.core.backend {
             Backend::Testing(recorder) => recorder,
+            _ => panic!(
+                "EventBus::recorded is for the Testing mode; this bus is in the {:?} mode",
+                self.mode()
+            ),
+        }
+    }
+
+    /// The outbox of a Transactional bus: its pool (to begin transactions), dead rows, replay.
+    pub fn outbox(&self) -> Option<&OutboxStore> {
+        match &self.core.backend {
+            Backend::Transactional(t) => Some(&t.store),
+            _ => None,
+        }
+    }
+
+    /// The counters of the relay this bus runs in process, if it runs one.
+    pub fn relay_stats(&self) -> Option<Arc<RelayStats>> {
+        match &self.core.backend {
+            Backend::Transactional(t) => t.relay_stats.clone(),
+            _ => None,
+        }
+    }
+
+    /// Writes `event` to the outbox inside the caller's transaction (Transactional mode): it is
+    /// published if and only if the transaction commits. Returns the event id.
+    ///
+    /// In the Testing mode the event is recorded (and dispatched) at once; the Direct mode has no
+    /// outbox and returns [`PublishError::WrongMode`].
+    pub async fn enqueue<E, T>(&self, tx: &mut T, event: &E) -> Result<Uuid, PublishError>
+    where
+        E: Event + OwnedBy<S>,
+        T: OutboxTransaction,
+    {
+        let envelope = Envelope::new(event, &self.context)?;
+        let id = envelope.id;
+        match &self.core.backend {
+            Backend::Transactional(t) => {
+                if tx.dialect() != t.store.dialect() {
+                    return Err(PublishError::Invalid(format!(
+                        "the transaction is {:?} but this bus's outbox is {:?}: begin it on the bus's database",
+                        tx.dialect(),
+                        t.store.dialect()
+                    )));
+                }
+                let statement = match tx.dialect() {
+                    crate::outbox::Dialect::Postgres => E::OUTBOX_INSERT_POSTGRES,
+                    crate::outbox::Dialect::Sqlite => E::OUTBOX_INSERT_SQLITE,
+                };
+                let row = NewRow {
+                    headers: crate::outbox::headers_json(&envelope),
+                    shard: crate::outbox::shard_of(envelope.key.as_deref(), &envelope.id, t.shards),
+                    envelope: &envelope,
+                };
+                tx.insert(statement, &t.store.table, row)
+                    .await
+                    .map_err(|source| PublishError::Outbox {
+                        event_id: id,
+                        table: t.store.table.to_string(),
+                        source,
+                    })?;
+                t.wake.notify_one();
+                Ok(id)
+            }
+            Backend::Testing(_) => self.send(envelope).await.map(|_| id),
+            Backend::Direct(_) => Err(PublishError::WrongMode {
+                operation: "enqueue",
+                needs: "Transactional",
+                mode: Mode::Direct,
+            }),
+        }
+    }
+
+    /// Publishes many events of one type: Direct mode sends them all, then awaits every
+    /// acknowledgement; the Transactional mode writes them in one transaction.
+    pub async fn publish_all<E>(&self, events: &[E]) -> Result<Vec<Receipt>, PublishError>
+    where
+        E: Event + OwnedBy<S>,
+    {
+        let envelopes = events
+            .iter()
+            .map(|e| Envelope::new(e, &self.context))
+            .collect::<Result<Vec<_>, _>>()?;
+        match &self.core.backend {
+            Backend::Direct(d) => {
+                let mut pending = Vec::with_capacity(envelopes.len());
+                for envelope in &envelopes {
+                    let record = crate::kafka::record(envelope, crate::kafka::headers(envelope));
+                    match d.producer.send_result(record) {
+                        Ok(delivery) => pending.push((envelope, delivery)),
+                        Err((source, _)) => {
+                            return Err(PublishError::Kafka {
+                                event_id: envelope.id,
+                                topic: envelope.topic.clone(),
+                                source,
+                            });
+                        }
+                    }
+                }
+                let mut receipts = Vec::with_capacity(pending.len());
+                for (envelope, delivery) in pending {
+                    receipts.push(delivered(envelope, delivery.await)?);
+                }
+                Ok(receipts)
+            }
+            Backend::Transactional(t) => {
+                let mut receipts = Vec::with_capacity(envelopes.len());
+                let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
+                let first = ids.first().copied().unwrap_or_default();
+                let to_outbox = |source| PublishError::Outbox {
+                    event_id: first,
+                    table: t.store.table.to_string(),
+                    source,
+                };
+                match &t.store.db {
+                    crate::outbox::Db::Postgres(pool) => {
+                        let mut tx = pool.begin().await.map_err(to_outbox)?;
+                        for e in events {
+                            receipts.push(self.enqueue(&mut tx, e).await?);
+                        }
+                        tx.commit().await.map_err(to_outbox)?;
+                    }
+                    crate::outbox::Db::Sqlite(pool) => {
+                        let mut tx = pool.begin().await.map_err(to_outbox)?;
+                        for e in events {
+                            receipts.push(self.enqueue(&mut tx, e).await?);
+                        }
+                        tx.commit().await.map_err(to_outbox)?;
+                    }
+                }
+                t.wake.notify_one();
+                Ok(receipts
+                    .into_iter()
+                    .zip(&envelopes)
+                    .map(|(id, e)| Receipt {
+                        event_id: id,
+                        topic: e.topic.clone(),
+                        partition: None,
+                        offset: None,
+                    })
+                    .collect())
+            }
+            Backend::Testing(_) => {
+                let mut receipts = Vec::with_capacity(envelopes.len());
+                for envelope in envelopes {
+                    receipts.push(self.send(envelope).await?);
+                }
+                Ok(receipts)
+            }
+        }
+    }
+
+    /// Stops the in-process relay after the batch in hand and flushes the producer.
+    pub async fn shutdown(&self) {
+        match &self.core.backend {
+            Backend::Transactional(t) => {
+                let relay = t
+                    .relay
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                if let Some(relay) = relay {
+                    if let Err(e) = relay.shutdown().await {
+                        tracing::warn!(error = %e, "eventbus: relay did not stop cleanly");
+                    }
+                }
+            }
+            Backend::Direct(d) => {
+                use rdkafka::producer::Producer;
+                let _ = d.producer.flush(std::time::Duration::from_secs(10));
+            }
+            Backend::Testing(_) => {}
         }
     }
 
@@ -262,6 +471,29 @@ impl<S: Service> EventBus<S> {
                 self.dispatch_locally(&envelope, recorder).await;
                 Ok(receipt)
             }
+            Backend::Direct(d) => {
+                let record = crate::kafka::record(&envelope, crate::kafka::headers(&envelope));
+                let delivery =
+                    d.producer
+                        .send_result(record)
+                        .map_err(|(source, _)| PublishError::Kafka {
+                            event_id: envelope.id,
+                            topic: envelope.topic.clone(),
+                            source,
+                        })?;
+                delivered(&envelope, delivery.await)
+            }
+            Backend::Transactional(t) => {
+                t.store.write(&envelope, t.shards).await.map_err(|source| {
+                    PublishError::Outbox {
+                        event_id: envelope.id,
+                        table: t.store.table.to_string(),
+                        source,
+                    }
+                })?;
+                t.wake.notify_one();
+                Ok(Receipt::recorded(&envelope))
+            }
         }
     }
 
@@ -287,6 +519,31 @@ impl<S: Service> EventBus<S> {
                 });
             }
         }
+    }
+}
+
+/// The receipt of a delivery, or the error Kafka gave.
+fn delivered<Canceled>(
+    envelope: &Envelope,
+    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>,
+) -> Result<Receipt, PublishError> {
+    match result {
+        Ok(Ok(delivery)) => Ok(Receipt {
+            event_id: envelope.id,
+            topic: envelope.topic.clone(),
+            partition: Some(delivery.partition),
+            offset: Some(delivery.offset),
+        }),
+        Ok(Err((source, _))) => Err(PublishError::Kafka {
+            event_id: envelope.id,
+            topic: envelope.topic.clone(),
+            source,
+        }),
+        Err(_) => Err(PublishError::Kafka {
+            event_id: envelope.id,
+            topic: envelope.topic.clone(),
+            source: rdkafka::error::KafkaError::Canceled,
+        }),
     }
 }
 

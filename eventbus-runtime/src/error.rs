@@ -20,6 +20,84 @@ pub enum PublishError {
     /// An event built at run time (see [`crate::RawEvent`]) has an invalid name or route.
     #[error("invalid event: {0}")]
     Invalid(String),
+    /// Kafka did not take the event (Direct mode).
+    #[error("Kafka did not accept event {event_id} for topic `{topic}`: {source}")]
+    Kafka {
+        /// The event id.
+        event_id: Uuid,
+        /// The topic.
+        topic: String,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The outbox write failed (Transactional mode); the caller's transaction should roll back.
+    #[error("cannot write event {event_id} to the outbox table `{table}`: {source}")]
+    Outbox {
+        /// The event id.
+        event_id: Uuid,
+        /// The outbox table.
+        table: String,
+        /// What the database said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The operation needs another mode (e.g. `enqueue` on a Direct bus).
+    #[error("{operation} needs the {needs} mode; this bus is in the {mode:?} mode")]
+    WrongMode {
+        /// What was attempted.
+        operation: &'static str,
+        /// The mode it needs.
+        needs: &'static str,
+        /// The bus's mode.
+        mode: crate::Mode,
+    },
+}
+
+/// A setting has a value we cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting} {problem}")]
+pub struct ConfigError {
+    setting: String,
+    problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Why a bus could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database is unreachable or refused the migration.
+    #[error("cannot use the database at {url}: {source}; check the URL and that the server is up")]
+    Database {
+        /// The URL, without its password.
+        url: String,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The Kafka client could not be created.
+    #[error(
+        "cannot create the Kafka client for {servers}: {source}; check the bootstrap servers and properties"
+    )]
+    Kafka {
+        /// The bootstrap servers.
+        servers: String,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// Why a record could not be read as an event.

@@ -84,12 +84,17 @@
 //! [`EventBus::testing`] records in memory and dispatches to local subscriptions. The
 //! Transactional (outbox) and Direct (Kafka) modes share the same typed API.
 
+mod builder;
 mod bus;
+pub mod config;
 mod envelope;
 mod error;
 pub mod event;
+pub mod kafka;
 mod key;
+pub mod outbox;
 mod publisher;
+pub mod relay;
 pub mod routing;
 mod testing;
 
@@ -97,18 +102,23 @@ mod testing;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use builder::{Builder, Database, connect};
 pub use bus::{
     EventBus, Handler, IntoHandlerResult, Mode, Receipt, SubscribeError, Subscription,
     SubscriptionHandle, TopicPublisher,
 };
+pub use config::{Backoff, KafkaConfig, OutboxConfig, Secret};
 pub use envelope::{Envelope, EventContext, headers};
-pub use error::{DecodeError, HandlerError, PublishError};
+pub use error::{ConfigError, DecodeError, HandlerError, PublishError, StartError};
 pub use event::{
     AuditEvent, Category, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy,
     RoutedTo, Service, SystemEvent, Topic, category,
 };
+pub use kafka::EmbeddedKafka;
 pub use key::PartitionKey;
+pub use outbox::{OutboxStore, OutboxTransaction, Replay};
 pub use publisher::{BoxFuture, EventPublisher, RawEvent};
+pub use relay::{Relay, RelayHandle, RelayStats};
 pub use testing::{HandlerFailure, Recorder};
 
 /// The derives: `#[derive(DomainEvent)]` and its siblings, `#[derive(Service)]`,

@@ -1,0 +1,150 @@
+//! The Kafka side: the idempotent producer, records from envelopes and outbox rows, and the
+//! embedded broker (librdkafka's in-process mock cluster).
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::KafkaConfig;
+use crate::envelope::Envelope;
+use crate::error::StartError;
+
+/// Creates the idempotent producer every mode uses: `enable.idempotence=true`, `acks=all`, a
+/// short linger for batching; the user's properties override ours.
+pub(crate) fn producer(config: &KafkaConfig) -> Result<FutureProducer, StartError> {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("message.timeout.ms", "30000")
+        .set("compression.type", "none");
+    for (k, v) in config.client_config().config_map() {
+        c.set(k, v);
+    }
+    c.create().map_err(|source| StartError::Kafka {
+        servers: config.bootstrap_servers.join(","),
+        source,
+    })
+}
+
+/// The record headers of `envelope`.
+pub(crate) fn headers(envelope: &Envelope) -> OwnedHeaders {
+    let pairs = envelope.headers();
+    let mut out = OwnedHeaders::new_with_capacity(pairs.len());
+    for (key, value) in &pairs {
+        out = out.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    out
+}
+
+/// Headers from the JSON object stored in an outbox row.
+pub(crate) fn headers_from_json(json: &serde_json::Value) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new();
+    if let Some(map) = json.as_object() {
+        for (key, value) in map {
+            if let Some(v) = value.as_str() {
+                out = out.insert(Header {
+                    key,
+                    value: Some(v.as_bytes()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A record for `envelope`.
+pub(crate) fn record<'a>(
+    envelope: &'a Envelope,
+    headers: OwnedHeaders,
+) -> FutureRecord<'a, str, [u8]> {
+    let record = FutureRecord::to(&envelope.topic)
+        .payload(envelope.payload.as_slice())
+        .headers(headers);
+    match &envelope.key {
+        Some(key) => record.key(key.as_str()),
+        None => record,
+    }
+}
+
+/// librdkafka's in-process mock cluster, kept alive on a thread of its own (its handle cannot
+/// cross threads). Dropping this stops it.
+pub struct EmbeddedKafka {
+    bootstrap_servers: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for EmbeddedKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedKafka")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .finish()
+    }
+}
+
+impl EmbeddedKafka {
+    /// Starts a one-broker mock cluster.
+    pub fn start() -> Result<Self, StartError> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("eventbus-embedded-kafka".into())
+            .spawn(move || match MockCluster::new(1) {
+                Ok(cluster) => {
+                    let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                    let _ = stop_rx.recv();
+                    drop(cluster);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| StartError::Kafka {
+                servers: "embedded".into(),
+                source: rdkafka::error::KafkaError::ClientCreation(e.to_string()),
+            })?;
+        let bootstrap_servers = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|e| StartError::Kafka {
+                servers: "embedded".into(),
+                source: rdkafka::error::KafkaError::ClientCreation(e.to_string()),
+            })?
+            .map_err(|source| StartError::Kafka {
+                servers: "embedded".into(),
+                source,
+            })?;
+        Ok(EmbeddedKafka {
+            bootstrap_servers,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The mock cluster's address, for any Kafka client in this process.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// A [`KafkaConfig`] pointing at it.
+    pub fn config(&self) -> KafkaConfig {
+        KafkaConfig::new(&self.bootstrap_servers)
+    }
+}
+
+impl Drop for EmbeddedKafka {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

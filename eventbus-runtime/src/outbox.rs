@@ -1,0 +1,698 @@
+//! The transactional outbox (AD-001, AD-003): tables, migrations, and the statements the bus and
+//! the relay run, for PostgreSQL and SQLite.
+//!
+//! A row is written by `EventBus::enqueue` inside the caller's transaction, with the statement the
+//! derive generated (`Event::OUTBOX_INSERT_POSTGRES` / `_SQLITE`); the relay reads rows in commit
+//! order, publishes them, and deletes them (or marks them sent, with a retention). After
+//! `max_attempts` a row moves to `{table}_dead`, from which it can be replayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Sqlite, SqlitePool};
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+use crate::error::ConfigError;
+use crate::publisher::BoxFuture;
+
+/// The SQL dialects the outbox speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL 13 or newer.
+    Postgres,
+    /// SQLite 3.35 or newer.
+    Sqlite,
+}
+
+const DEFAULT_TABLE: &str = "eventbus_outbox";
+const POSTGRES_DDL: &str = include_str!("../migrations/postgres.sql");
+const SQLITE_DDL: &str = include_str!("../migrations/sqlite.sql");
+
+/// Checks an outbox table name: a lower-case SQL identifier, so it needs no quoting in any
+/// dialect, and short enough for PostgreSQL (63 bytes, with `_dead` and index suffixes).
+pub fn check_table_name(name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            "outbox table",
+            format!(
+                "{name:?} is not a plain SQL identifier: use 1 to 40 characters of `a-z`, `0-9` and `_`, not starting with a digit"
+            ),
+        ))
+    }
+}
+
+/// The migration creating the outbox, the dead table, their indexes and (PostgreSQL) the
+/// notification trigger, for `table`. Idempotent.
+pub fn migration(dialect: Dialect, table: &str) -> Result<String, ConfigError> {
+    check_table_name(table)?;
+    let ddl = match dialect {
+        Dialect::Postgres => POSTGRES_DDL,
+        Dialect::Sqlite => SQLITE_DDL,
+    };
+    Ok(ddl.replace("eventbus_outbox", table))
+}
+
+/// A stable shard for `key` (FNV-1a, 64 bits): the same key lands on the same shard in every
+/// process and version. Rows without a key are spread by event id.
+pub fn shard_of(key: Option<&str>, event_id: &Uuid, shards: u32) -> i32 {
+    let bytes: &[u8] = match key {
+        Some(k) => k.as_bytes(),
+        None => event_id.as_bytes(),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(shards.max(1))) as i32
+}
+
+/// The headers column: the envelope's CloudEvents headers as a JSON object.
+pub(crate) fn headers_json(envelope: &Envelope) -> serde_json::Value {
+    serde_json::Value::Object(
+        envelope
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+            .collect(),
+    )
+}
+
+/// One row to insert.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct NewRow<'a> {
+    pub(crate) envelope: &'a Envelope,
+    pub(crate) headers: serde_json::Value,
+    pub(crate) shard: i32,
+}
+
+/// A transaction the outbox can write into: `sqlx::Transaction` of PostgreSQL or SQLite.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a transaction the outbox can write into",
+    note = "pass the sqlx transaction itself: `let mut tx = pool.begin().await?; bus.enqueue(&mut tx, &event).await?; tx.commit().await?;` (PostgreSQL or SQLite)"
+)]
+pub trait OutboxTransaction: Send {
+    /// The transaction's dialect.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs the outbox INSERT for one row.
+    #[doc(hidden)]
+    fn insert<'a>(
+        &'a mut self,
+        statement: &'static str,
+        table: &'a str,
+        row: NewRow<'a>,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+}
+
+/// The statement for `table`: the generated one when the table is the default.
+fn statement_for(
+    statement: &'static str,
+    table: &str,
+) -> AssertSqlSafe<std::borrow::Cow<'static, str>> {
+    if table == DEFAULT_TABLE {
+        AssertSqlSafe(std::borrow::Cow::Borrowed(statement))
+    } else {
+        // `table` was validated as a plain identifier when the bus was built.
+        AssertSqlSafe(std::borrow::Cow::Owned(statement.replacen(
+            DEFAULT_TABLE,
+            table,
+            1,
+        )))
+    }
+}
+
+impl OutboxTransaction for sqlx::Transaction<'_, Postgres> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn insert<'a>(
+        &'a mut self,
+        statement: &'static str,
+        table: &'a str,
+        row: NewRow<'a>,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query(statement_for(statement, table))
+                .bind(row.envelope.id)
+                .bind(row.envelope.key.as_deref())
+                .bind(sqlx::types::Json(&row.headers))
+                .bind(row.envelope.payload.as_slice())
+                .bind(row.shard)
+                .execute(&mut **self)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+impl OutboxTransaction for sqlx::Transaction<'_, Sqlite> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn insert<'a>(
+        &'a mut self,
+        statement: &'static str,
+        table: &'a str,
+        row: NewRow<'a>,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query(statement_for(statement, table))
+                .bind(row.envelope.id)
+                .bind(row.envelope.key.as_deref())
+                .bind(sqlx::types::Json(&row.headers))
+                .bind(row.envelope.payload.as_slice())
+                .bind(row.shard)
+                .execute(&mut **self)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// A row the relay publishes.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub(crate) id: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) topic: String,
+    pub(crate) key: Option<String>,
+    pub(crate) headers: serde_json::Value,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) attempts: i32,
+}
+
+/// A dead row, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEvent {
+    /// The event id.
+    pub event_id: Uuid,
+    /// Its topic.
+    pub topic: String,
+    /// Its CloudEvents type.
+    pub event_type: String,
+    /// Its partition key.
+    pub key: Option<String>,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub error: String,
+}
+
+/// Which dead rows to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Every dead row.
+    All,
+    /// These events.
+    Events(Vec<Uuid>),
+}
+
+/// The database an outbox lives in, with its statements for one table.
+#[derive(Clone)]
+pub struct OutboxStore {
+    pub(crate) db: Db,
+    pub(crate) table: Arc<str>,
+    sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for OutboxStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxStore")
+            .field("dialect", &self.dialect())
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+/// A connection pool of either dialect.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Every statement the relay runs, for one table, built once.
+struct Statements {
+    fetch: String,
+    delete_sent: String,
+    mark_sent: String,
+    retry: String,
+    to_dead: String,
+    purge: String,
+    replay_all: String,
+    replay_some: String,
+    dead: String,
+    pending: String,
+    insert: String,
+}
+
+impl Statements {
+    fn new(dialect: Dialect, t: &str) -> Self {
+        let cols = "event_id, topic, partition_key, event_type, version, headers, payload, created_at, attempts, shard";
+        match dialect {
+            Dialect::Postgres => Statements {
+                // Commit order (DESIGN.md): only rows of transactions older than every running one
+                // (xid below the snapshot's xmin), in id order; a key whose earlier row is backing
+                // off or not yet readable holds its later rows back, other keys flow.
+                fetch: format!(
+                    "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) \
+                     SELECT o.id, o.event_id, o.topic, o.partition_key, o.headers, o.payload, o.attempts \
+                     FROM {t} o, snap \
+                     WHERE o.sent_at IS NULL AND o.shard = ANY($1) AND o.next_attempt_at <= now() \
+                       AND o.xid < snap.xmin \
+                       AND (o.partition_key IS NULL OR NOT EXISTS ( \
+                         SELECT 1 FROM {t} p WHERE p.sent_at IS NULL AND p.shard = o.shard \
+                           AND p.partition_key = o.partition_key AND p.id < o.id \
+                           AND (p.next_attempt_at > now() OR p.xid >= snap.xmin))) \
+                     ORDER BY o.id LIMIT $2"
+                ),
+                delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
+                mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),
+                retry: format!(
+                    "UPDATE {t} SET attempts = attempts + 1, last_error = $2, \
+                     next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1"
+                ),
+                to_dead: format!(
+                    "WITH moved AS (DELETE FROM {t} WHERE id = $1 RETURNING *) \
+                     INSERT INTO {t}_dead (id, {cols}, last_error) \
+                     SELECT id, {cols_moved}, $2 FROM moved",
+                    cols_moved = cols.replace("attempts", "attempts + 1")
+                ),
+                purge: format!(
+                    "DELETE FROM {t} WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)"
+                ),
+                replay_all: format!(
+                    "WITH moved AS (DELETE FROM {t}_dead RETURNING *) \
+                     INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+                     SELECT event_id, topic, partition_key, event_type, version, headers, payload, shard FROM moved ORDER BY id"
+                ),
+                replay_some: format!(
+                    "WITH moved AS (DELETE FROM {t}_dead WHERE event_id = ANY($1) RETURNING *) \
+                     INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+                     SELECT event_id, topic, partition_key, event_type, version, headers, payload, shard FROM moved ORDER BY id"
+                ),
+                dead: format!(
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
+                ),
+                pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
+                insert: format!(
+                    "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ),
+            },
+            Dialect::Sqlite => Statements {
+                // SQLite has one writer at a time: ids are in commit order.
+                fetch: format!(
+                    "SELECT o.id, o.event_id, o.topic, o.partition_key, o.headers, o.payload, o.attempts \
+                     FROM {t} o \
+                     WHERE o.sent_at IS NULL AND o.next_attempt_at <= ?1 \
+                       AND (o.partition_key IS NULL OR NOT EXISTS ( \
+                         SELECT 1 FROM {t} p WHERE p.sent_at IS NULL \
+                           AND p.partition_key = o.partition_key AND p.id < o.id \
+                           AND p.next_attempt_at > ?1)) \
+                     ORDER BY o.id LIMIT ?2"
+                ),
+                delete_sent: format!(
+                    "DELETE FROM {t} WHERE id IN (SELECT value FROM json_each(?1))"
+                ),
+                mark_sent: format!(
+                    "UPDATE {t} SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                     WHERE id IN (SELECT value FROM json_each(?1))"
+                ),
+                retry: format!(
+                    "UPDATE {t} SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1"
+                ),
+                to_dead: format!(
+                    "INSERT INTO {t}_dead (id, {cols}, last_error) \
+                     SELECT id, {cols_moved}, ?2 FROM {t} WHERE id = ?1; \
+                     DELETE FROM {t} WHERE id = ?1",
+                    cols_moved = cols.replace("attempts", "attempts + 1")
+                ),
+                purge: format!(
+                    "DELETE FROM {t} WHERE sent_at IS NOT NULL \
+                     AND sent_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ?1 || ' seconds')"
+                ),
+                replay_all: format!(
+                    "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+                     SELECT event_id, topic, partition_key, event_type, version, headers, payload, shard FROM {t}_dead ORDER BY id; \
+                     DELETE FROM {t}_dead"
+                ),
+                replay_some: format!(
+                    "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+                     SELECT event_id, topic, partition_key, event_type, version, headers, payload, shard FROM {t}_dead \
+                     WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY id; \
+                     DELETE FROM {t}_dead WHERE event_id IN (SELECT value FROM json_each(?1))"
+                ),
+                dead: format!(
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
+                ),
+                pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
+                insert: format!(
+                    "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+            },
+        }
+    }
+}
+
+fn sql(s: &str) -> AssertSqlSafe<String> {
+    // Every statement is built from constants and a validated table name.
+    AssertSqlSafe(s.to_owned())
+}
+
+fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+impl OutboxStore {
+    /// The outbox in `pool`'s PostgreSQL database.
+    pub fn postgres(pool: PgPool, table: &str) -> Result<Self, ConfigError> {
+        check_table_name(table)?;
+        Ok(OutboxStore {
+            db: Db::Postgres(pool),
+            table: table.into(),
+            sql: Arc::new(Statements::new(Dialect::Postgres, table)),
+        })
+    }
+
+    /// The outbox in `pool`'s SQLite database.
+    pub fn sqlite(pool: SqlitePool, table: &str) -> Result<Self, ConfigError> {
+        check_table_name(table)?;
+        Ok(OutboxStore {
+            db: Db::Sqlite(pool),
+            table: table.into(),
+            sql: Arc::new(Statements::new(Dialect::Sqlite, table)),
+        })
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self.db {
+            Db::Postgres(_) => Dialect::Postgres,
+            Db::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Creates the tables if they do not exist. Safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let ddl = migration(self.dialect(), &self.table)
+            .map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+        match &self.db {
+            Db::Postgres(pool) => {
+                // Serialize concurrent migrations (CREATE ... IF NOT EXISTS races otherwise).
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7201604190)")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+                tx.commit().await
+            }
+            Db::Sqlite(pool) => sqlx::raw_sql(AssertSqlSafe(ddl))
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Writes one envelope in a transaction of its own (publishing in the Transactional mode
+    /// without a caller's transaction, and events built at run time).
+    pub(crate) async fn write(&self, envelope: &Envelope, shards: u32) -> Result<(), sqlx::Error> {
+        let headers = sqlx::types::Json(headers_json(envelope));
+        let shard = shard_of(envelope.key.as_deref(), &envelope.id, shards);
+        let version = envelope.version as i32;
+        match &self.db {
+            Db::Postgres(pool) => sqlx::query(sql(&self.sql.insert))
+                .bind(envelope.id)
+                .bind(&envelope.topic)
+                .bind(envelope.key.as_deref())
+                .bind(&envelope.event_type)
+                .bind(version)
+                .bind(headers)
+                .bind(envelope.payload.as_slice())
+                .bind(shard)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.insert))
+                .bind(envelope.id)
+                .bind(&envelope.topic)
+                .bind(envelope.key.as_deref())
+                .bind(&envelope.event_type)
+                .bind(version)
+                .bind(headers)
+                .bind(envelope.payload.as_slice())
+                .bind(shard)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Up to `limit` rows ready to publish from `shards`, in commit order.
+    pub(crate) async fn fetch(
+        &self,
+        shards: &[i32],
+        limit: usize,
+    ) -> Result<Vec<PendingRow>, sqlx::Error> {
+        let limit = limit as i64;
+        let rows = match &self.db {
+            Db::Postgres(pool) => sqlx::query(sql(&self.sql.fetch))
+                .bind(shards)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    Ok(PendingRow {
+                        id: r.try_get(0)?,
+                        event_id: r.try_get(1)?,
+                        topic: r.try_get(2)?,
+                        key: r.try_get(3)?,
+                        headers: r.try_get::<sqlx::types::Json<serde_json::Value>, _>(4)?.0,
+                        payload: r.try_get(5)?,
+                        attempts: r.try_get(6)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?,
+            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.fetch))
+                .bind(now_ms())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    Ok(PendingRow {
+                        id: r.try_get(0)?,
+                        event_id: r.try_get(1)?,
+                        topic: r.try_get(2)?,
+                        key: r.try_get(3)?,
+                        headers: r.try_get::<sqlx::types::Json<serde_json::Value>, _>(4)?.0,
+                        payload: r.try_get(5)?,
+                        attempts: r.try_get(6)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// Deletes (or, with a retention, marks) published rows, in one statement.
+    pub(crate) async fn sent(&self, ids: &[i64], keep: bool) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let statement = if keep {
+            &self.sql.mark_sent
+        } else {
+            &self.sql.delete_sent
+        };
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query(sql(statement)).bind(ids).execute(pool).await?;
+            }
+            Db::Sqlite(pool) => {
+                let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+                sqlx::query(sql(statement)).bind(list).execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt; the row is retried after `delay`.
+    pub(crate) async fn retry_later(
+        &self,
+        id: i64,
+        error: &str,
+        delay: Duration,
+    ) -> Result<(), sqlx::Error> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query(sql(&self.sql.retry))
+                    .bind(id)
+                    .bind(error)
+                    .bind(delay.as_secs_f64())
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(sql(&self.sql.retry))
+                    .bind(id)
+                    .bind(error)
+                    .bind(now_ms() + delay.as_millis() as i64)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a row to the dead table with its last error.
+    pub(crate) async fn kill(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query(sql(&self.sql.to_dead))
+                    .bind(id)
+                    .bind(error)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::raw_sql(AssertSqlSafe(
+                    self.sql
+                        .to_dead
+                        .replace("?1", &id.to_string())
+                        .replace("?2", &sqlite_literal(error)),
+                ))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes sent rows older than `retention`.
+    pub(crate) async fn purge(&self, retention: Duration) -> Result<u64, sqlx::Error> {
+        let done = match &self.db {
+            Db::Postgres(pool) => sqlx::query(sql(&self.sql.purge))
+                .bind(retention.as_secs_f64())
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.purge))
+                .bind(retention.as_secs() as i64)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(done)
+    }
+
+    /// Puts dead rows back into the outbox (at its end, with fresh attempts); returns how many.
+    pub async fn replay(&self, which: Replay) -> Result<u64, sqlx::Error> {
+        match (&self.db, which) {
+            (Db::Postgres(pool), Replay::All) => Ok(sqlx::query(sql(&self.sql.replay_all))
+                .execute(pool)
+                .await?
+                .rows_affected()),
+            (Db::Postgres(pool), Replay::Events(ids)) => {
+                Ok(sqlx::query(sql(&self.sql.replay_some))
+                    .bind(ids)
+                    .execute(pool)
+                    .await?
+                    .rows_affected())
+            }
+            (Db::Sqlite(pool), which) => {
+                let statement = match &which {
+                    Replay::All => self.sql.replay_all.clone(),
+                    Replay::Events(ids) => {
+                        let list: Vec<String> = ids.iter().map(|u| u.to_string()).collect();
+                        let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+                        self.sql.replay_some.replace("?1", &sqlite_literal(&json))
+                    }
+                };
+                let mut tx = pool.begin().await?;
+                let result = sqlx::raw_sql(AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                // Both statements count: inserted rows equal deleted rows.
+                Ok(result.rows_affected() / 2)
+            }
+        }
+    }
+
+    /// The dead rows, oldest first.
+    pub async fn dead(&self) -> Result<Vec<DeadEvent>, sqlx::Error> {
+        let rows = match &self.db {
+            Db::Postgres(pool) => sqlx::query(sql(&self.sql.dead))
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| dead_row(&r))
+                .collect::<Result<Vec<_>, _>>()?,
+            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.dead))
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| dead_row(&r))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// Rows not yet published.
+    pub async fn pending(&self) -> Result<i64, sqlx::Error> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(sql(&self.sql.pending))
+                    .fetch_one(pool)
+                    .await
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(sql(&self.sql.pending))
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+    }
+}
+
+fn dead_row<R: Row>(r: &R) -> Result<DeadEvent, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    String: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    Option<String>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    i32: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+{
+    Ok(DeadEvent {
+        event_id: r.try_get(0usize)?,
+        topic: r.try_get(1usize)?,
+        event_type: r.try_get(2usize)?,
+        key: r.try_get(3usize)?,
+        attempts: r.try_get(4usize)?,
+        error: r.try_get(5usize)?,
+    })
+}
+
+/// A string as an SQLite literal (for the multi-statement scripts, which take no parameters).
+fn sqlite_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
