@@ -399,6 +399,19 @@ impl OutboxStore {
         })
     }
 
+    /// The database, to build a bus or begin transactions on.
+    pub fn database(&self) -> crate::Database {
+        match &self.db {
+            Db::Postgres(pool) => crate::Database::Postgres(pool.clone()),
+            Db::Sqlite(pool) => crate::Database::Sqlite(pool.clone()),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// The dialect.
     pub fn dialect(&self) -> Dialect {
         match self.db {

@@ -99,3 +99,28 @@ pub struct OrderConfirmationEmail {
     /// Which order.
     pub order_id: Uuid,
 }
+
+/// A per-key counter ticked (the ordering tests' event): `seq` is the key's counter value after
+/// this tick, so a consumer can check per-key order.
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(topic = "eventbus.tests.ticks")]
+pub struct Tick {
+    /// The counter.
+    #[event(key)]
+    pub key: String,
+    /// Its value after this tick.
+    pub seq: u64,
+    /// Which writer ticked it.
+    pub writer: u32,
+}
+
+/// An event whose size the test chooses (the poison tests' event).
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(topic = "eventbus.tests.blobs")]
+pub struct Blob {
+    /// The key.
+    #[event(key)]
+    pub key: String,
+    /// Filler.
+    pub data: String,
+}
