@@ -88,10 +88,12 @@ mod bus;
 mod envelope;
 mod error;
 pub mod event;
+mod include;
 mod key;
 mod publisher;
 pub mod routing;
 mod testing;
+pub mod types;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -99,3 +99,8 @@ pub struct OrderConfirmationEmail {
     /// Which order.
     pub order_id: Uuid,
 }
+
+/// The payments service, generated from `schemas/payments.yaml` by `build.rs`.
+pub mod payments_schema {
+    eventbus::include_events!("payments");
+}
