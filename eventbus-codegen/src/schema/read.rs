@@ -116,9 +116,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Catalog, Error> {
                 continue;
             }
         };
-        for (import, _, _) in &file.imports {
-            queue.push(import.clone());
-        }
+        // A missing import is reported, at the import, when the file is resolved.
+        queue.extend(
+            file.imports
+                .iter()
+                .filter(|i| i.0.is_file())
+                .map(|i| i.0.clone()),
+        );
         files.push(file);
     }
     reader.resolve(&files);
