@@ -82,6 +82,7 @@ pub fn parse_event(category: Category, input: &DeriveInput) -> (EventDef, Option
 
     let mut def = EventDef {
         ident: ident.clone(),
+        at: ident.span().into(),
         vis: input.vis.clone(),
         category,
         krate: syn::parse_quote!(::eventbus),
@@ -156,7 +157,7 @@ pub fn parse_event(category: Category, input: &DeriveInput) -> (EventDef, Option
             if problem.missing.is_some_and(|m| errors.1.contains(&m)) {
                 continue; // the user wrote a misspelling of it, already reported
             }
-            errors.at(problem.span, problem.message);
+            errors.at(problem.at.span(), problem.message);
         }
     }
 
@@ -445,7 +446,7 @@ pub fn expand_service(input: TokenStream) -> TokenStream {
         }
     }
     if let Err(e) = model::check_segment("the service name", &name.value) {
-        errors.at(name.span, format!("service `{ident}`: {e}"));
+        errors.at(name.at.span(), format!("service `{ident}`: {e}"));
     }
     let mut out = TokenStream::new();
     if let Err(e) = errors.finish() {
@@ -519,13 +520,13 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
     let route = match (&name, &aggregate) {
         (Some(n), None) => {
             if let Err(e) = model::check_topic(&n.value) {
-                errors.at(n.span, format!("topic `{ident}`: {e}"));
+                errors.at(n.at.span(), format!("topic `{ident}`: {e}"));
             }
             crate::emit::TopicName::Fixed(n.value.clone())
         }
         (None, Some(a)) => {
             if let Err(e) = model::check_segment("`aggregate`", &a.value) {
-                errors.at(a.span, format!("topic `{ident}`: {e}"));
+                errors.at(a.at.span(), format!("topic `{ident}`: {e}"));
             }
             crate::emit::TopicName::Aggregate(service, a.value.clone())
         }

@@ -27,3 +27,13 @@ pub fn format(tokens: proc_macro2::TokenStream) -> String {
         Err(_) => tokens.to_string(),
     }
 }
+
+#[cfg(feature = "yaml")]
+pub mod schema;
+
+#[cfg(feature = "yaml")]
+mod config;
+#[cfg(feature = "yaml")]
+pub use config::Config;
+#[cfg(feature = "yaml")]
+pub mod contracts;

@@ -4,6 +4,9 @@
 //! [`EventDef`]; [`crate::emit`] turns it into Rust. Names and topic segments are validated here,
 //! once, so both front ends reject the same mistakes with the same words.
 
+use std::fmt;
+use std::sync::Arc;
+
 use proc_macro2::{Ident, Span};
 use syn::{Path, Type, Visibility};
 
@@ -77,19 +80,81 @@ impl Category {
     }
 }
 
-/// A string value with the place it was written, for error messages.
+/// A place in a schema file: `file:line:column` (1-based), for the YAML front end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileLocation {
+    /// The file, as the user named it (relative paths stay relative).
+    pub file: Arc<str>,
+    /// The line, from 1.
+    pub line: u32,
+    /// The column, from 1.
+    pub column: u32,
+}
+
+impl fmt::Display for FileLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Where a value was written: a token of a derive input, or a node of a schema file.
+///
+/// The derive reports at spans (the compiler underlines them); the YAML front end reports at
+/// `file:line:column`. The model's rules are the same for both.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A token of a derive input.
+    Span(Span),
+    /// A node of a schema file.
+    File(FileLocation),
+}
+
+impl Location {
+    /// The span to report a derive error at (`call_site` for a file location).
+    pub fn span(&self) -> Span {
+        match self {
+            Location::Span(span) => *span,
+            Location::File(_) => Span::call_site(),
+        }
+    }
+
+    /// The file location, when this is one.
+    pub fn file(&self) -> Option<&FileLocation> {
+        match self {
+            Location::File(at) => Some(at),
+            Location::Span(_) => None,
+        }
+    }
+}
+
+impl From<Span> for Location {
+    fn from(span: Span) -> Self {
+        Location::Span(span)
+    }
+}
+
+impl From<FileLocation> for Location {
+    fn from(at: FileLocation) -> Self {
+        Location::File(at)
+    }
+}
+
+/// A value with the place it was written, for error messages.
 #[derive(Debug, Clone)]
 pub struct Spanned<T> {
     /// The value.
     pub value: T,
     /// Where it was written.
-    pub span: Span,
+    pub at: Location,
 }
 
 impl<T> Spanned<T> {
-    /// Wraps `value` written at `span`.
-    pub fn new(value: T, span: Span) -> Self {
-        Spanned { value, span }
+    /// Wraps `value` written at `at`.
+    pub fn new(value: T, at: impl Into<Location>) -> Self {
+        Spanned {
+            value,
+            at: at.into(),
+        }
     }
 }
 
@@ -164,6 +229,8 @@ impl FieldDef {
 pub struct EventDef {
     /// The Rust type name.
     pub ident: Ident,
+    /// Where the event is declared (the struct's name, or the event's key in a schema).
+    pub at: Location,
     /// The type's visibility (the declared topic type gets the same).
     pub vis: Visibility,
     /// Its category.
@@ -265,7 +332,7 @@ impl EventDef {
 #[derive(Debug, Clone)]
 pub struct Problem {
     /// Where.
-    pub span: Span,
+    pub at: Location,
     /// What is wrong and what to do.
     pub message: String,
     /// For "X is missing" problems, the attribute that is missing (`aggregate`, `aggregate_id`),
@@ -274,10 +341,10 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem at `span`.
-    pub fn new(span: Span, message: impl Into<String>) -> Self {
+    /// A problem at `at`.
+    pub fn new(at: impl Into<Location>, message: impl Into<String>) -> Self {
         Problem {
-            span,
+            at: at.into(),
             message: message.into(),
             missing: None,
         }
@@ -339,16 +406,19 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
 
     if def.version.value == 0 {
         problems.push(Problem::new(
-            def.version.span,
+            def.version.at.clone(),
             format!("event `{ident}` has version 0: versions start at 1"),
         ));
     }
     if let Err(e) = check_segment("the event name", &def.name.value) {
-        problems.push(Problem::new(def.name.span, format!("event `{ident}`: {e}")));
+        problems.push(Problem::new(
+            def.name.at.clone(),
+            format!("event `{ident}`: {e}"),
+        ));
     }
     if def.description.trim().is_empty() {
         problems.push(Problem::new(
-            ident.span(),
+            def.at.clone(),
             format!(
                 "event `{ident}` has no description: add a doc comment (`/// What happened.`) above the struct; it is the event's description in the catalog"
             ),
@@ -377,7 +447,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
                 {
                     problems.push(
                         Problem::new(
-                            ident.span(),
+                            def.at.clone(),
                             format!(
                                 "{} event `{ident}` needs `{key}`: add `#[event({example})]`",
                                 cat.word()
@@ -389,7 +459,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
             }
             Some(v) => {
                 if let Err(e) = check_segment(&format!("`{key}`"), &v.value) {
-                    problems.push(Problem::new(v.span, format!("event `{ident}`: {e}")));
+                    problems.push(Problem::new(v.at.clone(), format!("event `{ident}`: {e}")));
                 }
             }
         }
@@ -398,7 +468,10 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
     if let TopicRoute::Name(name) = &def.topic
         && let Err(e) = check_topic(&name.value)
     {
-        problems.push(Problem::new(name.span, format!("event `{ident}`: {e}")));
+        problems.push(Problem::new(
+            name.at.clone(),
+            format!("event `{ident}`: {e}"),
+        ));
     }
 
     // Field roles: which are allowed, and at most one field per role.
@@ -427,7 +500,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
         if !allowed {
             for (field, r) in &marked {
                 problems.push(Problem::new(
-                    r.span,
+                    r.at.clone(),
                     format!(
                         "`#[event({})]` on `{ident}::{}` does not apply to {} events; {}",
                         role.word(),
@@ -446,7 +519,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
                 .collect();
             for (_, r) in marked.iter().skip(1) {
                 problems.push(Problem::new(
-                    r.span,
+                    r.at.clone(),
                     format!(
                         "event `{ident}` marks {} fields with `#[event({})]` ({}): keep it on exactly one field",
                         marked.len(),
@@ -460,7 +533,7 @@ pub fn validate(def: &EventDef) -> Vec<Problem> {
 
     let missing_field = |role: FieldRole, why: &str| {
         Problem::new(
-            ident.span(),
+            def.at.clone(),
             format!(
                 "{} event `{ident}` has no `#[event({})]` field: {why}",
                 cat.word(),

@@ -373,10 +373,10 @@ impl<S: Service> EventBus<S> {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .take();
-                if let Some(relay) = relay {
-                    if let Err(e) = relay.shutdown().await {
-                        tracing::warn!(error = %e, "eventbus: relay did not stop cleanly");
-                    }
+                if let Some(relay) = relay
+                    && let Err(e) = relay.shutdown().await
+                {
+                    tracing::warn!(error = %e, "eventbus: relay did not stop cleanly");
                 }
             }
             Backend::Direct(d) => {

@@ -90,6 +90,7 @@ pub mod config;
 mod envelope;
 mod error;
 pub mod event;
+mod include;
 pub mod kafka;
 mod key;
 pub mod outbox;
@@ -97,6 +98,7 @@ mod publisher;
 pub mod relay;
 pub mod routing;
 mod testing;
+pub mod types;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -9,6 +9,10 @@ pub use crate::routing::MAX_TOPIC_LEN;
 pub use crate::{BoxFuture, EventBus, PublishError, Receipt};
 pub use std::string::String;
 
+/// The serde that generated (YAML) types derive with: `#[serde(crate = "::eventbus::__private::serde")]`,
+/// so a user's crate needs no serde dependency of its own.
+pub use serde;
+
 /// Concatenates string constants at compile time: `concat_const!("domain.", S::NAME, ".order")`.
 #[macro_export]
 #[doc(hidden)]

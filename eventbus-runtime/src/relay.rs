@@ -248,10 +248,8 @@ impl Relay {
         let mut failed: Vec<(&PendingRow, String)> = Vec::new();
         let mut blocked: HashSet<&str> = HashSet::new();
         for row in &rows {
-            if let Some(key) = row.key.as_deref() {
-                if blocked.contains(key) {
-                    continue; // an earlier row of this key failed: keep the order, retry later
-                }
+            if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
+                continue; // an earlier row of this key failed: keep the order, retry later
             }
             let mut record = FutureRecord::to(&row.topic)
                 .payload(row.payload.as_slice())

@@ -124,3 +124,8 @@ pub struct Blob {
     /// Filler.
     pub data: String,
 }
+
+/// The payments service, generated from `schemas/payments.yaml` by `build.rs`.
+pub mod payments_schema {
+    eventbus::include_events!("payments");
+}

@@ -2,6 +2,8 @@
 //! consumed record with the CloudEvents headers, the key and the payload; a rolled-back
 //! transaction publishes nothing.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

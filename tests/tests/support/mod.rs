@@ -131,12 +131,12 @@ impl Reader {
         let deadline = Instant::now() + Duration::from_secs(30);
         let partitions = loop {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
-            if let Ok(m) = metadata {
-                if let Some(t) = m.topics().first() {
-                    if !t.partitions().is_empty() && t.error().is_none() {
-                        break t.partitions().len() as i32;
-                    }
-                }
+            if let Ok(m) = metadata
+                && let Some(t) = m.topics().first()
+                && !t.partitions().is_empty()
+                && t.error().is_none()
+            {
+                break t.partitions().len() as i32;
             }
             assert!(
                 Instant::now() < deadline,

@@ -1,0 +1,87 @@
+//! The schema catalog CLI.
+//!
+//! ```text
+//! eventbus-codegen check SCHEMAS...            # checks; prints each event: category, version, topic, key
+//! eventbus-codegen asyncapi SCHEMAS... [-o F]  # writes the AsyncAPI 3.0 document (stdout by default)
+//! eventbus-codegen jsonschema SCHEMAS... -o DIR  # writes one JSON Schema per event version
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: eventbus-codegen <check|asyncapi|jsonschema> SCHEMA_PATH... [-o OUT]";
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<(), String> {
+    let mut args = args.into_iter();
+    let command = args.next().ok_or(USAGE)?;
+    let mut paths = Vec::new();
+    let mut out: Option<PathBuf> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-o" | "--out" => out = Some(args.next().ok_or(USAGE)?.into()),
+            "-h" | "--help" => return Err(USAGE.into()),
+            _ => paths.push(PathBuf::from(arg)),
+        }
+    }
+    if paths.is_empty() {
+        return Err(USAGE.into());
+    }
+    let mut config = eventbus_codegen::Config::new();
+    for p in &paths {
+        config.schemas(p);
+    }
+    let catalog = config.load().map_err(|e| e.to_string())?;
+    match command.as_str() {
+        "check" => {
+            for s in &catalog.services {
+                println!("{} ({})", s.name, s.file.display());
+                for e in &s.events {
+                    println!(
+                        "  {:<28} {:<12} v{:<3} {:<48} key: {}",
+                        e.ident,
+                        e.category.word(),
+                        e.version,
+                        e.topic,
+                        e.key.as_deref().unwrap_or("(none)")
+                    );
+                }
+            }
+            let n: usize = catalog.services.iter().map(|s| s.events.len()).sum();
+            println!("{n} events in {} services: ok", catalog.services.len());
+            Ok(())
+        }
+        "asyncapi" => {
+            let doc = eventbus_codegen::contracts::asyncapi(&catalog);
+            match out {
+                Some(path) => std::fs::write(&path, doc)
+                    .map_err(|e| format!("cannot write `{}`: {e}", path.display())),
+                None => {
+                    print!("{doc}");
+                    Ok(())
+                }
+            }
+        }
+        "jsonschema" => {
+            let dir = out.ok_or("jsonschema needs `-o DIR`")?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+            for (file, text) in eventbus_codegen::contracts::json_schemas(&catalog) {
+                let path = dir.join(file);
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            }
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    }
+}

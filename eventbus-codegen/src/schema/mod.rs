@@ -1,0 +1,271 @@
+//! YAML event schemas (feature `yaml`): the format documented in `docs/schema.md`.
+//!
+//! [`load`] reads schema files into a [`Catalog`], checking them with the same rules as the derive
+//! ([`crate::model::validate`]) plus the rules only a file can break (unknown keys and types,
+//! duplicates, collisions, keywords). Every problem of a run is reported, each at
+//! `file:line:column`. The [`rust`] emitter turns a service into struct declarations carrying the
+//! derives; [`crate::contracts`] into AsyncAPI and JSON Schema; [`lock`] guards evolution.
+
+mod diagnostic;
+pub mod lock;
+mod node;
+mod read;
+pub mod rust;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Error};
+pub use read::load;
+
+use crate::model::{Category, FileLocation};
+
+/// A field's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ty {
+    /// `string`.
+    String,
+    /// `bool`.
+    Bool,
+    /// `i32`, `i64`, `u32`, `u64`.
+    Int(IntTy),
+    /// `f64`.
+    F64,
+    /// `decimal`: an exact decimal, a JSON string.
+    Decimal,
+    /// `uuid`.
+    Uuid,
+    /// `timestamp`: RFC 3339.
+    Timestamp,
+    /// `date`: `YYYY-MM-DD`.
+    Date,
+    /// `bytes`: base64.
+    Bytes,
+    /// `json`: any JSON value.
+    Json,
+    /// A record or enum declared under `types:` (here or in an imported file).
+    Named(String),
+    /// `list<T>`.
+    List(Box<Ty>),
+    /// `map<string, T>`: a JSON object.
+    Map(Box<Ty>),
+}
+
+/// The integer types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntTy {
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `u32`.
+    U32,
+    /// `u64`.
+    U64,
+}
+
+impl IntTy {
+    /// The Rust and schema name.
+    pub fn name(self) -> &'static str {
+        match self {
+            IntTy::I32 => "i32",
+            IntTy::I64 => "i64",
+            IntTy::U32 => "u32",
+            IntTy::U64 => "u64",
+        }
+    }
+}
+
+impl Ty {
+    /// The type as written in a schema (`list<Money>`), also its form in the lock file.
+    pub fn schema_name(&self) -> String {
+        match self {
+            Ty::String => "string".into(),
+            Ty::Bool => "bool".into(),
+            Ty::Int(i) => i.name().into(),
+            Ty::F64 => "f64".into(),
+            Ty::Decimal => "decimal".into(),
+            Ty::Uuid => "uuid".into(),
+            Ty::Timestamp => "timestamp".into(),
+            Ty::Date => "date".into(),
+            Ty::Bytes => "bytes".into(),
+            Ty::Json => "json".into(),
+            Ty::Named(n) => n.clone(),
+            Ty::List(t) => format!("list<{}>", t.schema_name()),
+            Ty::Map(t) => format!("map<string, {}>", t.schema_name()),
+        }
+    }
+
+    /// True when a field of this type can be a partition key.
+    pub fn can_be_key(&self) -> bool {
+        matches!(self, Ty::String | Ty::Bool | Ty::Int(_) | Ty::Uuid)
+    }
+}
+
+/// One field of an event or record.
+#[derive(Debug, Clone)]
+pub struct FieldSchema {
+    /// The Rust field name (`r#type` for a raw identifier).
+    pub ident: String,
+    /// The name on the wire (JSON).
+    pub wire: String,
+    /// Its type.
+    pub ty: Ty,
+    /// May be absent (`Option<T>`; missing on the wire decodes as `None`).
+    pub optional: bool,
+    /// Deprecated, with the note telling what to use instead.
+    pub deprecated: Option<String>,
+    /// The description (a `#[doc]`).
+    pub description: String,
+    /// Where it is declared.
+    pub at: FileLocation,
+}
+
+/// A record or an enum declared under `types:`.
+#[derive(Debug, Clone)]
+pub struct TypeDecl {
+    /// The Rust type name.
+    pub ident: String,
+    /// The description.
+    pub description: String,
+    /// Fields or variants.
+    pub kind: TypeKind,
+    /// Where it is declared.
+    pub at: FileLocation,
+}
+
+/// What a declared type is.
+#[derive(Debug, Clone)]
+pub enum TypeKind {
+    /// A record: a JSON object.
+    Record(Vec<FieldSchema>),
+    /// An enum of names: a JSON string, one of the wire names.
+    Enum(Vec<Variant>),
+}
+
+/// One value of an enum.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// The Rust variant name.
+    pub ident: String,
+    /// The value on the wire.
+    pub wire: String,
+}
+
+/// How a service's domain events are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// One topic per event type (`domain.{service}.{aggregate}.{event}`), the seed's AD-004.
+    PerEvent,
+    /// One topic per aggregate (`domain.{service}.{aggregate}`): order per aggregate id.
+    PerAggregate,
+}
+
+/// An aggregate of a service.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// Its name (a topic segment).
+    pub name: String,
+    /// The description.
+    pub description: String,
+    /// Its routing.
+    pub routing: Routing,
+    /// The field name holding its id in its events (default `{aggregate}_id`).
+    pub id_field: String,
+    /// The topic type, for per-aggregate routing (`OrderTopic`).
+    pub topic_ident: String,
+    /// Where it is declared.
+    pub at: FileLocation,
+}
+
+/// One event version.
+#[derive(Debug, Clone)]
+pub struct EventSchema {
+    /// The Rust type name.
+    pub ident: String,
+    /// The wire name.
+    pub name: String,
+    /// The schema version.
+    pub version: u32,
+    /// The category.
+    pub category: Category,
+    /// The description.
+    pub description: String,
+    /// Domain: the aggregate.
+    pub aggregate: Option<String>,
+    /// Integration: the target service.
+    pub target: Option<String>,
+    /// Audit: the audit category.
+    pub audit_category: Option<String>,
+    /// Notification: channel and kind.
+    pub channel: Option<String>,
+    /// Notification: the kind.
+    pub kind: Option<String>,
+    /// A fixed topic name, when set.
+    pub topic_name: Option<String>,
+    /// The shared topic type, for per-aggregate routing.
+    pub topic_type: Option<String>,
+    /// The field roles: `(role, field)`.
+    pub roles: Vec<(crate::model::FieldRole, String)>,
+    /// The payload's fields.
+    pub fields: Vec<FieldSchema>,
+    /// The full topic name.
+    pub topic: String,
+    /// The partition key's field, if any.
+    pub key: Option<String>,
+    /// Where it is declared.
+    pub at: FileLocation,
+}
+
+/// One service schema file, resolved.
+#[derive(Debug, Clone)]
+pub struct ServiceSchema {
+    /// The file.
+    pub file: PathBuf,
+    /// The service name (a topic segment).
+    pub name: String,
+    /// The service type's name (`Payments`).
+    pub ident: String,
+    /// The description.
+    pub description: String,
+    /// Whether it is the crate's default service (`#[service(default)]`).
+    pub default: bool,
+    /// Its aggregates.
+    pub aggregates: Vec<Aggregate>,
+    /// Its types, then the types of the files it imports.
+    pub types: Vec<TypeDecl>,
+    /// Its events.
+    pub events: Vec<EventSchema>,
+}
+
+/// Every service found under the schema paths.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// The services, by file order.
+    pub services: Vec<ServiceSchema>,
+    /// Every file and directory read (for `cargo:rerun-if-changed`).
+    pub inputs: Vec<PathBuf>,
+    /// The file texts, for showing lines in later diagnostics (the lock check).
+    pub(crate) sources: BTreeMap<Arc<str>, Arc<str>>,
+}
+
+impl Catalog {
+    /// A diagnostic at `at`, showing its line.
+    pub(crate) fn diagnostic(&self, at: &FileLocation, message: String) -> Diagnostic {
+        let line_text = self
+            .sources
+            .get(&at.file)
+            .and_then(|text| {
+                text.lines()
+                    .nth(usize::try_from(at.line.saturating_sub(1)).unwrap_or(0))
+            })
+            .unwrap_or_default()
+            .to_owned();
+        Diagnostic {
+            at: at.clone(),
+            message,
+            line_text,
+        }
+    }
+}
