@@ -282,7 +282,7 @@ impl Statements {
                 delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
                 mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),
                 retry: format!(
-                    "UPDATE {t} SET attempts = attempts + 1, last_error = $2, \
+                    "UPDATE {t} SET attempts = attempts + $4, last_error = $2, \
                      next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1"
                 ),
                 to_dead: format!(
@@ -333,7 +333,7 @@ impl Statements {
                      WHERE id IN (SELECT value FROM json_each(?1))"
                 ),
                 retry: format!(
-                    "UPDATE {t} SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1"
+                    "UPDATE {t} SET attempts = attempts + ?4, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1"
                 ),
                 to_dead: format!(
                     "INSERT INTO {t}_dead (id, {cols}, last_error) \
@@ -350,11 +350,12 @@ impl Statements {
                      SELECT event_id, topic, partition_key, event_type, version, headers, payload, shard FROM {t}_dead ORDER BY id; \
                      DELETE FROM {t}_dead"
                 ),
+                // One event per execution (SQLite stores ids as blobs): insert, then delete.
                 replay_some: format!(
                     "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
                      SELECT event_id, topic, partition_key, event_type, version, headers, payload, shard FROM {t}_dead \
-                     WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY id; \
-                     DELETE FROM {t}_dead WHERE event_id IN (SELECT value FROM json_each(?1))"
+                     WHERE event_id = ?1; \
+                     DELETE FROM {t}_dead WHERE event_id = ?1"
                 ),
                 dead: format!(
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
@@ -545,19 +546,23 @@ impl OutboxStore {
         Ok(())
     }
 
-    /// Records a failed attempt; the row is retried after `delay`.
+    /// Records a failure; the row is retried after `delay`. `counts`: the failure uses up one of
+    /// the event's attempts (an outage does not).
     pub(crate) async fn retry_later(
         &self,
         id: i64,
         error: &str,
         delay: Duration,
+        counts: bool,
     ) -> Result<(), sqlx::Error> {
+        let counts = i32::from(counts);
         match &self.db {
             Db::Postgres(pool) => {
                 sqlx::query(sql(&self.sql.retry))
                     .bind(id)
                     .bind(error)
                     .bind(delay.as_secs_f64())
+                    .bind(counts)
                     .execute(pool)
                     .await?;
             }
@@ -566,6 +571,7 @@ impl OutboxStore {
                     .bind(id)
                     .bind(error)
                     .bind(now_ms() + delay.as_millis() as i64)
+                    .bind(counts)
                     .execute(pool)
                     .await?;
             }
@@ -630,22 +636,33 @@ impl OutboxStore {
                     .await?
                     .rows_affected())
             }
-            (Db::Sqlite(pool), which) => {
-                let statement = match &which {
-                    Replay::All => self.sql.replay_all.clone(),
-                    Replay::Events(ids) => {
-                        let list: Vec<String> = ids.iter().map(|u| u.to_string()).collect();
-                        let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-                        self.sql.replay_some.replace("?1", &sqlite_literal(&json))
-                    }
-                };
+            (Db::Sqlite(pool), Replay::All) => {
                 let mut tx = pool.begin().await?;
-                let result = sqlx::raw_sql(AssertSqlSafe(statement))
+                let result = sqlx::raw_sql(sql(&self.sql.replay_all))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 // Both statements count: inserted rows equal deleted rows.
                 Ok(result.rows_affected() / 2)
+            }
+            (Db::Sqlite(pool), Replay::Events(ids)) => {
+                let (insert, delete) = self
+                    .sql
+                    .replay_some
+                    .split_once("; ")
+                    .unwrap_or((self.sql.replay_some.as_str(), ""));
+                let mut tx = pool.begin().await?;
+                let mut replayed = 0;
+                for id in ids {
+                    replayed += sqlx::query(sql(insert))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    sqlx::query(sql(delete)).bind(id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(replayed)
             }
         }
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sqlx::postgres::{PgConnection, PgListener};
@@ -245,7 +246,7 @@ impl Relay {
     /// Sends one batch; marks what Kafka acknowledged, schedules or buries what it did not.
     async fn send(&self, rows: Vec<PendingRow>) -> Result<(), sqlx::Error> {
         let mut in_flight = Vec::with_capacity(rows.len());
-        let mut failed: Vec<(&PendingRow, String)> = Vec::new();
+        let mut failed: Vec<(&PendingRow, KafkaError)> = Vec::new();
         let mut blocked: HashSet<&str> = HashSet::new();
         for row in &rows {
             if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
@@ -263,17 +264,40 @@ impl Relay {
                     if let Some(key) = row.key.as_deref() {
                         blocked.insert(key);
                     }
-                    failed.push((row, e.to_string()));
+                    failed.push((row, e));
                 }
             }
         }
         let mut sent = Vec::with_capacity(in_flight.len());
+        let mut rejected: Vec<(&PendingRow, KafkaError)> = Vec::new();
         for (row, delivery) in in_flight {
             match delivery.await {
                 Ok(Ok(_)) => sent.push(row.id),
-                Ok(Err((e, _))) => failed.push((row, e.to_string())),
-                Err(_) => failed.push((row, "the producer was closed before delivery".into())),
+                Ok(Err((e, _))) => rejected.push((row, e)),
+                Err(_) => rejected.push((row, KafkaError::Canceled)),
             }
+        }
+        // A broker rejects a whole record batch for one bad record (too large, say): send each
+        // rejected row alone, in order, so only the culprit counts an attempt. A key whose row
+        // fails here holds its later rows back, unattempted. (Outages are not isolated: every
+        // row would wait out the timeout again.)
+        if rejected.len() > 1 && rejected.iter().any(|(_, e)| !is_outage(e)) {
+            for (row, _) in rejected {
+                if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
+                    continue;
+                }
+                match self.send_one(row).await {
+                    Ok(()) => sent.push(row.id),
+                    Err(error) => {
+                        if let Some(key) = row.key.as_deref() {
+                            blocked.insert(key);
+                        }
+                        failed.push((row, error));
+                    }
+                }
+            }
+        } else {
+            failed.extend(rejected);
         }
         self.store
             .sent(&sent, !self.config.retention.is_zero())
@@ -283,8 +307,12 @@ impl Relay {
             .fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for (row, error) in failed {
-            let attempt = row.attempts as u32 + 1;
-            if attempt >= self.config.max_attempts {
+            // An outage (timeouts, brokers down) is not the event's fault: it is retried with
+            // backoff for as long as it lasts, without using up the event's attempts.
+            let outage = is_outage(&error);
+            let error = error.to_string();
+            let attempt = row.attempts as u32 + u32::from(!outage);
+            if !outage && attempt >= self.config.max_attempts {
                 tracing::error!(event_id = %row.event_id, topic = %row.topic, attempts = attempt, %error,
                     "eventbus relay: event moved to the dead table");
                 self.dead_letter(row, &error).await;
@@ -294,12 +322,32 @@ impl Relay {
                 tracing::warn!(event_id = %row.event_id, topic = %row.topic, attempt, %error,
                     "eventbus relay: publish failed; will retry");
                 self.store
-                    .retry_later(row.id, &error, self.config.backoff.delay(attempt))
+                    .retry_later(
+                        row.id,
+                        &error,
+                        self.config.backoff.delay(attempt.max(1)),
+                        !outage,
+                    )
                     .await?;
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
+    }
+
+    /// Sends one row and awaits its acknowledgement.
+    async fn send_one(&self, row: &PendingRow) -> Result<(), KafkaError> {
+        let mut record = FutureRecord::to(&row.topic)
+            .payload(row.payload.as_slice())
+            .headers(crate::kafka::headers_from_json(&row.headers));
+        if let Some(key) = row.key.as_deref() {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(0))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
     }
 
     /// Publishes a dead event to the DLQ topic, when one is configured; a failure here is logged
@@ -327,6 +375,28 @@ impl Relay {
             tracing::error!(event_id = %row.event_id, dlq = %topic, error = %e, "eventbus relay: cannot publish to the DLQ topic");
         }
     }
+}
+
+/// True for failures of the path to Kafka rather than of the record.
+fn is_outage(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(error, KafkaError::Canceled)
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::MessageTimedOut
+                    | C::AllBrokersDown
+                    | C::BrokerTransportFailure
+                    | C::QueueFull
+                    | C::RequestTimedOut
+                    | C::NetworkException
+                    | C::NotLeaderForPartition
+                    | C::LeaderNotAvailable
+                    | C::NotEnoughReplicas
+                    | C::NotEnoughReplicasAfterAppend
+                    | C::UnknownTopicOrPartition
+            )
+        )
 }
 
 async fn listen(pool: &PgPool, channel: &str) -> Option<PgListener> {

@@ -20,7 +20,7 @@ pub struct Layer {
     pub store: OutboxStore,
     pub kafka: KafkaConfig,
     pub table: String,
-    _embedded: Option<EmbeddedKafka>,
+    pub _embedded: Option<EmbeddedKafka>,
 }
 
 fn unique(prefix: &str) -> String {

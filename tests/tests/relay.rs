@@ -1,0 +1,475 @@
+//! The relay under load and under failure, on both layers (DESIGN.md, "Outbox and relay"):
+//! order and loss with concurrent writers and several relays, a relay crash, broker faults, and
+//! a poison event.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use eventbus::{
+    Backoff, Database, EventBus, KafkaConfig, OutboxConfig, OutboxStore, Relay, RelayHandle, Replay,
+};
+use eventbus_tests::{Blob, Petstore, Tick};
+use support::{Layer, Reader, Record};
+
+fn outbox(layer: &Layer) -> OutboxConfig {
+    OutboxConfig {
+        table: layer.table.clone(),
+        batch_size: 500,
+        poll_interval: Duration::from_millis(50),
+        max_attempts: 3,
+        backoff: Backoff {
+            initial: Duration::from_millis(50),
+            multiplier: 2.0,
+            max: Duration::from_millis(400),
+        },
+        shards: 16,
+        ..OutboxConfig::default()
+    }
+}
+
+async fn writer_bus(layer: &Layer) -> EventBus<Petstore> {
+    EventBus::builder(Petstore)
+        .database(layer.store.database())
+        .kafka(layer.kafka.clone())
+        .outbox(outbox(layer))
+        .without_relay()
+        .build()
+        .await
+        .unwrap()
+}
+
+fn relay(store: &OutboxStore, kafka: &KafkaConfig, config: OutboxConfig) -> RelayHandle {
+    Relay::new(store.clone(), kafka, config).unwrap().spawn()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `per_writer` ticks from each of `writers` concurrent writers over `keys` keys, 10 per
+/// transaction. Each tick increments its key's counter row in the same transaction (locking it
+/// in key order), so the counter value is the key's commit order.
+async fn write_ticks(
+    layer: &Layer,
+    bus: &EventBus<Petstore>,
+    run: &str,
+    writers: u32,
+    per_writer: u32,
+    keys: u32,
+) -> u64 {
+    let counters = format!("c_{run}");
+    match layer.store.database() {
+        Database::Postgres(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {counters} (key TEXT PRIMARY KEY, n BIGINT NOT NULL)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        Database::Sqlite(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {counters} (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        Database::Url(_) => unreachable!(),
+    }
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let bus = bus.clone();
+        let db = layer.store.database();
+        let counters = counters.clone();
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut written = 0;
+            let mut rng = writer as u64 * 7919 + 17;
+            while written < per_writer {
+                let mut batch: Vec<String> = (0..10.min(per_writer - written))
+                    .map(|_| {
+                        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        format!("{run}-k{}", (rng >> 33) % u64::from(keys))
+                    })
+                    .collect();
+                batch.sort();
+                written += batch.len() as u32;
+                let upsert = |p: &str| {
+                    sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO {counters} (key, n) VALUES ({p}, 1) ON CONFLICT (key) DO UPDATE SET n = {counters}.n + 1 RETURNING n"
+                    ))
+                };
+                match &db {
+                    Database::Postgres(pool) => {
+                        let mut tx = pool.begin().await.unwrap();
+                        for key in &batch {
+                            let n: i64 = sqlx::query_scalar(upsert("$1"))
+                                .bind(key)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .unwrap();
+                            let tick = Tick { key: key.clone(), seq: n as u64, writer };
+                            bus.enqueue(&mut tx, &tick).await.unwrap();
+                        }
+                        tx.commit().await.unwrap();
+                    }
+                    Database::Sqlite(pool) => {
+                        let mut tx = pool.begin().await.unwrap();
+                        for key in &batch {
+                            let n: i64 = sqlx::query_scalar(upsert("?1"))
+                                .bind(key)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .unwrap();
+                            let tick = Tick { key: key.clone(), seq: n as u64, writer };
+                            bus.enqueue(&mut tx, &tick).await.unwrap();
+                        }
+                        tx.commit().await.unwrap();
+                    }
+                    Database::Url(_) => unreachable!(),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    u64::from(writers * per_writer)
+}
+
+/// Checks per-key order and completeness of the ticks of `run`; returns the duplicates seen.
+fn check_ticks(name: &str, records: &[Record], run: &str, expected: u64) -> u64 {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut seen: BTreeMap<(String, u64), u32> = BTreeMap::new();
+    let mut duplicates = 0;
+    for r in records {
+        let tick: Tick = r.envelope().decode().unwrap();
+        if !tick.key.starts_with(run) {
+            continue;
+        }
+        let count = seen.entry((tick.key.clone(), tick.seq)).or_default();
+        *count += 1;
+        if *count > 1 {
+            duplicates += 1;
+            continue; // a redelivery after a crash: allowed, counted
+        }
+        let prev = last.entry(tick.key.clone()).or_default();
+        assert_eq!(
+            tick.seq,
+            *prev + 1,
+            "{name}: key {} out of commit order",
+            tick.key
+        );
+        *prev = tick.seq;
+    }
+    assert_eq!(seen.len() as u64, expected, "{name}: every event arrives");
+    duplicates
+}
+
+fn read_all(reader: &Reader, run: &str, expected: u64, timeout: Duration) -> Vec<Record> {
+    let run = run.to_owned();
+    tokio::task::block_in_place(|| {
+        let mut distinct = std::collections::HashSet::new();
+        let mut scanned = 0;
+        reader.read(timeout, |got| {
+            for r in &got[scanned..] {
+                if let Ok(t) = r.envelope().decode::<Tick>()
+                    && t.key.starts_with(&run)
+                {
+                    distinct.insert((t.key, t.seq));
+                }
+            }
+            scanned = got.len();
+            distinct.len() as u64 >= expected
+        })
+    })
+}
+
+fn run_id(name: &str) -> String {
+    format!("{name}{}", uuid::Uuid::now_v7().simple())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_and_loss_with_concurrent_writers_and_three_relays() {
+    for layer in support::layers().await {
+        // SQLite has one writer at a time and runs one relay per database; PostgreSQL gets three
+        // relays sharing the shards.
+        let (writers, per_writer, relays) = match layer.name {
+            "real" => (8, 2000, 3),
+            _ => (8, 500, 1),
+        };
+        let run = run_id("order");
+        let reader = Reader::at_end(&layer.kafka, Tick::TOPIC).await;
+        let bus = writer_bus(&layer).await;
+        let handles: Vec<RelayHandle> = (0..relays)
+            .map(|_| relay(&layer.store, &layer.kafka, outbox(&layer)))
+            .collect();
+        let started = Instant::now();
+        let expected = write_ticks(&layer, &bus, &run, writers, per_writer, 50).await;
+        let records = read_all(&reader, &run, expected, Duration::from_secs(120));
+        let duplicates = check_ticks(layer.name, &records, &run, expected);
+        assert_eq!(duplicates, 0, "{}: no crash, no duplicate", layer.name);
+        let published: u64 = handles.iter().map(|h| h.stats().published()).sum();
+        eprintln!(
+            "{}: {expected} events by {writers} writers through {relays} relay(s) in {:?} (relays published {published})",
+            layer.name,
+            started.elapsed()
+        );
+        if relays > 1 {
+            let busy = handles.iter().filter(|h| h.stats().published() > 0).count();
+            assert!(
+                busy > 1,
+                "{}: the relays share the work ({busy} of {relays} published)",
+                layer.name
+            );
+        }
+        for h in handles {
+            h.shutdown().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_crash_loses_nothing() {
+    for layer in support::layers().await {
+        let run = run_id("crash");
+        let reader = Reader::at_end(&layer.kafka, Tick::TOPIC).await;
+        let bus = writer_bus(&layer).await;
+        let expected = write_ticks(&layer, &bus, &run, 2, 2000, 20).await;
+        let config = OutboxConfig {
+            batch_size: 100,
+            ..outbox(&layer)
+        };
+        let first = relay(&layer.store, &layer.kafka, config.clone());
+        let stats = first.stats();
+        wait_until(
+            "the first relay is mid-way",
+            Duration::from_secs(60),
+            async || stats.published() >= expected / 4,
+        )
+        .await;
+        first.abort(); // a crash: no shutdown, batch in hand abandoned
+        let second = relay(&layer.store, &layer.kafka, config);
+        let records = read_all(&reader, &run, expected, Duration::from_secs(120));
+        let duplicates = check_ticks(layer.name, &records, &run, expected);
+        eprintln!(
+            "{}: crash after {} events; {duplicates} duplicates redelivered",
+            layer.name,
+            stats.published()
+        );
+        wait_until(
+            "the outbox is drained",
+            Duration::from_secs(30),
+            async || layer.store.pending().await.unwrap() == 0,
+        )
+        .await;
+        second.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_faults_are_survived() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let mock = MockCluster::new(1).unwrap();
+    let embedded = support::embedded().await;
+    let kafka =
+        KafkaConfig::new(&mock.bootstrap_servers()).with_property("message.timeout.ms", "1000");
+    let layer = Layer {
+        kafka: kafka.clone(),
+        ..embedded
+    };
+    let run = run_id("faults");
+    let reader = Reader::at_end(&kafka, Tick::TOPIC).await;
+    let bus = writer_bus(&layer).await;
+    let handle = relay(
+        &layer.store,
+        &kafka,
+        OutboxConfig {
+            max_attempts: 50,
+            ..outbox(&layer)
+        },
+    );
+
+    // Retriable produce errors: the idempotent producer retries them.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
+    );
+    let first = write_ticks(&layer, &bus, &run, 1, 200, 10).await;
+    // The broker goes down; deliveries time out and the relay retries with backoff.
+    mock.broker_down(1).unwrap();
+    let run2 = format!("{run}b");
+    let second = write_ticks(&layer, &bus, &run2, 1, 200, 10).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = handle.stats();
+    assert!(
+        stats.retried() > 0,
+        "deliveries failed while the broker was down"
+    );
+    mock.broker_up(1).unwrap();
+
+    // `run` prefixes `run2`: one read sees both writes.
+    let records = read_all(&reader, &run, first + second, Duration::from_secs(60));
+    check_ticks("faults", &records, &run, first + second);
+    wait_until(
+        "the outbox is drained",
+        Duration::from_secs(30),
+        async || layer.store.pending().await.unwrap() == 0,
+    )
+    .await;
+    assert_eq!(
+        layer.store.dead().await.unwrap().len(),
+        0,
+        "nothing died of a transient fault"
+    );
+    handle.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
+    for layer in support::layers().await {
+        let run = run_id("poison");
+        let limit = 100_000;
+        // Embedded: the producer refuses records over its limit. Real: the broker refuses them
+        // (the topic's max.message.bytes); raising the limit afterwards lets the replay through.
+        let topic = Blob::TOPIC;
+        let (relay_kafka, raised_kafka) = if layer.name == "real" {
+            set_topic_limit(&layer.kafka, topic, limit).await;
+            (layer.kafka.clone(), layer.kafka.clone())
+        } else {
+            (
+                layer
+                    .kafka
+                    .clone()
+                    .with_property("message.max.bytes", limit.to_string()),
+                layer
+                    .kafka
+                    .clone()
+                    .with_property("message.max.bytes", "2000000"),
+            )
+        };
+        let reader = Reader::at_end(&layer.kafka, topic).await;
+        let bus = writer_bus(&layer).await;
+        let big = Blob {
+            key: format!("{run}-poison"),
+            data: "x".repeat(2 * limit),
+        };
+        let after_big = Blob {
+            key: format!("{run}-poison"),
+            data: "after".into(),
+        };
+        let others: Vec<Blob> = (0..20)
+            .map(|i| Blob {
+                key: format!("{run}-k{i}"),
+                data: "ok".into(),
+            })
+            .collect();
+        bus.publish_all(&[big.clone(), after_big.clone()])
+            .await
+            .unwrap();
+        bus.publish_all(&others).await.unwrap();
+
+        let handle = relay(&layer.store, &relay_kafka, outbox(&layer));
+        let stats = handle.stats();
+        wait_until(
+            "the poison event is dead",
+            Duration::from_secs(60),
+            async || stats.dead() >= 1,
+        )
+        .await;
+        let dead = layer.store.dead().await.unwrap();
+        assert_eq!(dead.len(), 1, "{}", layer.name);
+        assert_eq!(dead[0].key.as_deref(), Some(big.key.as_str()));
+        assert_eq!(
+            dead[0].attempts, 3,
+            "{}: dead after max_attempts",
+            layer.name
+        );
+        assert!(
+            dead[0].error.to_lowercase().contains("size") || dead[0].error.contains("large"),
+            "{}",
+            dead[0].error
+        );
+
+        let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(&run));
+        let flowed = tokio::task::block_in_place(|| {
+            reader.read(Duration::from_secs(30), |got| {
+                got.iter().filter(|r| ours(r)).count() >= 21
+            })
+        });
+        let flowed: Vec<_> = flowed.into_iter().filter(|r| ours(r)).collect();
+        assert_eq!(
+            flowed.len(),
+            21,
+            "{}: the other keys, and the poison key's next event, flow",
+            layer.name
+        );
+        handle.shutdown().await.unwrap();
+
+        // Raise the limit, replay the dead row: it is delivered.
+        if layer.name == "real" {
+            set_topic_limit(&layer.kafka, topic, 4 * limit).await;
+        }
+        assert_eq!(
+            layer
+                .store
+                .replay(Replay::Events(vec![dead[0].event_id]))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(layer.store.dead().await.unwrap().is_empty());
+        let handle = relay(&layer.store, &raised_kafka, outbox(&layer));
+        let replayed = tokio::task::block_in_place(|| {
+            reader.read(Duration::from_secs(30), |got| {
+                got.iter().any(|r| r.payload.len() > limit)
+            })
+        });
+        assert!(
+            replayed.iter().any(|r| r.payload.len() > limit && ours(r)),
+            "{}: the replay delivers it",
+            layer.name
+        );
+        handle.shutdown().await.unwrap();
+    }
+}
+
+async fn set_topic_limit(kafka: &KafkaConfig, topic: &str, bytes: usize) {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
+        .create()
+        .unwrap();
+    let value = bytes.to_string();
+    let _ =
+        admin
+            .create_topics(
+                &[NewTopic::new(topic, 8, TopicReplication::Fixed(1))
+                    .set("max.message.bytes", &value)],
+                &AdminOptions::new(),
+            )
+            .await;
+    let results = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value)],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
