@@ -17,8 +17,11 @@ CREATE TABLE IF NOT EXISTS eventbus_outbox (
     xid             XID8        NOT NULL DEFAULT pg_current_xact_id(),
     sent_at         TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS eventbus_outbox_pending ON eventbus_outbox (shard, id) WHERE sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS eventbus_outbox_pending_key ON eventbus_outbox (shard, partition_key, id) WHERE sent_at IS NULL;
+-- the relay's reads: pending rows in id order; and the few that hold their key back (an
+-- uncommitted-era xid, a backoff)
+CREATE INDEX IF NOT EXISTS eventbus_outbox_pending ON eventbus_outbox (id) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS eventbus_outbox_xid ON eventbus_outbox (xid) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS eventbus_outbox_backoff ON eventbus_outbox (next_attempt_at) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS eventbus_outbox_sent ON eventbus_outbox (sent_at) WHERE sent_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS eventbus_outbox_dead (

@@ -18,7 +18,7 @@ pub(crate) fn producer(config: &KafkaConfig) -> Result<FutureProducer, StartErro
     let mut c = rdkafka::ClientConfig::new();
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
+        .set("linger.ms", "1")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .set("message.timeout.ms", "30000")

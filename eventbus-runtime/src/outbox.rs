@@ -246,6 +246,7 @@ pub(crate) enum Db {
 
 /// Every statement the relay runs, for one table, built once.
 struct Statements {
+    blocked: String,
     fetch: String,
     delete_sent: String,
     mark_sent: String,
@@ -265,19 +266,20 @@ impl Statements {
         match dialect {
             Dialect::Postgres => Statements {
                 // Commit order (DESIGN.md): only rows of transactions older than every running one
-                // (xid below the snapshot's xmin), in id order; a key whose earlier row is backing
-                // off or not yet readable holds its later rows back, other keys flow.
+                // (xid below the snapshot's xmin), in id order. A key whose earlier row is backing
+                // off or not yet readable (`blocked`, read in the same snapshot) holds its later
+                // rows back; other keys flow. Two cheap statements beat one anti-join.
+                blocked: format!(
+                    "SELECT partition_key, min(id) FROM {t} \
+                     WHERE sent_at IS NULL AND shard = ANY($1) AND partition_key IS NOT NULL \
+                       AND (next_attempt_at > now() OR xid >= pg_snapshot_xmin(pg_current_snapshot())) \
+                     GROUP BY partition_key"
+                ),
                 fetch: format!(
-                    "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) \
-                     SELECT o.id, o.event_id, o.topic, o.partition_key, o.headers, o.payload, o.attempts \
-                     FROM {t} o, snap \
-                     WHERE o.sent_at IS NULL AND o.shard = ANY($1) AND o.next_attempt_at <= now() \
-                       AND o.xid < snap.xmin \
-                       AND (o.partition_key IS NULL OR NOT EXISTS ( \
-                         SELECT 1 FROM {t} p WHERE p.sent_at IS NULL AND p.shard = o.shard \
-                           AND p.partition_key = o.partition_key AND p.id < o.id \
-                           AND (p.next_attempt_at > now() OR p.xid >= snap.xmin))) \
-                     ORDER BY o.id LIMIT $2"
+                    "SELECT id, event_id, topic, partition_key, headers, payload, attempts FROM {t} \
+                     WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
+                       AND xid < pg_snapshot_xmin(pg_current_snapshot()) AND NOT (id = ANY($3)) \
+                     ORDER BY id LIMIT $2"
                 ),
                 delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
                 mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),
@@ -314,6 +316,7 @@ impl Statements {
                 ),
             },
             Dialect::Sqlite => Statements {
+                blocked: String::new(),
                 // SQLite has one writer at a time: ids are in commit order.
                 fetch: format!(
                     "SELECT o.id, o.event_id, o.topic, o.partition_key, o.headers, o.payload, o.attempts \
@@ -323,6 +326,7 @@ impl Statements {
                          SELECT 1 FROM {t} p WHERE p.sent_at IS NULL \
                            AND p.partition_key = o.partition_key AND p.id < o.id \
                            AND p.next_attempt_at > ?1)) \
+                       AND o.id NOT IN (SELECT value FROM json_each(?3)) \
                      ORDER BY o.id LIMIT ?2"
                 ),
                 delete_sent: format!(
@@ -481,45 +485,73 @@ impl OutboxStore {
         &self,
         shards: &[i32],
         limit: usize,
+        in_flight: &[i64],
     ) -> Result<Vec<PendingRow>, sqlx::Error> {
+        fn row<R: Row>(r: R) -> Result<PendingRow, sqlx::Error>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            i64: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+            i32: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+            Uuid: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+            String: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+            Option<String>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+            Vec<u8>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+            sqlx::types::Json<serde_json::Value>:
+                sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+        {
+            Ok(PendingRow {
+                id: r.try_get(0usize)?,
+                event_id: r.try_get(1usize)?,
+                topic: r.try_get(2usize)?,
+                key: r.try_get(3usize)?,
+                headers: r
+                    .try_get::<sqlx::types::Json<serde_json::Value>, _>(4usize)?
+                    .0,
+                payload: r.try_get(5usize)?,
+                attempts: r.try_get(6usize)?,
+            })
+        }
         let limit = limit as i64;
         let rows = match &self.db {
-            Db::Postgres(pool) => sqlx::query(sql(&self.sql.fetch))
-                .bind(shards)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|r| {
-                    Ok(PendingRow {
-                        id: r.try_get(0)?,
-                        event_id: r.try_get(1)?,
-                        topic: r.try_get(2)?,
-                        key: r.try_get(3)?,
-                        headers: r.try_get::<sqlx::types::Json<serde_json::Value>, _>(4)?.0,
-                        payload: r.try_get(5)?,
-                        attempts: r.try_get(6)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()?,
+            Db::Postgres(pool) => {
+                // One snapshot for both statements.
+                let mut tx = pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?;
+                let blocked: std::collections::HashMap<String, i64> =
+                    sqlx::query_as(sql(&self.sql.blocked))
+                        .bind(shards)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .collect();
+                let rows = sqlx::query(sql(&self.sql.fetch))
+                    .bind(shards)
+                    .bind(limit)
+                    .bind(in_flight)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let mut rows = rows.into_iter().map(row).collect::<Result<Vec<_>, _>>()?;
+                if !blocked.is_empty() {
+                    rows.retain(|r| {
+                        r.key
+                            .as_ref()
+                            .and_then(|k| blocked.get(k))
+                            .is_none_or(|first| r.id < *first)
+                    });
+                }
+                rows
+            }
             Db::Sqlite(pool) => sqlx::query(sql(&self.sql.fetch))
                 .bind(now_ms())
                 .bind(limit)
+                .bind(serde_json::to_string(in_flight).unwrap_or_else(|_| "[]".into()))
                 .fetch_all(pool)
                 .await?
                 .into_iter()
-                .map(|r| {
-                    Ok(PendingRow {
-                        id: r.try_get(0)?,
-                        event_id: r.try_get(1)?,
-                        topic: r.try_get(2)?,
-                        key: r.try_get(3)?,
-                        headers: r.try_get::<sqlx::types::Json<serde_json::Value>, _>(4)?.0,
-                        payload: r.try_get(5)?,
-                        attempts: r.try_get(6)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()?,
+                .map(row)
+                .collect::<Result<Vec<_>, _>>()?,
         };
         Ok(rows)
     }

@@ -231,24 +231,47 @@ impl Relay {
     }
 
     /// Publishes batches from `shards` until a batch comes back short; returns rows handled.
+    ///
+    /// While Kafka acknowledges one batch, the next is read (without the rows in flight), so the
+    /// database and the broker work at the same time. At most [`MAX_PIPELINED`] batches per call,
+    /// so the caller can rebalance shards and see a shutdown.
     pub async fn drain(&self, shards: &[i32]) -> Result<usize, sqlx::Error> {
         if shards.is_empty() {
             return Ok(0);
         }
-        let rows = self.store.fetch(shards, self.config.batch_size).await?;
-        let n = rows.len();
-        if n > 0 {
-            self.send(rows).await?;
+        let batch = self.config.batch_size;
+        let mut rows = self.store.fetch(shards, batch, &[]).await?;
+        let mut total = 0;
+        for round in 1..=MAX_PIPELINED {
+            if rows.is_empty() {
+                break;
+            }
+            total += rows.len();
+            let read_next = rows.len() >= batch && round < MAX_PIPELINED;
+            let in_flight: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let next = async {
+                if read_next {
+                    self.store.fetch(shards, batch, &in_flight).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (failed_keys, next) = tokio::join!(self.send(&rows), next);
+            let failed_keys = failed_keys?;
+            rows = next?;
+            // A key that failed in this batch holds back its rows of the next one.
+            rows.retain(|r| r.key.as_ref().is_none_or(|k| !failed_keys.contains(k)));
         }
-        Ok(n)
+        Ok(total)
     }
 
     /// Sends one batch; marks what Kafka acknowledged, schedules or buries what it did not.
-    async fn send(&self, rows: Vec<PendingRow>) -> Result<(), sqlx::Error> {
+    /// Returns the keys that failed.
+    async fn send(&self, rows: &[PendingRow]) -> Result<HashSet<String>, sqlx::Error> {
         let mut in_flight = Vec::with_capacity(rows.len());
         let mut failed: Vec<(&PendingRow, KafkaError)> = Vec::new();
         let mut blocked: HashSet<&str> = HashSet::new();
-        for row in &rows {
+        for row in rows {
             if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
                 continue; // an earlier row of this key failed: keep the order, retry later
             }
@@ -306,6 +329,11 @@ impl Relay {
             .published
             .fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let failed_keys: HashSet<String> = failed
+            .iter()
+            .filter_map(|(row, _)| row.key.clone())
+            .chain(blocked.iter().map(|k| (*k).to_owned()))
+            .collect();
         for (row, error) in failed {
             // An outage (timeouts, brokers down) is not the event's fault: it is retried with
             // backoff for as long as it lasts, without using up the event's attempts.
@@ -332,7 +360,7 @@ impl Relay {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(())
+        Ok(failed_keys)
     }
 
     /// Sends one row and awaits its acknowledgement.
@@ -446,6 +474,9 @@ impl Ownership {
         }
     }
 }
+
+/// Batches one `drain` call sends back to back.
+pub const MAX_PIPELINED: usize = 8;
 
 /// The member lock's object id (shards use 0..shards).
 const MEMBER: i32 = 1 << 20;

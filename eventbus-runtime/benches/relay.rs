@@ -1,0 +1,335 @@
+//! Relay benchmark on real PostgreSQL + Kafka (not a timed test: run it by hand or in CI's bench
+//! step, and read the figures it prints).
+//!
+//! ```sh
+//! eval "$(scripts/services start)"
+//! cargo bench -p eventbus-runtime --bench relay
+//! ```
+//!
+//! It reports, in one run:
+//! 1. **drain throughput**: N rows pre-filled in the outbox, drained by the relay(s) to Kafka
+//!    (acknowledged, rows deleted), beside a raw rdkafka producer sending the same records with
+//!    the same settings (idempotent, acks=all);
+//! 2. **commit-to-ack latency** at a steady 1,000 events/s: one event per committed transaction,
+//!    timed from the commit's return to the relay's acknowledgement by Kafka (as observed by a
+//!    consumer, so the figure includes the consumer's fetch: an upper bound).
+//!
+//! Settings: `EVENTBUS_BENCH_EVENTS` (default 200000), `EVENTBUS_BENCH_RELAYS` (default 2),
+//! `EVENTBUS_BENCH_BATCH` (default 2000), `EVENTBUS_BENCH_RATE` (default 1000),
+//! `EVENTBUS_BENCH_SECONDS` (default 10).
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventbus::{Database, KafkaConfig, OutboxConfig, OutboxStore, Relay};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let (Ok(url), Ok(brokers)) = (
+        std::env::var("EVENTBUS_TEST_DATABASE_URL"),
+        std::env::var("EVENTBUS_TEST_KAFKA_BROKERS"),
+    ) else {
+        eprintln!(
+            "relay bench: set EVENTBUS_TEST_DATABASE_URL and EVENTBUS_TEST_KAFKA_BROKERS (eval \"$(scripts/services start)\")"
+        );
+        std::process::exit(2);
+    };
+    let events: i64 = env("EVENTBUS_BENCH_EVENTS", 200_000);
+    let relays: usize = env("EVENTBUS_BENCH_RELAYS", 2);
+    let batch: usize = env("EVENTBUS_BENCH_BATCH", 2000);
+    let rate: u64 = env("EVENTBUS_BENCH_RATE", 1000);
+    let seconds: u64 = env("EVENTBUS_BENCH_SECONDS", 10);
+    let kafka = KafkaConfig::new(&brokers);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let table = format!("bench_{}", &run[20..]);
+    let topic = format!("eventbus.bench.{}", &run[20..]);
+    let store = eventbus::connect(Database::Url(url), &table).await.unwrap();
+    store.migrate().await.unwrap();
+    let Database::Postgres(pool) = store.database() else {
+        panic!("the bench runs on PostgreSQL")
+    };
+    create_topic(&kafka, &topic).await;
+    let config = OutboxConfig {
+        table: table.clone(),
+        batch_size: batch,
+        poll_interval: Duration::from_millis(100),
+        ..OutboxConfig::default()
+    };
+
+    // 1. Drain throughput, beside a raw producer sending the same records.
+    prefill(&pool, &table, &topic, events).await;
+    let records = load(&pool, &table).await;
+    let raw = raw_producer(&kafka, &records).await;
+    let drain = drain(&store, &kafka, &config, relays, events as u64).await;
+    println!(
+        "relay bench: {events} events of {} bytes, {relays} relay(s), batch {batch}",
+        records[0].2.len()
+    );
+    println!("  raw rdkafka producer: {:>9.0} events/s", raw);
+    println!(
+        "  relay drain:          {:>9.0} events/s ({:.2} of raw)",
+        drain,
+        drain / raw
+    );
+
+    // 2. Commit-to-ack latency at a steady rate.
+    let latencies = latency(&store, &pool, &kafka, &config, &topic, rate, seconds).await;
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "  commit-to-ack at {rate}/s over {seconds}s ({} events): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        latencies[latencies.len() - 1]
+    );
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP TABLE {table}; DROP TABLE {table}_dead"
+    )))
+    .execute(&pool)
+    .await
+    .ok();
+}
+
+async fn create_topic(kafka: &KafkaConfig, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, 8, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Fills the outbox with `n` rows over 1,000 keys, as `enqueue` would (a CloudEvents header set,
+/// a 200-byte JSON payload).
+async fn prefill(pool: &PgPool, table: &str, topic: &str, n: i64) {
+    let started = Instant::now();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {table} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+         SELECT gen_random_uuid(), $1, 'key-' || (i % 1000), 'bench.tick', 1, \
+           jsonb_build_object('ce_specversion', '1.0', 'ce_id', gen_random_uuid()::text, 'ce_source', 'bench', \
+             'ce_type', 'bench.tick', 'ce_time', now()::text, 'content-type', 'application/json', \
+             'ce_schemaversion', '1', 'ce_category', 'system'), \
+           convert_to('{{\"seq\":' || i || ',\"data\":\"' || repeat('x', 180) || '\"}}', 'UTF8'), \
+           (i % 1000) % 16 \
+         FROM generate_series(1, $2) AS i"
+    )))
+    .bind(topic)
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!("ANALYZE {table}")))
+        .execute(pool)
+        .await
+        .unwrap();
+    eprintln!("prefilled {n} rows in {:?}", started.elapsed());
+}
+
+type Rec = (String, Option<String>, Vec<u8>, serde_json::Value);
+
+async fn load(pool: &PgPool, table: &str) -> Vec<Rec> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT topic, partition_key, payload, headers FROM {table} ORDER BY id"
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        (
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get::<sqlx::types::Json<serde_json::Value>, _>(3).0,
+        )
+    })
+    .collect()
+}
+
+/// The same records through a bare rdkafka producer with the relay's settings; events/s.
+async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> f64 {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("compression.type", "none")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(records.len());
+    for (topic, key, payload, headers) in records {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers.as_object().unwrap() {
+            h = h.insert(Header {
+                key: k,
+                value: v.as_str().map(str::as_bytes),
+            });
+        }
+        let mut record = FutureRecord::to(topic)
+            .payload(payload.as_slice())
+            .headers(h);
+        if let Some(k) = key {
+            record = record.key(k.as_str());
+        }
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for p in pending {
+        p.await.unwrap().unwrap();
+    }
+    records.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Starts `relays` relays on a full outbox and times them to empty it; events/s.
+async fn drain(
+    store: &OutboxStore,
+    kafka: &KafkaConfig,
+    config: &OutboxConfig,
+    relays: usize,
+    events: u64,
+) -> f64 {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..relays)
+        .map(|_| {
+            Relay::new(store.clone(), kafka, config.clone())
+                .unwrap()
+                .spawn()
+        })
+        .collect();
+    loop {
+        let published: u64 = handles.iter().map(|h| h.stats().published()).sum();
+        if published >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    for h in handles {
+        h.shutdown().await.unwrap();
+    }
+    events as f64 / elapsed.as_secs_f64()
+}
+
+/// One event per transaction at `rate`/s; returns sorted commit-to-consume latencies in ms.
+async fn latency(
+    store: &OutboxStore,
+    pool: &PgPool,
+    kafka: &KafkaConfig,
+    config: &OutboxConfig,
+    topic: &str,
+    rate: u64,
+    seconds: u64,
+) -> Vec<f64> {
+    let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let total = rate * seconds;
+    // The consumer, from the topic's end.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
+        .set("group.id", "eventbus-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "1")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..8 {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        list.add_partition_offset(topic, p, Offset::Offset(high))
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let seen = Arc::clone(&received);
+    let reader = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(seconds + 30);
+        while Instant::now() < deadline && (seen.lock().unwrap().len() as u64) < total {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                let at = Instant::now();
+                if let Some(k) = m.key() {
+                    let payload =
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    seen.lock()
+                        .unwrap()
+                        .insert(format!("{}:{payload}", String::from_utf8_lossy(k)), at);
+                }
+            }
+        }
+    });
+    let relay = Relay::new(store.clone(), kafka, config.clone())
+        .unwrap()
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let insert = format!(
+        "INSERT INTO {} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+         VALUES (gen_random_uuid(), $1, $2, 'bench.tick', 1, '{{\"ce_specversion\":\"1.0\"}}', convert_to($3, 'UTF8'), $4)",
+        store.table()
+    );
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    for i in 0..total {
+        let due = started + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let key = format!("lat-{}", i % 100);
+        let payload = format!("{{\"seq\":{i}}}");
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(AssertSqlSafe(insert.clone()))
+            .bind(topic)
+            .bind(&key)
+            .bind(&payload)
+            .bind((i % 100 % 16) as i32)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        committed
+            .lock()
+            .unwrap()
+            .insert(format!("{key}:{payload}"), Instant::now());
+    }
+    reader.join().unwrap();
+    relay.shutdown().await.unwrap();
+    let committed = committed.lock().unwrap();
+    let received = received.lock().unwrap();
+    let mut ms: Vec<f64> = committed
+        .iter()
+        .filter_map(|(k, c)| {
+            received
+                .get(k)
+                .map(|r| r.saturating_duration_since(*c).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    assert_eq!(
+        ms.len() as u64,
+        total,
+        "every event of the latency run arrived"
+    );
+    ms.sort_by(f64::total_cmp);
+    ms
+}
