@@ -98,6 +98,8 @@ fn samples() -> Result<Vec<Sample>, Box<dyn std::error::Error>> {
         amount: money("-0.01", Currency::GBP)?,
         ..card.clone()
     };
+    // `legacy_ref` is deprecated (`#[deprecated]`), yet part of v2: a producer still names it.
+    #[allow(deprecated)]
     let captured = PaymentCaptured {
         payment_id,
         order_id,

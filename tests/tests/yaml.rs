@@ -140,7 +140,9 @@ fn a_v1_payload_decodes_as_v1_and_as_v2() -> Result<(), Box<dyn std::error::Erro
     });
     let decoded: PaymentCaptured = serde_json::from_value(v2)?;
     assert_eq!(decoded.processor_ref, None);
-    assert_eq!(decoded.legacy_ref, None);
+    #[allow(deprecated)]
+    let legacy_ref = decoded.legacy_ref;
+    assert_eq!(legacy_ref, None);
     assert_eq!(PaymentCaptured::VERSION, 2);
     assert_eq!(PaymentCapturedV1::VERSION, 1);
     assert_eq!(PaymentCaptured::NAME, PaymentCapturedV1::NAME);
@@ -182,6 +184,8 @@ fn a_consumer_reads_v1_and_v2_records_of_one_event() -> Result<(), Box<dyn std::
         order_id: Uuid::now_v7(),
         amount: money()?,
     };
+    // `legacy_ref` is deprecated (`#[deprecated]`), yet part of v2: a producer still names it.
+    #[allow(deprecated)]
     let v2 = PaymentCaptured {
         payment_id: v1.payment_id,
         order_id: v1.order_id,
@@ -211,4 +215,24 @@ fn a_consumer_reads_v1_and_v2_records_of_one_event() -> Result<(), Box<dyn std::
     }
     assert_eq!(got, [Captured::V1(v1), Captured::V2(v2)]);
     Ok(())
+}
+
+#[test]
+fn a_deprecated_schema_field_is_deprecated_in_rust() {
+    let item = generated_struct("PaymentCaptured");
+    let field = item
+        .fields
+        .iter()
+        .find(|f| f.ident.as_ref().is_some_and(|i| i == "legacy_ref"))
+        .expect("legacy_ref");
+    let deprecated: Vec<String> = field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("deprecated"))
+        .map(|a| a.to_token_stream().to_string())
+        .collect();
+    assert_eq!(
+        deprecated,
+        [r#"# [deprecated (note = "use processor_ref")]"#]
+    );
 }
