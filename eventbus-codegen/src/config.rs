@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::schema::lock::{self, LockMode};
 use crate::schema::{self, Catalog, Error, rust::RustOptions};
 
 /// Compiles YAML event schemas into Rust, for `build.rs`. Modelled on prost-build's `Config`.
@@ -22,6 +23,7 @@ pub struct Config {
     out_dir: Option<PathBuf>,
     lock_file: Option<PathBuf>,
     no_lock: bool,
+    lock_mode: Option<LockMode>,
     options: RustOptions,
     attribute_errors: Vec<String>,
 }
@@ -74,7 +76,9 @@ impl Config {
         self
     }
 
-    /// The schema lock file (default: `eventbus.lock` in the first schema directory).
+    /// The schema lock file (default: `eventbus.lock` in the first schema directory, or next to
+    /// the first schema file). It records the shape of every event version; see
+    /// [`LockMode`] and `docs/schema.md`, "Evolution".
     pub fn lock_file(&mut self, path: impl AsRef<Path>) -> &mut Self {
         self.lock_file = Some(path.as_ref().to_path_buf());
         self
@@ -86,8 +90,63 @@ impl Config {
         self
     }
 
-    /// Reads and checks the schemas (and the lock), without writing anything.
+    /// When the lock is written. Unset (the default), the mode comes from the environment:
+    /// `EVENTBUS_LOCK=auto|frozen|update`, else `frozen` when `CI` is set, else `auto`
+    /// ([`LockMode::from_env`]). Set here, it wins over the environment.
+    pub fn lock_mode(&mut self, mode: LockMode) -> &mut Self {
+        self.lock_mode = Some(mode);
+        self
+    }
+
+    fn mode(&self) -> Result<LockMode, Error> {
+        match self.lock_mode {
+            Some(m) => Ok(m),
+            None => LockMode::from_env(),
+        }
+    }
+
+    /// Reads and checks the schemas, and checks them against the lock, without writing anything:
+    /// a breaking change to a locked event version is an error; additive changes are not (in
+    /// [`LockMode::Frozen`], any difference from the lock is).
     pub fn load(&self) -> Result<Catalog, Error> {
+        let catalog = self.read()?;
+        if !self.no_lock {
+            let mode = self.mode()?;
+            let check_mode = if mode == LockMode::Frozen {
+                LockMode::Frozen
+            } else {
+                LockMode::Auto
+            };
+            if mode != LockMode::Update {
+                lock::check(&catalog, &self.lock_path(), check_mode)?;
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// Reads the schemas and updates the lock as its mode allows (what `compile` does, without
+    /// generating Rust; the CLI's `lock` command). Returns what was recorded, one line each.
+    pub fn lock(&self) -> Result<Vec<String>, Error> {
+        let catalog = self.read()?;
+        if self.no_lock {
+            return Ok(Vec::new());
+        }
+        self.update_lock(&catalog)
+    }
+
+    fn update_lock(&self, catalog: &Catalog) -> Result<Vec<String>, Error> {
+        let path = self.lock_path();
+        let outcome = lock::check(catalog, &path, self.mode()?)?;
+        match &outcome.updated {
+            Some(updated) => {
+                lock::write(updated, &path)?;
+                Ok(outcome.notes)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn read(&self) -> Result<Catalog, Error> {
         if let Some(e) = self.attribute_errors.first() {
             return Err(Error::Config(e.clone()));
         }
@@ -96,11 +155,7 @@ impl Config {
                 "no schemas: call `.schemas(\"schemas/\")` before `.compile()`".into(),
             ));
         }
-        let catalog = schema::load(&self.paths)?;
-        if !self.no_lock {
-            schema::lock::check(&catalog, &self.lock_path())?;
-        }
-        Ok(catalog)
+        schema::load(&self.paths)
     }
 
     fn lock_path(&self) -> PathBuf {
@@ -124,19 +179,30 @@ impl Config {
             .collect()
     }
 
-    /// Reads the schemas, checks them, and writes `{service}.rs` for each service to the out
-    /// directory; prints `cargo:rerun-if-changed` for every schema file and directory.
+    /// Reads the schemas, checks them and the lock, writes `{service}.rs` for each service to the
+    /// out directory, and updates the lock as its mode allows ([`LockMode`]); prints
+    /// `cargo:rerun-if-changed` for every schema file and directory and the lock, and a
+    /// `cargo:warning` for each change recorded in the lock.
     pub fn compile(&self) -> Result<(), Error> {
         for path in &self.paths {
             println!("cargo:rerun-if-changed={}", path.display());
         }
-        let result = self.load();
+        let result = self.read();
         if let Ok(catalog) = &result {
             for input in &catalog.inputs {
                 println!("cargo:rerun-if-changed={}", input.display());
             }
         }
         let catalog = result?;
+        if !self.no_lock {
+            let path = self.lock_path();
+            println!("cargo:rerun-if-changed={}", path.display());
+            println!("cargo:rerun-if-env-changed=EVENTBUS_LOCK");
+            println!("cargo:rerun-if-env-changed=CI");
+            for note in self.update_lock(&catalog)? {
+                println!("cargo:warning=eventbus schema lock: {note}");
+            }
+        }
         let out = match &self.out_dir {
             Some(d) => d.clone(),
             None => std::env::var_os("OUT_DIR")

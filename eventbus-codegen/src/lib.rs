@@ -36,4 +36,6 @@ mod config;
 #[cfg(feature = "yaml")]
 pub use config::Config;
 #[cfg(feature = "yaml")]
+pub use schema::lock::LockMode;
+#[cfg(feature = "yaml")]
 pub mod contracts;

@@ -140,9 +140,99 @@ fn a_v1_payload_decodes_as_v1_and_as_v2() -> Result<(), Box<dyn std::error::Erro
     });
     let decoded: PaymentCaptured = serde_json::from_value(v2)?;
     assert_eq!(decoded.processor_ref, None);
-    assert_eq!(decoded.legacy_ref, None);
+    #[allow(deprecated)]
+    let legacy_ref = decoded.legacy_ref;
+    assert_eq!(legacy_ref, None);
     assert_eq!(PaymentCaptured::VERSION, 2);
     assert_eq!(PaymentCapturedV1::VERSION, 1);
     assert_eq!(PaymentCaptured::NAME, PaymentCapturedV1::NAME);
     Ok(())
+}
+
+/// What a consumer of `payment_captured` makes of a record, whichever version produced it.
+#[derive(Debug, PartialEq)]
+enum Captured {
+    V1(PaymentCapturedV1),
+    V2(PaymentCaptured),
+}
+
+/// A consumer's decoding: the record's `ce_schemaversion` header chooses the type.
+fn consume(
+    topic: &str,
+    key: Option<&[u8]>,
+    headers: &[(&str, String)],
+    value: &[u8],
+) -> Result<Captured, Box<dyn std::error::Error>> {
+    let envelope = eventbus::Envelope::from_record(
+        topic,
+        key,
+        headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+        value,
+    )?;
+    Ok(match envelope.version {
+        1 => Captured::V1(envelope.decode::<PaymentCapturedV1>()?),
+        2 => Captured::V2(envelope.decode::<PaymentCaptured>()?),
+        v => return Err(format!("unknown version {v} of payment_captured").into()),
+    })
+}
+
+#[test]
+fn a_consumer_reads_v1_and_v2_records_of_one_event() -> Result<(), Box<dyn std::error::Error>> {
+    use eventbus::{Envelope, EventContext};
+    let v1 = PaymentCapturedV1 {
+        payment_id: Uuid::now_v7(),
+        order_id: Uuid::now_v7(),
+        amount: money()?,
+    };
+    // `legacy_ref` is deprecated (`#[deprecated]`), yet part of v2: a producer still names it.
+    #[allow(deprecated)]
+    let v2 = PaymentCaptured {
+        payment_id: v1.payment_id,
+        order_id: v1.order_id,
+        amount: money()?,
+        fees: [("processor".to_owned(), "0.30".parse::<Decimal>()?)]
+            .into_iter()
+            .collect(),
+        attempts: 2,
+        processor_ref: Some("ch_1".into()),
+        legacy_ref: None,
+    };
+    // Both versions travel on one topic, with one key (the payment), as real records would.
+    let records = [
+        Envelope::new(&v1, &EventContext::default())?,
+        Envelope::new(&v2, &EventContext::default())?,
+    ];
+    assert_eq!(records[0].topic, records[1].topic);
+    assert_eq!(records[0].key, records[1].key);
+    let mut got = Vec::new();
+    for r in &records {
+        got.push(consume(
+            &r.topic,
+            r.key.as_deref().map(str::as_bytes),
+            &r.headers(),
+            &r.payload,
+        )?);
+    }
+    assert_eq!(got, [Captured::V1(v1), Captured::V2(v2)]);
+    Ok(())
+}
+
+#[test]
+fn a_deprecated_schema_field_is_deprecated_in_rust() {
+    let item = generated_struct("PaymentCaptured");
+    let field = item
+        .fields
+        .iter()
+        .find(|f| f.ident.as_ref().is_some_and(|i| i == "legacy_ref"))
+        .expect("legacy_ref");
+    let deprecated: Vec<String> = field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("deprecated"))
+        .map(|a| a.to_token_stream().to_string())
+        .collect();
+    assert_eq!(
+        deprecated,
+        [r#"# [deprecated (note = "use processor_ref")]"#]
+    );
 }

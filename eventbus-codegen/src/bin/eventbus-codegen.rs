@@ -4,12 +4,17 @@
 //! eventbus-codegen check SCHEMAS...            # checks; prints each event: category, version, topic, key
 //! eventbus-codegen asyncapi SCHEMAS... [-o F]  # writes the AsyncAPI 3.0 document (stdout by default)
 //! eventbus-codegen jsonschema SCHEMAS... -o DIR  # writes one JSON Schema per event version
+//! eventbus-codegen lock SCHEMAS...             # updates the schema lock (EVENTBUS_LOCK: mode)
 //! ```
+//!
+//! Every command checks the schemas against the lock (`eventbus.lock`): a breaking change to a
+//! locked event version fails; with `EVENTBUS_LOCK=frozen` (or `CI` set) any difference does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: eventbus-codegen <check|asyncapi|jsonschema> SCHEMA_PATH... [-o OUT]";
+const USAGE: &str =
+    "usage: eventbus-codegen <check|asyncapi|jsonschema|lock> SCHEMA_PATH... [-o OUT]";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -39,6 +44,16 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut config = eventbus_codegen::Config::new();
     for p in &paths {
         config.schemas(p);
+    }
+    if command == "lock" {
+        let notes = config.lock().map_err(|e| e.to_string())?;
+        for note in &notes {
+            println!("{note}");
+        }
+        if notes.is_empty() {
+            println!("the schema lock is up to date");
+        }
+        return Ok(());
     }
     let catalog = config.load().map_err(|e| e.to_string())?;
     match command.as_str() {

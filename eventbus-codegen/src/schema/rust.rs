@@ -113,6 +113,14 @@ impl RustOptions {
             doc = format!("{doc}\n\nDeprecated{note}").trim().to_owned();
         }
         let doc = docs(&doc);
+        // `#[deprecated]`: code that names the field (a struct literal, a read) is warned.
+        let deprecated = f.deprecated.as_ref().map(|note| {
+            if note.is_empty() {
+                quote!(#[deprecated])
+            } else {
+                quote!(#[deprecated(note = #note)])
+            }
+        });
         let role_attrs = roles.iter().map(|r| {
             let w = format_ident!("{}", r.word());
             quote!(#[event(#w)])
@@ -126,6 +134,7 @@ impl RustOptions {
         if f.optional {
             quote! {
                 #doc
+                #deprecated
                 #(#role_attrs)*
                 #rename
                 #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
@@ -134,6 +143,7 @@ impl RustOptions {
         } else {
             quote! {
                 #doc
+                #deprecated
                 #(#role_attrs)*
                 #rename
                 pub #name: #ty,

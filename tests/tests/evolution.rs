@@ -1,0 +1,252 @@
+//! The schema evolution gate: each fixture in `tests/schemas/evolution/` changes one thing in
+//! `base.yaml`, whose shapes `tests/schemas/evolution/eventbus.lock` records. `compile()` against
+//! a copy of that lock must fail on each breaking change (at its place, naming the event, the
+//! version and the change, leaving the lock as it was) and pass on each compatible one (recording
+//! it in the lock, except in `frozen` mode, which fails instead of rewriting the lock).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use eventbus_codegen::schema::lock::Lock;
+use eventbus_codegen::{Config, LockMode};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evolution");
+
+/// A fresh directory for one test, holding a copy of the fixture lock.
+fn scratch(test: &str) -> (PathBuf, PathBuf) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("evolution-{test}-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let lock = dir.join("eventbus.lock");
+    std::fs::copy(format!("{DIR}/eventbus.lock"), &lock).expect("copy the fixture lock");
+    (dir, lock)
+}
+
+/// Compiles `fixture` against a copy of the fixture lock; returns the result and the lock after.
+fn compile(fixture: &str, mode: LockMode) -> (Result<(), eventbus_codegen::schema::Error>, String) {
+    let (dir, lock) = scratch(&format!("{fixture}-{mode:?}"));
+    let result = Config::new()
+        .schemas(format!("{DIR}/{fixture}.yaml"))
+        .lock_file(&lock)
+        .lock_mode(mode)
+        .out_dir(dir.join("out"))
+        .compile();
+    let after = std::fs::read_to_string(&lock).expect("the lock is still there");
+    (result, after)
+}
+
+fn fixture_lock() -> String {
+    std::fs::read_to_string(format!("{DIR}/eventbus.lock")).expect("fixture lock")
+}
+
+/// Asserts `fixture` is refused with one error at `line:column` whose message contains `want`,
+/// and that the lock is left as it was.
+fn assert_breaking(fixture: &str, line: u32, column: u32, want: &str) {
+    let (result, after) = compile(fixture, LockMode::Auto);
+    let err = result.expect_err(&format!("{fixture}: a breaking change must fail the build"));
+    let diagnostics = err.diagnostics();
+    assert_eq!(diagnostics.len(), 1, "{fixture}: {err}");
+    let d = &diagnostics[0];
+    assert!(
+        d.at.file.ends_with(&format!("{fixture}.yaml")),
+        "{fixture}: located in the schema file, got {}",
+        d.at
+    );
+    assert_eq!((d.at.line, d.at.column), (line, column), "{fixture}: {err}");
+    assert!(
+        d.message.contains(want),
+        "{fixture}: expected `{want}` in\n{err}"
+    );
+    assert!(
+        d.message.contains("bump `version` to 2") && d.message.contains("or revert"),
+        "{fixture}: says what to do\n{err}"
+    );
+    assert_eq!(
+        after,
+        fixture_lock(),
+        "{fixture}: the lock is not rewritten"
+    );
+}
+
+#[test]
+fn the_fixture_lock_records_the_base_schema() {
+    // Frozen: any difference between the lock and the schema is an error.
+    let (dir, lock) = scratch("base");
+    Config::new()
+        .schemas(format!("{DIR}/base.yaml"))
+        .lock_file(&lock)
+        .lock_mode(LockMode::Frozen)
+        .out_dir(dir.join("out"))
+        .compile()
+        .expect("base.yaml matches its lock");
+}
+
+#[test]
+fn a_removed_field_is_breaking() {
+    assert_breaking(
+        "removed_field",
+        16,
+        3,
+        "field `warehouse` of `shop.stock_low` v1 (`string`) was removed",
+    );
+}
+
+#[test]
+fn a_changed_type_is_breaking() {
+    assert_breaking(
+        "type_changed",
+        14,
+        7,
+        "field `amount` of `shop.order_placed` v1 changed type from `decimal` to `string`",
+    );
+}
+
+#[test]
+fn an_added_required_field_is_breaking() {
+    assert_breaking(
+        "required_added",
+        25,
+        7,
+        "required field `reorder` of `shop.stock_low` v1 (`bool`) was added",
+    );
+}
+
+#[test]
+fn a_changed_key_is_breaking() {
+    assert_breaking(
+        "key_changed",
+        16,
+        3,
+        "the partition key of `shop.stock_low` v1 changed from `sku` to `warehouse`",
+    );
+}
+
+#[test]
+fn a_required_field_turned_optional_is_breaking() {
+    assert_breaking(
+        "became_optional",
+        14,
+        7,
+        "field `amount` of `shop.order_placed` v1 became optional",
+    );
+}
+
+#[test]
+fn an_added_optional_field_passes_and_is_recorded() {
+    let (result, after) = compile("optional_added", LockMode::Auto);
+    result.expect("an optional field is compatible");
+    let lock: Lock = serde_json::from_str(&after).expect("lock parses");
+    assert_eq!(
+        lock.events["shop.stock_low v1"].fields.get("reorder"),
+        Some(&"bool?".to_owned())
+    );
+    // Compiling again changes nothing.
+    let (dir, path) = scratch("optional_added-again");
+    std::fs::write(&path, &after).expect("write");
+    Config::new()
+        .schemas(format!("{DIR}/optional_added.yaml"))
+        .lock_file(&path)
+        .lock_mode(LockMode::Frozen)
+        .out_dir(dir.join("out"))
+        .compile()
+        .expect("the updated lock matches");
+}
+
+#[test]
+fn a_version_bump_passes_and_adds_the_version() {
+    let (result, after) = compile("version_bump", LockMode::Auto);
+    result.expect("a breaking change under a new version passes");
+    let lock: Lock = serde_json::from_str(&after).expect("lock parses");
+    let v1 = &lock.events["shop.stock_low v1"];
+    let v2 = &lock.events["shop.stock_low v2"];
+    assert_eq!(v1.fields.get("warehouse"), Some(&"string".to_owned()));
+    assert_eq!(v2.fields.get("left"), Some(&"i64".to_owned()));
+    assert_eq!(v2.fields.get("warehouse"), None);
+}
+
+#[test]
+fn frozen_mode_refuses_to_rewrite_the_lock() {
+    for fixture in ["optional_added", "version_bump"] {
+        let (result, after) = compile(fixture, LockMode::Frozen);
+        let err = result.expect_err("frozen: an out-of-date lock fails");
+        let text = err.to_string();
+        assert!(text.contains("is out of date"), "{text}");
+        assert!(text.contains("commit it"), "{text}");
+        assert_eq!(
+            after,
+            fixture_lock(),
+            "{fixture}: the lock is not rewritten"
+        );
+    }
+}
+
+#[test]
+fn update_mode_accepts_a_breaking_change_deliberately() {
+    let (result, after) = compile("type_changed", LockMode::Update);
+    result.expect("update accepts");
+    let lock: Lock = serde_json::from_str(&after).expect("lock parses");
+    assert_eq!(
+        lock.events["shop.order_placed v1"].fields.get("amount"),
+        Some(&"string".to_owned())
+    );
+}
+
+#[test]
+fn a_dropped_event_version_needs_update_mode() {
+    // base.yaml has no `shop.stock_low v2`: a lock that has it sees a version disappear.
+    let (_, locked) = compile("version_bump", LockMode::Auto);
+    let (dir, path) = scratch("dropped");
+    std::fs::write(&path, &locked).expect("write");
+    let build = |mode| {
+        Config::new()
+            .schemas(format!("{DIR}/base.yaml"))
+            .lock_file(&path)
+            .lock_mode(mode)
+            .out_dir(dir.join("out"))
+            .compile()
+    };
+    let err = build(LockMode::Auto).expect_err("a dropped version fails");
+    assert!(
+        err.to_string()
+            .contains("`shop.stock_low v2` is in the schema lock"),
+        "{err}"
+    );
+    build(LockMode::Update).expect("update drops it");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("lock"),
+        fixture_lock()
+    );
+}
+
+#[test]
+fn a_missing_lock_is_written_except_when_frozen() {
+    let (dir, path) = scratch("missing");
+    std::fs::remove_file(&path).expect("remove");
+    let build = |mode| {
+        Config::new()
+            .schemas(format!("{DIR}/base.yaml"))
+            .lock_file(&path)
+            .lock_mode(mode)
+            .out_dir(dir.join("out"))
+            .compile()
+    };
+    let err = build(LockMode::Frozen).expect_err("frozen: no lock fails");
+    assert!(err.to_string().contains("there is no schema lock"), "{err}");
+    assert!(!path.exists());
+    build(LockMode::Auto).expect("auto writes it");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("lock"),
+        fixture_lock()
+    );
+}
+
+#[test]
+fn the_committed_lock_of_schemas_is_up_to_date() {
+    Config::new()
+        .schemas(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/"))
+        .lock_mode(LockMode::Frozen)
+        .load()
+        .expect("schemas/eventbus.lock records schemas/ exactly");
+}
