@@ -335,7 +335,7 @@ pub struct Outcome {
 
 /// Checks the catalog against the lock file at `path` in `mode`.
 ///
-/// Returns the lock to write (if any) without writing it: [`write`] does.
+/// Returns the lock to write (if any) without writing it: [`write()`] does.
 pub fn check(catalog: &Catalog, path: &Path, mode: LockMode) -> Result<Outcome, Error> {
     let now = current(catalog);
     let new_lock = Lock {
