@@ -142,6 +142,7 @@ impl<S: Service> Builder<S> {
             let producer = crate::kafka::producer(&kafka)?;
             return Ok(EventBus::with_backend(Backend::Direct(DirectBackend {
                 producer,
+                kafka,
                 _embedded: embedded,
             })));
         }
@@ -170,6 +171,7 @@ impl<S: Service> Builder<S> {
         Ok(EventBus::with_backend(Backend::Transactional(
             TransactionalBackend {
                 store,
+                kafka,
                 shards: self.outbox.shards,
                 wake,
                 relay: std::sync::Mutex::new(relay),

@@ -1,14 +1,14 @@
 //! [`EventBus`]: the typed front door, bound to one service, over one of three modes.
 
-use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
+use crate::consumer::Engine;
 use crate::envelope::{Envelope, EventContext};
-use crate::error::{HandlerError, PublishError};
+use crate::error::PublishError;
 use crate::event::{
     AcceptsAudit, AcceptsDomain, AcceptsIntegration, AcceptsNotification, AcceptsSystem, Event,
     OwnedBy, RoutedTo, Service, Topic,
@@ -16,7 +16,7 @@ use crate::event::{
 use crate::outbox::{NewRow, OutboxStore, OutboxTransaction};
 use crate::publisher::{BoxFuture, EventPublisher};
 use crate::relay::{RelayHandle, RelayStats};
-use crate::testing::{HandlerFailure, Recorder};
+use crate::testing::Recorder;
 
 /// How a bus delivers events (the seed's AD-003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,8 @@ impl<S: Service> std::fmt::Debug for EventBus<S> {
 /// The state every handle of one bus shares.
 struct Core {
     backend: Backend,
-    handlers: RwLock<Vec<Arc<LocalHandler>>>,
+    /// Consumers started on a Testing bus: published events are dispatched to them.
+    local: RwLock<Vec<(u64, Arc<Engine>)>>,
     next_id: AtomicU64,
 }
 
@@ -114,30 +115,19 @@ pub(crate) enum Backend {
 /// Direct mode: an idempotent producer; publish awaits the broker's acknowledgement.
 pub(crate) struct DirectBackend {
     pub(crate) producer: rdkafka::producer::FutureProducer,
+    pub(crate) kafka: crate::KafkaConfig,
     pub(crate) _embedded: Option<crate::kafka::EmbeddedKafka>,
 }
 
 /// Transactional mode: the outbox, and the relay the bus runs in process (if any).
 pub(crate) struct TransactionalBackend {
     pub(crate) store: OutboxStore,
+    pub(crate) kafka: crate::KafkaConfig,
     pub(crate) shards: u32,
     pub(crate) wake: Arc<tokio::sync::Notify>,
     pub(crate) relay: std::sync::Mutex<Option<RelayHandle>>,
     pub(crate) relay_stats: Option<Arc<RelayStats>>,
     pub(crate) _embedded: Option<crate::kafka::EmbeddedKafka>,
-}
-
-/// A handler with its event type erased: decodes the envelope, then runs the typed handler.
-type ErasedHandler =
-    Box<dyn Fn(&Envelope) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
-
-/// A handler registered for local dispatch, with its event type erased.
-struct LocalHandler {
-    id: u64,
-    topic: &'static str,
-    event_type: &'static str,
-    name: &'static str,
-    call: ErasedHandler,
 }
 
 impl<S: Service> EventBus<S> {
@@ -152,7 +142,7 @@ impl<S: Service> EventBus<S> {
         EventBus {
             core: Arc::new(Core {
                 backend,
-                handlers: RwLock::new(Vec::new()),
+                local: RwLock::new(Vec::new()),
                 next_id: AtomicU64::new(1),
             }),
             context: EventContext::default(),
@@ -453,13 +443,31 @@ impl<S: Service> EventBus<S> {
         }
     }
 
-    /// Starts a subscription to topic `T`; add handlers with [`Subscription::on`].
-    pub fn subscribe<T: Topic>(&self) -> Subscription<S, T> {
-        Subscription {
-            bus: self.clone(),
-            handlers: Vec::new(),
-            _topic: PhantomData,
+    /// The Kafka cluster of a Direct or Transactional bus.
+    pub(crate) fn kafka(&self) -> Option<crate::KafkaConfig> {
+        match &self.core.backend {
+            Backend::Direct(d) => Some(d.kafka.clone()),
+            Backend::Transactional(t) => Some(t.kafka.clone()),
+            Backend::Testing(_) => None,
         }
+    }
+
+    pub(crate) fn register_local(&self, engine: Arc<Engine>) -> u64 {
+        let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
+        self.core
+            .local
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((id, engine));
+        id
+    }
+
+    pub(crate) fn unregister_local(&self, id: u64) {
+        self.core
+            .local
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(i, _)| *i != id);
     }
 
     /// Sends an envelope through the bus's mode.
@@ -497,27 +505,19 @@ impl<S: Service> EventBus<S> {
         }
     }
 
-    /// Runs the local handlers for `envelope`; failures are recorded, not returned: a publisher
+    /// Runs the local consumers for `envelope`; failures are recorded, not returned: a publisher
     /// does not see its consumers' errors.
     async fn dispatch_locally(&self, envelope: &Envelope, recorder: &Recorder) {
-        let matching: Vec<Arc<LocalHandler>> = self
+        let engines: Vec<Arc<Engine>> = self
             .core
-            .handlers
+            .local
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .filter(|h| h.topic == envelope.topic && h.event_type == envelope.event_type)
-            .cloned()
+            .map(|(_, e)| Arc::clone(e))
             .collect();
-        for handler in matching {
-            if let Err(error) = (handler.call)(envelope).await {
-                recorder.record_failure(HandlerFailure {
-                    event_id: envelope.id,
-                    event_type: envelope.event_type.clone(),
-                    handler: handler.name,
-                    error: error.to_string(),
-                });
-            }
+        for engine in engines {
+            engine.deliver_locally(envelope, recorder).await;
         }
     }
 }
@@ -579,139 +579,5 @@ impl<S: Service, T: Topic> TopicPublisher<S, T> {
         E: RoutedTo<T> + OwnedBy<S>,
     {
         self.bus.publish(event)
-    }
-}
-
-/// What a handler may return: `()`, or `Result<(), E>` with an error convertible into a
-/// [`HandlerError`].
-pub trait IntoHandlerResult {
-    /// The result as the bus sees it.
-    fn into_handler_result(self) -> Result<(), HandlerError>;
-}
-
-impl IntoHandlerResult for () {
-    fn into_handler_result(self) -> Result<(), HandlerError> {
-        Ok(())
-    }
-}
-
-impl<Err: Into<HandlerError>> IntoHandlerResult for Result<(), Err> {
-    fn into_handler_result(self) -> Result<(), HandlerError> {
-        self.map_err(Into::into)
-    }
-}
-
-/// An event handler: an async function or closure taking the event.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot handle `{E}` events",
-    label = "not a handler of `{E}`",
-    note = "a handler is an async fn or closure taking the event by value, `|event: {E}| async move {{ .. }}`, returning `()` or `Result<(), impl Into<eventbus::HandlerError>>`"
-)]
-pub trait Handler<E>: Send + Sync + 'static {
-    /// Handles one event.
-    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>>;
-}
-
-impl<E, F, Fut> Handler<E> for F
-where
-    E: Event,
-    F: Fn(E) -> Fut + Send + Sync + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: IntoHandlerResult,
-{
-    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>> {
-        let fut = self(event);
-        Box::pin(async move { fut.await.into_handler_result() })
-    }
-}
-
-/// A subscription to topic `T` being built; see [`EventBus::subscribe`].
-pub struct Subscription<S: Service, T: Topic> {
-    bus: EventBus<S>,
-    handlers: Vec<LocalHandler>,
-    _topic: PhantomData<fn() -> T>,
-}
-
-impl<S: Service, T: Topic> Subscription<S, T> {
-    /// Handles `E` events arriving on `T`. `E` must be routed to `T`: a handler for an event that
-    /// never arrives there does not compile.
-    pub fn on<E, H>(mut self, handler: H) -> Self
-    where
-        E: RoutedTo<T>,
-        H: Handler<E>,
-    {
-        let handler = Arc::new(handler);
-        let id = self.bus.core.next_id.fetch_add(1, Ordering::Relaxed);
-        self.handlers.push(LocalHandler {
-            id,
-            topic: T::NAME,
-            event_type: E::EVENT_TYPE,
-            name: std::any::type_name::<H>(),
-            call: Box::new(move |envelope: &Envelope| {
-                let handler = Arc::clone(&handler);
-                match envelope.decode::<E>() {
-                    Ok(event) => handler.handle(event),
-                    Err(e) => Box::pin(async move { Err(HandlerError::from(e)) }),
-                }
-            }),
-        });
-        self
-    }
-
-    /// Starts delivering; the subscription lasts until [`SubscriptionHandle::unsubscribe`].
-    pub async fn start(self) -> Result<SubscriptionHandle, SubscribeError> {
-        if self.handlers.is_empty() {
-            return Err(SubscribeError::NoHandlers { topic: T::NAME });
-        }
-        let ids = self.handlers.iter().map(|h| h.id).collect();
-        self.bus
-            .core
-            .handlers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(self.handlers.into_iter().map(Arc::new));
-        Ok(SubscriptionHandle {
-            core: Arc::clone(&self.bus.core),
-            ids,
-        })
-    }
-}
-
-/// Why a subscription could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SubscribeError {
-    /// `start` was called before any `on`.
-    #[error(
-        "the subscription to `{topic}` has no handlers: add one with `.on::<Event, _>(handler)` before `start`"
-    )]
-    NoHandlers {
-        /// The topic.
-        topic: &'static str,
-    },
-}
-
-/// A running subscription.
-pub struct SubscriptionHandle {
-    core: Arc<Core>,
-    ids: Vec<u64>,
-}
-
-impl std::fmt::Debug for SubscriptionHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriptionHandle")
-            .field("handlers", &self.ids.len())
-            .finish()
-    }
-}
-
-impl SubscriptionHandle {
-    /// Stops delivering to this subscription's handlers.
-    pub fn unsubscribe(self) {
-        self.core
-            .handlers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|h| !self.ids.contains(&h.id));
     }
 }

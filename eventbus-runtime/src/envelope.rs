@@ -36,6 +36,10 @@ pub mod headers {
     pub const CAUSATION_ID: &str = "ce_causationid";
     /// `ce_traceparent` (CloudEvents distributed-tracing extension): the W3C trace context.
     pub const TRACEPARENT: &str = "ce_traceparent";
+    /// `ce_tenantid` (extension): the tenant the event belongs to.
+    pub const TENANT_ID: &str = "ce_tenantid";
+    /// `ce_tags` (extension): comma-separated labels for filtering.
+    pub const TAGS: &str = "ce_tags";
 }
 
 /// The CloudEvents spec version we write.
@@ -52,6 +56,10 @@ pub struct EventContext {
     pub causation_id: Option<String>,
     /// A W3C `traceparent`.
     pub traceparent: Option<String>,
+    /// The tenant.
+    pub tenant_id: Option<String>,
+    /// Labels consumers can filter on.
+    pub tags: Vec<String>,
 }
 
 impl EventContext {
@@ -67,12 +75,26 @@ impl EventContext {
             ),
             causation_id: Some(cause.id.to_string()),
             traceparent: cause.traceparent.clone(),
+            tenant_id: cause.tenant_id.clone(),
+            tags: Vec::new(),
         }
     }
 
     /// Sets the correlation id.
     pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the tenant.
+    pub fn with_tenant(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// Adds a tag (no commas).
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into().replace(',', "_"));
         self
     }
 
@@ -112,6 +134,10 @@ pub struct Envelope {
     pub causation_id: Option<String>,
     /// `ce_traceparent`.
     pub traceparent: Option<String>,
+    /// `ce_tenantid`.
+    pub tenant_id: Option<String>,
+    /// `ce_tags`.
+    pub tags: Vec<String>,
     /// The record value.
     pub payload: Vec<u8>,
 }
@@ -137,6 +163,8 @@ impl Envelope {
             correlation_id: context.correlation_id.clone(),
             causation_id: context.causation_id.clone(),
             traceparent: context.traceparent.clone(),
+            tenant_id: context.tenant_id.clone(),
+            tags: context.tags.clone(),
             payload,
         })
     }
@@ -182,12 +210,16 @@ impl Envelope {
             (headers::CORRELATION_ID, &self.correlation_id),
             (headers::CAUSATION_ID, &self.causation_id),
             (headers::TRACEPARENT, &self.traceparent),
+            (headers::TENANT_ID, &self.tenant_id),
         ];
         out.extend(
             optional
                 .into_iter()
                 .filter_map(|(name, value)| value.clone().map(|v| (name, v))),
         );
+        if !self.tags.is_empty() {
+            out.push((headers::TAGS, self.tags.join(",")));
+        }
         out
     }
 
@@ -253,6 +285,15 @@ impl Envelope {
             correlation_id: get(headers::CORRELATION_ID),
             causation_id: get(headers::CAUSATION_ID),
             traceparent: get(headers::TRACEPARENT),
+            tenant_id: get(headers::TENANT_ID),
+            tags: get(headers::TAGS)
+                .map(|t| {
+                    t.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             payload: payload.to_vec(),
         })
     }

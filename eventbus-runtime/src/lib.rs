@@ -87,9 +87,12 @@
 mod builder;
 mod bus;
 pub mod config;
+pub mod consumer;
 mod envelope;
 mod error;
 pub mod event;
+mod filter;
+pub mod inbox;
 mod include;
 pub mod kafka;
 mod key;
@@ -105,17 +108,20 @@ pub mod types;
 pub mod __private;
 
 pub use builder::{Builder, Database, connect};
-pub use bus::{
-    EventBus, Handler, IntoHandlerResult, Mode, Receipt, SubscribeError, Subscription,
-    SubscriptionHandle, TopicPublisher,
-};
+pub use bus::{EventBus, Mode, Receipt, TopicPublisher};
 pub use config::{Backoff, KafkaConfig, OutboxConfig, Secret};
+pub use consumer::{
+    Consumer, ConsumerHandle, ConsumerStats, EventHandler, Handler, IntoHandlerResult, RetryPolicy,
+    SubscribeError, Subscription, SubscriptionHandle, TxHandler, sync_handler,
+};
 pub use envelope::{Envelope, EventContext, headers};
 pub use error::{ConfigError, DecodeError, HandlerError, PublishError, StartError};
 pub use event::{
     AuditEvent, Category, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy,
     RoutedTo, Service, SystemEvent, Topic, category,
 };
+pub use filter::EventFilter;
+pub use inbox::{Inbox, InboxTx};
 pub use kafka::EmbeddedKafka;
 pub use key::PartitionKey;
 pub use outbox::{OutboxStore, OutboxTransaction, Replay};

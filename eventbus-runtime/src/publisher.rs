@@ -184,6 +184,8 @@ impl RawEvent {
             correlation_id: context.correlation_id.clone(),
             causation_id: context.causation_id.clone(),
             traceparent: context.traceparent.clone(),
+            tenant_id: context.tenant_id.clone(),
+            tags: context.tags.clone(),
             payload,
         })
     }

@@ -15,7 +15,7 @@ pub struct HandlerFailure {
     /// The event's `ce_type`.
     pub event_type: String,
     /// The handler's type name.
-    pub handler: &'static str,
+    pub handler: String,
     /// What it returned.
     pub error: String,
 }

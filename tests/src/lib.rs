@@ -129,3 +129,18 @@ pub struct Blob {
 pub mod payments_schema {
     eventbus::include_events!("payments");
 }
+
+/// A unit of work (the consumer tests' event).
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(topic = "eventbus.tests.jobs")]
+pub struct Job {
+    /// The key: jobs of one key are handled in order.
+    #[event(key)]
+    pub key: String,
+    /// Which test run.
+    pub run: String,
+    /// Its number.
+    pub n: u64,
+    /// A job the handler refuses until fixed.
+    pub poison: bool,
+}

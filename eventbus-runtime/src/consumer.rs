@@ -1,0 +1,1220 @@
+//! Typed consumers (the consuming half of AD-005 and AD-006): subscriptions on topic types,
+//! handlers per event type, filters, plugins, retries with backoff, dead letters, an inbox, a
+//! circuit breaker.
+//!
+//! Delivery is at least once: a record's offset is stored for commit only once every handler
+//! succeeded (or the record went to the DLQ), and only up to the lowest record still in work, so a
+//! crash or a rebalance re-delivers, never skips. Records of one key (in one partition) are handled
+//! in order, one at a time; different keys run in parallel up to a bound. A failing key is parked
+//! (backoff) while the partition's other keys flow.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{Semaphore, watch};
+
+use crate::EventBus;
+use crate::config::{Backoff, KafkaConfig};
+use crate::envelope::Envelope;
+use crate::error::HandlerError;
+use crate::event::{Event, RoutedTo, Service, Topic};
+use crate::filter::EventFilter;
+use crate::inbox::{Inbox, InboxTx};
+use crate::publisher::BoxFuture;
+use crate::testing::{HandlerFailure, Recorder};
+
+/// What a handler may return: `()`, or `Result<(), E>` with an error convertible into a
+/// [`HandlerError`].
+pub trait IntoHandlerResult {
+    /// The result as the consumer sees it.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+impl<Err: Into<HandlerError>> IntoHandlerResult for Result<(), Err> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// An event handler: an async function or closure taking the event, or a plain function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot handle `{E}` events",
+    label = "not a handler of `{E}`",
+    note = "a handler is an async fn or closure taking the event by value, `|event: {E}| async move {{ .. }}`, returning `()` or `Result<(), impl Into<eventbus::HandlerError>>`; a synchronous function goes through `eventbus::sync_handler(f)`"
+)]
+pub trait Handler<E>: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>>;
+}
+
+impl<E, F, Fut> Handler<E> for F
+where
+    E: Event,
+    F: Fn(E) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoHandlerResult,
+{
+    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let fut = self(event);
+        Box::pin(async move { fut.await.into_handler_result() })
+    }
+}
+
+/// A synchronous handler, run on tokio's blocking pool.
+pub struct SyncHandler<F>(Arc<F>);
+
+/// Wraps a synchronous function as a [`Handler`]: `.on::<E, _>(sync_handler(|e: E| { .. }))`.
+pub fn sync_handler<F>(f: F) -> SyncHandler<F> {
+    SyncHandler(Arc::new(f))
+}
+
+impl<E, F, R> Handler<E> for SyncHandler<F>
+where
+    E: Event,
+    F: Fn(E) -> R + Send + Sync + 'static,
+    R: IntoHandlerResult + Send + 'static,
+{
+    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let f = Arc::clone(&self.0);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(event).into_handler_result())
+                .await
+                .map_err(|e| HandlerError::from(format!("the handler panicked: {e}")))?
+        })
+    }
+}
+
+/// A handler that writes its effects in the inbox transaction and hands it back:
+/// `|event: E, mut tx: InboxTx| async move { ..; Ok(tx) }`.
+pub trait TxHandler<E>: Send + Sync + 'static {
+    /// Handles one event inside `tx`.
+    fn handle(&self, event: E, tx: InboxTx) -> BoxFuture<'static, Result<InboxTx, HandlerError>>;
+}
+
+impl<E, F, Fut, Err> TxHandler<E> for F
+where
+    E: Event,
+    F: Fn(E, InboxTx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<InboxTx, Err>> + Send + 'static,
+    Err: Into<HandlerError>,
+{
+    fn handle(&self, event: E, tx: InboxTx) -> BoxFuture<'static, Result<InboxTx, HandlerError>> {
+        let fut = self(event, tx);
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+/// An object-safe handler for events known only at run time (the seed's plugins): it sees every
+/// envelope of the consumer's topics that its filter lets through.
+pub trait EventHandler: Send + Sync + 'static {
+    /// A name for logs and dead letters.
+    fn name(&self) -> &str;
+    /// Which events it wants.
+    fn filter(&self) -> EventFilter {
+        EventFilter::new()
+    }
+    /// Handles one event.
+    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// How failed handlers are retried before the record goes to the dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    backoff: Backoff,
+    max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::exponential(Duration::from_millis(100), Duration::from_secs(10))
+            .max_attempts(5)
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with jitter from `initial`, doubling, capped at `max`.
+    pub fn exponential(initial: Duration, max: Duration) -> Self {
+        RetryPolicy {
+            backoff: Backoff {
+                initial,
+                multiplier: 2.0,
+                max,
+            },
+            max_attempts: 5,
+        }
+    }
+
+    /// No retry: the first failure sends the record to the dead-letter topic.
+    pub fn none() -> Self {
+        RetryPolicy::default().max_attempts(1)
+    }
+
+    /// Attempts in all, the first included (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+}
+
+/// Counters of a consumer.
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    handled: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    skipped: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+impl ConsumerStats {
+    /// Records whose handlers all succeeded.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+    /// Failed attempts that were retried.
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+    /// Records sent to the dead-letter topic.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Ordering::Relaxed)
+    }
+    /// Records no handler wanted (filtered out, or of a type nobody handles): never deserialized.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+    /// Redeliveries the inbox recognised and skipped.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a consumer could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// `start` was called before any handler was added.
+    #[error(
+        "the consumer `{group}` has no handlers: add one with `.on::<Event, _>(handler)` before `start`"
+    )]
+    NoHandlers {
+        /// The consumer group.
+        group: String,
+    },
+    /// The Kafka consumer could not be created or subscribed.
+    #[error("cannot consume {topics:?} as group `{group}`: {source}")]
+    Kafka {
+        /// The group.
+        group: String,
+        /// The topics.
+        topics: Vec<&'static str>,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The inbox table could not be created.
+    #[error("cannot create the inbox table: {0}")]
+    Inbox(#[source] sqlx::Error),
+}
+
+type ErasedTyped = Arc<
+    dyn Fn(&Envelope, Option<InboxTx>) -> BoxFuture<'static, Result<Option<InboxTx>, HandlerError>>
+        + Send
+        + Sync,
+>;
+
+/// One handler, its event type erased.
+#[derive(Clone)]
+struct Route {
+    topic: &'static str,
+    event_type: &'static str,
+    name: &'static str,
+    call: ErasedTyped,
+}
+
+/// Opens and closes after repeated failures: while open, consumption pauses instead of burning
+/// retries against a failing downstream.
+#[derive(Debug)]
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    failures: AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+}
+
+impl Breaker {
+    fn record(&self, ok: bool) {
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+        } else if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.threshold {
+            *lock(&self.open_until) = Some(Instant::now() + self.cooldown);
+            self.failures.store(0, Ordering::Relaxed);
+            tracing::warn!(cooldown = ?self.cooldown, "eventbus consumer: circuit breaker open; pausing");
+        }
+    }
+
+    /// How long to stay paused, if open.
+    fn open_for(&self) -> Option<Duration> {
+        let mut open = lock(&self.open_until);
+        match *open {
+            Some(until) if until > Instant::now() => Some(until - Instant::now()),
+            Some(_) => {
+                *open = None;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Everything that handles a record, shared by the Kafka loop and the Testing bus.
+pub(crate) struct Engine {
+    group: String,
+    routes: Vec<Route>,
+    plugins: Vec<Arc<dyn EventHandler>>,
+    filter: EventFilter,
+    retry: RetryPolicy,
+    inbox: Option<Inbox>,
+    breaker: Breaker,
+    stats: Arc<ConsumerStats>,
+}
+
+/// The outcome of a record.
+enum Outcome {
+    Done,
+    Dead {
+        error: String,
+        handler: String,
+        attempts: u32,
+    },
+}
+
+impl Engine {
+    pub(crate) fn topics(&self) -> Vec<&'static str> {
+        let mut t: Vec<&'static str> = self.routes.iter().map(|r| r.topic).collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// The handlers that want `envelope`.
+    fn wanted(&self, envelope: &Envelope) -> (Vec<&Route>, Vec<&Arc<dyn EventHandler>>) {
+        if !self.filter.matches(envelope) {
+            return (Vec::new(), Vec::new());
+        }
+        let routes = self
+            .routes
+            .iter()
+            .filter(|r| r.topic == envelope.topic && r.event_type == envelope.event_type)
+            .collect();
+        let plugins = self
+            .plugins
+            .iter()
+            .filter(|p| p.filter().matches(envelope))
+            .collect();
+        (routes, plugins)
+    }
+
+    /// True when some handler of this engine wants `envelope`.
+    pub(crate) fn wants(&self, envelope: &Envelope) -> bool {
+        let (r, p) = self.wanted(envelope);
+        !r.is_empty() || !p.is_empty()
+    }
+
+    /// One attempt: every wanted handler, inside the inbox transaction when there is one.
+    async fn attempt(&self, envelope: &Envelope) -> Result<(), (String, HandlerError)> {
+        let (routes, plugins) = self.wanted(envelope);
+        let mut tx = match &self.inbox {
+            Some(inbox) => match inbox.begin(&self.group, envelope.id).await {
+                Ok(Some(tx)) => Some(tx),
+                Ok(None) => {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => return Err(("inbox".into(), e.into())),
+            },
+            None => None,
+        };
+        for route in routes {
+            tx = (route.call)(envelope, tx)
+                .await
+                .map_err(|e| (route.name.to_owned(), e))?;
+        }
+        for plugin in plugins {
+            plugin
+                .handle(envelope)
+                .await
+                .map_err(|e| (plugin.name().to_owned(), e))?;
+        }
+        if let Some(tx) = tx {
+            tx.commit()
+                .await
+                .map_err(|e| ("inbox commit".to_owned(), HandlerError::from(e)))?;
+        }
+        Ok(())
+    }
+
+    /// Handles one record with retries; returns whether it must go to the dead-letter topic.
+    async fn process(&self, envelope: &Envelope, stop: &watch::Receiver<bool>) -> Outcome {
+        if !self.wants(envelope) {
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Done;
+        }
+        let mut attempt = 0;
+        loop {
+            while let Some(wait) = self.breaker.open_for() {
+                tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
+            }
+            attempt += 1;
+            match self.attempt(envelope).await {
+                Ok(()) => {
+                    self.breaker.record(true);
+                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Done;
+                }
+                Err((handler, error)) => {
+                    self.breaker.record(false);
+                    if attempt >= self.retry.max_attempts {
+                        return Outcome::Dead {
+                            error: error.to_string(),
+                            handler,
+                            attempts: attempt,
+                        };
+                    }
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(event_id = %envelope.id, %handler, attempt, %error, "eventbus consumer: handler failed; retrying");
+                    let mut stop = stop.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(self.retry.backoff.delay(attempt)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Testing mode: one attempt, failures recorded.
+    pub(crate) async fn deliver_locally(&self, envelope: &Envelope, recorder: &Recorder) {
+        if !self.wants(envelope) {
+            return;
+        }
+        match self.attempt(envelope).await {
+            Ok(()) => {
+                self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((handler, error)) => recorder.record_failure(HandlerFailure {
+                event_id: envelope.id,
+                event_type: envelope.event_type.clone(),
+                handler,
+                error: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// A consumer being built: `bus.consumer("group").subscribe::<Topic>().on::<Event, _>(handler)`.
+pub struct Consumer<S: Service, T = ()> {
+    bus: EventBus<S>,
+    group: String,
+    routes: Vec<Route>,
+    plugins: Vec<Arc<dyn EventHandler>>,
+    filter: EventFilter,
+    retry: RetryPolicy,
+    inbox: Option<Inbox>,
+    concurrency: usize,
+    breaker: (u32, Duration),
+    dlq: Option<String>,
+    _topic: PhantomData<fn() -> T>,
+}
+
+/// What `EventBus::subscribe` returns: a consumer of the service's own group, on topic `T`.
+pub type Subscription<S, T> = Consumer<S, T>;
+
+impl<S: Service> EventBus<S> {
+    /// A consumer in group `group` (the Kafka consumer group; consumers sharing a group share the
+    /// partitions).
+    pub fn consumer(&self, group: &str) -> Consumer<S, ()> {
+        Consumer {
+            bus: self.clone(),
+            group: group.to_owned(),
+            routes: Vec::new(),
+            plugins: Vec::new(),
+            filter: EventFilter::new(),
+            retry: RetryPolicy::default(),
+            inbox: None,
+            concurrency: 256,
+            breaker: (u32::MAX, Duration::from_secs(30)),
+            dlq: None,
+            _topic: PhantomData,
+        }
+    }
+
+    /// A consumer of topic `T` in the service's own group (`S::NAME`).
+    pub fn subscribe<T: Topic>(&self) -> Consumer<S, T> {
+        self.consumer(S::NAME).subscribe::<T>()
+    }
+}
+
+impl<S: Service, T> Consumer<S, T> {
+    /// Adds topic `T2`; the following `on` calls register handlers for it.
+    pub fn subscribe<T2: Topic>(self) -> Consumer<S, T2> {
+        Consumer {
+            bus: self.bus,
+            group: self.group,
+            routes: self.routes,
+            plugins: self.plugins,
+            filter: self.filter,
+            retry: self.retry,
+            inbox: self.inbox,
+            concurrency: self.concurrency,
+            breaker: self.breaker,
+            dlq: self.dlq,
+            _topic: PhantomData,
+        }
+    }
+
+    /// Only events `filter` lets through reach the handlers (others are skipped undecoded).
+    pub fn filter(mut self, filter: EventFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// How failed handlers are retried (default: 5 attempts, 100 ms doubling to 10 s).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Records processed event ids in `inbox`, so a redelivered event has its effects once.
+    pub fn inbox(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// How many records may be in work at once (across keys; one at a time per key).
+    pub fn concurrency(mut self, records: usize) -> Self {
+        self.concurrency = records.max(1);
+        self
+    }
+
+    /// Opens the circuit after `failures` consecutive failures, pausing consumption for
+    /// `cooldown` (off by default).
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker = (failures.max(1), cooldown);
+        self
+    }
+
+    /// Sends dead records to this topic instead of `{topic}.dlq`.
+    pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dlq = Some(topic.into());
+        self
+    }
+
+    /// Adds an object-safe handler; it sees the events of the subscribed topics its filter lets
+    /// through.
+    pub fn plugin(mut self, plugin: Arc<dyn EventHandler>) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    fn engine(&mut self) -> Engine {
+        Engine {
+            group: self.group.clone(),
+            routes: std::mem::take(&mut self.routes),
+            plugins: std::mem::take(&mut self.plugins),
+            filter: self.filter.clone(),
+            retry: self.retry,
+            inbox: self.inbox.clone(),
+            breaker: Breaker {
+                threshold: self.breaker.0,
+                cooldown: self.breaker.1,
+                failures: AtomicU32::new(0),
+                open_until: Mutex::new(None),
+            },
+            stats: Arc::new(ConsumerStats::default()),
+        }
+    }
+
+    /// Starts consuming: on Kafka in the Transactional and Direct modes, from the local dispatch
+    /// in the Testing mode.
+    pub async fn start(mut self) -> Result<ConsumerHandle, SubscribeError> {
+        if self.routes.is_empty() && self.plugins.is_empty() {
+            return Err(SubscribeError::NoHandlers { group: self.group });
+        }
+        if let Some(inbox) = &self.inbox {
+            inbox.migrate().await.map_err(SubscribeError::Inbox)?;
+        }
+        let engine = Arc::new(self.engine());
+        let stats = Arc::clone(&engine.stats);
+        let (stop, stopped) = watch::channel(false);
+        match self.bus.kafka() {
+            None => {
+                drop(stopped);
+                let id = self.bus.register_local(Arc::clone(&engine));
+                let bus = self.bus.clone();
+                Ok(ConsumerHandle {
+                    stop,
+                    task: None,
+                    stats,
+                    unregister: Some(Box::new(move || bus.unregister_local(id))),
+                })
+            }
+            Some(kafka) => {
+                let topics = engine.topics();
+                let run = KafkaRun::new(
+                    &kafka,
+                    &self.group,
+                    &topics,
+                    engine,
+                    self.concurrency,
+                    self.dlq.clone(),
+                )
+                .map_err(|source| SubscribeError::Kafka {
+                    group: self.group.clone(),
+                    topics,
+                    source,
+                })?;
+                let task = tokio::spawn(run.run(stopped));
+                Ok(ConsumerHandle {
+                    stop,
+                    task: Some(task),
+                    stats,
+                    unregister: None,
+                })
+            }
+        }
+    }
+}
+
+impl<S: Service, T: Topic> Consumer<S, T> {
+    /// Handles `E` events arriving on `T`. `E` must be routed to `T`: a handler for an event that
+    /// never arrives there does not compile.
+    pub fn on<E, H>(mut self, handler: H) -> Self
+    where
+        E: RoutedTo<T>,
+        H: Handler<E>,
+    {
+        let handler = Arc::new(handler);
+        self.routes.push(Route {
+            topic: T::NAME,
+            event_type: E::EVENT_TYPE,
+            name: std::any::type_name::<H>(),
+            call: Arc::new(move |envelope: &Envelope, tx: Option<InboxTx>| {
+                let handler = Arc::clone(&handler);
+                match envelope.decode::<E>() {
+                    Ok(event) => Box::pin(async move { handler.handle(event).await.map(|()| tx) }),
+                    Err(e) => Box::pin(async move { Err(HandlerError::from(e)) }),
+                }
+            }),
+        });
+        self
+    }
+
+    /// Handles `E` events inside the inbox transaction (requires [`Consumer::inbox`]): the
+    /// handler's writes and the inbox row commit together, so effects happen exactly once.
+    pub fn on_tx<E, H>(mut self, handler: H) -> Self
+    where
+        E: RoutedTo<T>,
+        H: TxHandler<E>,
+    {
+        let handler = Arc::new(handler);
+        self.routes.push(Route {
+            topic: T::NAME,
+            event_type: E::EVENT_TYPE,
+            name: std::any::type_name::<H>(),
+            call: Arc::new(move |envelope: &Envelope, tx: Option<InboxTx>| {
+                let handler = Arc::clone(&handler);
+                let event = envelope.decode::<E>();
+                Box::pin(async move {
+                    let tx = tx.ok_or_else(|| {
+                        HandlerError::from("`on_tx` needs an inbox: add `.inbox(Inbox::postgres(pool, \"eventbus_inbox\")?)` to the consumer")
+                    })?;
+                    let event = event.map_err(HandlerError::from)?;
+                    handler.handle(event, tx).await.map(Some)
+                })
+            }),
+        });
+        self
+    }
+}
+
+/// A running consumer.
+pub struct ConsumerHandle {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stats: Arc<ConsumerStats>,
+    /// Testing mode: removes the consumer from the bus's local dispatch at once.
+    unregister: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ConsumerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerHandle")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `EventBus::subscribe(..).start()` returns.
+pub type SubscriptionHandle = ConsumerHandle;
+
+impl ConsumerHandle {
+    /// The consumer's counters.
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops delivering (on Kafka the records in work finish in the background; use
+    /// [`ConsumerHandle::shutdown`] to wait for them).
+    pub fn unsubscribe(mut self) {
+        if let Some(unregister) = self.unregister.take() {
+            unregister();
+        }
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops: no new record is taken, the records in work finish, offsets are committed.
+    pub async fn shutdown(mut self) {
+        if let Some(unregister) = self.unregister.take() {
+            unregister();
+        }
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Kills the consumer at once, as a crash would (tests use this): records in work are
+    /// re-delivered to whoever consumes their partitions next.
+    pub fn abort(mut self) {
+        if let Some(unregister) = self.unregister.take() {
+            unregister();
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Per-partition offset bookkeeping: the offset to commit is the lowest one still in work, or
+/// the one after the highest seen.
+#[derive(Default)]
+struct Offsets {
+    partitions: Mutex<HashMap<(String, i32), PartitionOffsets>>,
+}
+
+#[derive(Default)]
+struct PartitionOffsets {
+    in_work: BTreeSet<i64>,
+    next: i64,
+}
+
+impl Offsets {
+    fn begin(&self, topic: &str, partition: i32, offset: i64) {
+        let mut p = lock(&self.partitions);
+        let state = p.entry((topic.to_owned(), partition)).or_default();
+        state.in_work.insert(offset);
+        state.next = state.next.max(offset + 1);
+    }
+
+    /// Marks `offset` done; returns the offset now safe to commit.
+    fn finish(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let mut p = lock(&self.partitions);
+        let state = p.get_mut(&(topic.to_owned(), partition))?;
+        state.in_work.remove(&offset);
+        Some(state.in_work.first().copied().unwrap_or(state.next))
+    }
+
+    fn busy(&self, partitions: &TopicPartitionList) -> bool {
+        let p = lock(&self.partitions);
+        partitions.elements().iter().any(|e| {
+            p.get(&(e.topic().to_owned(), e.partition()))
+                .is_some_and(|s| !s.in_work.is_empty())
+        })
+    }
+
+    fn forget(&self, partitions: &TopicPartitionList) {
+        let mut p = lock(&self.partitions);
+        for e in partitions.elements() {
+            p.remove(&(e.topic().to_owned(), e.partition()));
+        }
+    }
+
+    fn idle(&self) -> bool {
+        lock(&self.partitions)
+            .values()
+            .all(|s| s.in_work.is_empty())
+    }
+}
+
+/// The rebalance hooks: before partitions are revoked, let their records in work finish (up to a
+/// bound) and commit, so the next owner starts where this one stopped.
+struct RebalanceContext {
+    offsets: Arc<Offsets>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.offsets.busy(partitions) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "eventbus consumer: nothing to commit on revoke");
+            }
+            self.offsets.forget(partitions);
+        }
+    }
+}
+
+struct Job {
+    envelope: Result<Envelope, String>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    headers: Vec<(String, Vec<u8>)>,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// A key's queue: topic, partition, key.
+type QueueId = (String, i32, String);
+
+struct KafkaRun {
+    consumer: Arc<StreamConsumer<RebalanceContext>>,
+    producer: FutureProducer,
+    engine: Arc<Engine>,
+    offsets: Arc<Offsets>,
+    permits: Arc<Semaphore>,
+    queues: Arc<Mutex<HashMap<QueueId, VecDeque<Job>>>>,
+    dlq: Option<String>,
+}
+
+impl KafkaRun {
+    fn new(
+        kafka: &KafkaConfig,
+        group: &str,
+        topics: &[&'static str],
+        engine: Arc<Engine>,
+        concurrency: usize,
+        dlq: Option<String>,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
+        let offsets = Arc::new(Offsets::default());
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "true");
+        for (k, v) in kafka.client_config().config_map() {
+            config.set(k, v);
+        }
+        let consumer: StreamConsumer<RebalanceContext> =
+            config.create_with_context(RebalanceContext {
+                offsets: Arc::clone(&offsets),
+            })?;
+        consumer.subscribe(topics)?;
+        let producer = crate::kafka::producer(kafka).map_err(|e| match e {
+            crate::StartError::Kafka { source, .. } => source,
+            other => rdkafka::error::KafkaError::ClientCreation(other.to_string()),
+        })?;
+        Ok(KafkaRun {
+            consumer: Arc::new(consumer),
+            producer,
+            engine,
+            offsets,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            queues: Arc::default(),
+            dlq,
+        })
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let mut paused = false;
+        // Workers live in this set: if this task is aborted (a crash), they die with it.
+        let mut workers = tokio::task::JoinSet::new();
+        loop {
+            while workers.try_join_next().is_some() {}
+            if *stop.borrow() {
+                break;
+            }
+            // The circuit breaker pauses every assigned partition while open.
+            match (this.engine.breaker.open_for(), paused) {
+                (Some(_), false) => {
+                    if let Ok(assigned) = this.consumer.assignment() {
+                        let _ = this.consumer.pause(&assigned);
+                        paused = true;
+                    }
+                }
+                (None, true) => {
+                    if let Ok(assigned) = this.consumer.assignment() {
+                        let _ = this.consumer.resume(&assigned);
+                    }
+                    paused = false;
+                }
+                _ => {}
+            }
+            let Ok(permit) = Arc::clone(&this.permits).acquire_owned().await else {
+                break;
+            };
+            let message = tokio::select! {
+                m = this.consumer.recv() => m,
+                _ = stop.changed() => break,
+                () = tokio::time::sleep(Duration::from_millis(200)), if paused => continue,
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "eventbus consumer: receive error");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let headers: Vec<(String, Vec<u8>)> = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let envelope = Envelope::from_record(
+                message.topic(),
+                message.key(),
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+                message.payload().unwrap_or_default(),
+            )
+            .map_err(|e| e.to_string());
+            let job = Job {
+                envelope,
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                headers,
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            };
+            this.offsets.begin(&job.topic, job.partition, job.offset);
+            // One queue per key (per partition): in order within a key, in parallel across keys.
+            let key = match &job.key {
+                Some(k) => String::from_utf8_lossy(k).into_owned(),
+                None => format!("#{}", job.offset),
+            };
+            let queue_id = (job.topic.clone(), job.partition, key);
+            let start_worker = {
+                let mut queues = lock(&this.queues);
+                let queue = queues.entry(queue_id.clone()).or_default();
+                queue.push_back(job);
+                queue.len() == 1
+            };
+            // The worker gives the permit back when the record is done.
+            permit.forget();
+            if start_worker {
+                let run = Arc::clone(&this);
+                let stop = stop.clone();
+                workers.spawn(async move { run.work(queue_id, stop).await });
+            }
+        }
+        // Shutdown: let the records in work finish (bounded), then commit.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !this.offsets.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        workers.abort_all();
+        let _ = this.consumer.commit_consumer_state(CommitMode::Sync);
+        this.consumer.unsubscribe();
+    }
+
+    /// Works through one key's queue until it is empty.
+    async fn work(self: Arc<Self>, queue_id: QueueId, stop: watch::Receiver<bool>) {
+        loop {
+            let job = {
+                let mut queues = lock(&self.queues);
+                match queues.get_mut(&queue_id).and_then(|q| q.pop_front()) {
+                    Some(job) => job,
+                    None => {
+                        queues.remove(&queue_id);
+                        return;
+                    }
+                }
+            };
+            let outcome = match &job.envelope {
+                Ok(envelope) => self.engine.process(envelope, &stop).await,
+                Err(e) => Outcome::Dead {
+                    error: format!("not an eventbus record: {e}"),
+                    handler: "decoder".into(),
+                    attempts: 1,
+                },
+            };
+            if let Outcome::Dead {
+                error,
+                handler,
+                attempts,
+            } = outcome
+            {
+                self.dead_letter(&job, &error, &handler, attempts).await;
+            }
+            if let Some(next) = self.offsets.finish(&job.topic, job.partition, job.offset) {
+                let mut tpl = TopicPartitionList::new();
+                if tpl
+                    .add_partition_offset(&job.topic, job.partition, Offset::Offset(next))
+                    .is_ok()
+                {
+                    let _ = self.consumer.store_offsets(&tpl);
+                }
+            }
+            self.permits.add_permits(1);
+            // Whether the queue is empty is checked under the lock at the top.
+            let mut queues = lock(&self.queues);
+            if queues.get(&queue_id).is_none_or(VecDeque::is_empty) {
+                queues.remove(&queue_id);
+                return;
+            }
+        }
+    }
+
+    /// Publishes a record that exhausted its attempts to the dead-letter topic, with where it came
+    /// from and why; retries that publish until it succeeds (the offset waits for it).
+    async fn dead_letter(&self, job: &Job, error: &str, handler: &str, attempts: u32) {
+        let topic = self
+            .dlq
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", job.topic));
+        let partition = job.partition.to_string();
+        let offset = job.offset.to_string();
+        let attempts = attempts.to_string();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut headers = rdkafka::message::OwnedHeaders::new();
+            for (k, v) in &job.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            }
+            for (key, value) in [
+                (dlq::ORIGINAL_TOPIC, job.topic.as_str()),
+                (dlq::ORIGINAL_PARTITION, partition.as_str()),
+                (dlq::ORIGINAL_OFFSET, offset.as_str()),
+                (dlq::ERROR, error),
+                (dlq::ATTEMPTS, attempts.as_str()),
+                (dlq::HANDLER, handler),
+                (dlq::GROUP, self.engine.group.as_str()),
+            ] {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::to(&topic)
+                .payload(job.payload.as_slice())
+                .headers(headers);
+            if let Some(k) = &job.key {
+                record = record.key(k.as_slice());
+            }
+            match self.producer.send(record, Duration::from_secs(5)).await {
+                Ok(_) => {
+                    self.engine
+                        .stats
+                        .dead_lettered
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(topic = %job.topic, partition = job.partition, offset = job.offset, %handler, %error, dlq = %topic,
+                        "eventbus consumer: record sent to the dead-letter topic");
+                    return;
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, dlq = %topic, "eventbus consumer: cannot publish to the dead-letter topic; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// Dead-letter topics: the headers a dead record carries, and replay.
+pub mod dlq {
+    use std::time::Duration;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    use crate::config::KafkaConfig;
+    use crate::envelope::Envelope;
+    use crate::filter::EventFilter;
+
+    /// The topic the record came from.
+    pub const ORIGINAL_TOPIC: &str = "eventbus_dlq_topic";
+    /// Its partition.
+    pub const ORIGINAL_PARTITION: &str = "eventbus_dlq_partition";
+    /// Its offset.
+    pub const ORIGINAL_OFFSET: &str = "eventbus_dlq_offset";
+    /// The last error.
+    pub const ERROR: &str = "eventbus_dlq_error";
+    /// Attempts made.
+    pub const ATTEMPTS: &str = "eventbus_dlq_attempts";
+    /// The handler that failed.
+    pub const HANDLER: &str = "eventbus_dlq_handler";
+    /// The consumer group.
+    pub const GROUP: &str = "eventbus_dlq_group";
+
+    /// Which dead records to replay.
+    #[derive(Debug, Clone)]
+    pub enum Which {
+        /// All of them.
+        All,
+        /// These event ids (`ce_id`).
+        Events(Vec<uuid::Uuid>),
+        /// Those the filter lets through.
+        Filter(EventFilter),
+    }
+
+    /// Why a replay failed.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot replay `{dlq_topic}`: {source}")]
+    pub struct ReplayError {
+        dlq_topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    }
+
+    /// Reads `dlq_topic` from its start to its current end and publishes the chosen records back
+    /// to their original topics (without the DLQ headers); returns how many. The DLQ keeps its
+    /// records: replaying twice delivers twice (a consumer with an inbox ignores the second).
+    pub async fn replay(
+        kafka: &KafkaConfig,
+        dlq_topic: &str,
+        which: Which,
+    ) -> Result<u64, ReplayError> {
+        let err = |source| ReplayError {
+            dlq_topic: dlq_topic.to_owned(),
+            source,
+        };
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("group.id", "eventbus-dlq-replay")
+            .set("enable.auto.commit", "false");
+        for (k, v) in kafka.client_config().config_map() {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer = config.create().map_err(err)?;
+        let metadata = consumer
+            .fetch_metadata(Some(dlq_topic), Duration::from_secs(10))
+            .map_err(err)?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len() as i32);
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for p in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(dlq_topic, p, Duration::from_secs(10))
+                .map_err(err)?;
+            if high > low {
+                tpl.add_partition_offset(dlq_topic, p, Offset::Offset(low))
+                    .map_err(err)?;
+                ends.push((p, high));
+            }
+        }
+        if ends.is_empty() {
+            return Ok(0);
+        }
+        consumer.assign(&tpl).map_err(err)?;
+        let producer: FutureProducer = crate::kafka::producer(kafka)
+            .map_err(|e| err(rdkafka::error::KafkaError::ClientCreation(e.to_string())))?;
+        let mut remaining = ends.clone();
+        let mut replayed = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !remaining.is_empty() && std::time::Instant::now() < deadline {
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message.map_err(err)?;
+            remaining
+                .retain(|(p, high)| !(*p == message.partition() && message.offset() + 1 >= *high));
+            let headers: Vec<(String, Vec<u8>)> = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let original = headers
+                .iter()
+                .find(|(k, _)| k == ORIGINAL_TOPIC)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            let Some(original) = original else { continue };
+            let wanted = match &which {
+                Which::All => true,
+                Which::Events(ids) => headers
+                    .iter()
+                    .find(|(k, _)| k == crate::headers::ID)
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<uuid::Uuid>().ok())
+                    .is_some_and(|id| ids.contains(&id)),
+                Which::Filter(filter) => Envelope::from_record(
+                    &original,
+                    message.key(),
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+                    message.payload().unwrap_or_default(),
+                )
+                .is_ok_and(|e| filter.matches(&e)),
+            };
+            if !wanted {
+                continue;
+            }
+            let mut out = OwnedHeaders::new();
+            for (k, v) in headers
+                .iter()
+                .filter(|(k, _)| !k.starts_with("eventbus_dlq_"))
+            {
+                out = out.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            }
+            let mut record = FutureRecord::to(&original)
+                .payload(message.payload().unwrap_or_default())
+                .headers(out);
+            if let Some(k) = message.key() {
+                record = record.key(k);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| err(e))?;
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+}

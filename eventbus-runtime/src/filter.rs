@@ -1,0 +1,151 @@
+//! [`EventFilter`]: which events a subscription or plugin receives (the seed's AD-005).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::envelope::Envelope;
+use crate::event::{Category, Event};
+
+type Predicate = Arc<dyn Fn(&Envelope) -> bool + Send + Sync>;
+
+/// Criteria an event must meet. Each criterion given must hold (AND); the values of one criterion
+/// are alternatives (OR). An empty filter lets everything through.
+///
+/// ```
+/// use eventbus::{Category, EventFilter};
+///
+/// let filter = EventFilter::new()
+///     .category(Category::Domain)
+///     .source_service("petstore")
+///     .tenant_id("acme")
+///     .payload_field("/total_cents", |v| v.as_u64().is_some_and(|c| c >= 10_000));
+/// # let _ = filter;
+/// ```
+#[derive(Clone, Default)]
+pub struct EventFilter {
+    event_types: Vec<String>,
+    categories: Vec<Category>,
+    source_services: Vec<String>,
+    tenant_ids: Vec<String>,
+    correlation_ids: Vec<String>,
+    tags: Vec<String>,
+    predicates: Vec<(String, Predicate)>,
+}
+
+impl fmt::Debug for EventFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFilter")
+            .field("event_types", &self.event_types)
+            .field("categories", &self.categories)
+            .field("source_services", &self.source_services)
+            .field("tenant_ids", &self.tenant_ids)
+            .field("correlation_ids", &self.correlation_ids)
+            .field("tags", &self.tags)
+            .field(
+                "predicates",
+                &self
+                    .predicates
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl EventFilter {
+    /// A filter that lets everything through.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only events of type `E`.
+    pub fn event<E: Event>(mut self) -> Self {
+        self.event_types.push(E::EVENT_TYPE.to_owned());
+        self
+    }
+
+    /// Only events with this CloudEvents type (`petstore.order.order_placed`).
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_types.push(event_type.into());
+        self
+    }
+
+    /// Only events of this category.
+    pub fn category(mut self, category: Category) -> Self {
+        self.categories.push(category);
+        self
+    }
+
+    /// Only events published by this service (`ce_source`).
+    pub fn source_service(mut self, service: impl Into<String>) -> Self {
+        self.source_services.push(service.into());
+        self
+    }
+
+    /// Only events of this tenant (`ce_tenantid`).
+    pub fn tenant_id(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant_ids.push(tenant.into());
+        self
+    }
+
+    /// Only events of this business flow (`ce_correlationid`).
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_ids.push(id.into());
+        self
+    }
+
+    /// Only events carrying this tag (`ce_tags`).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Only events whose header `name` has value `value`.
+    pub fn header(self, name: &str, value: &str) -> Self {
+        let (n, v) = (name.to_owned(), value.to_owned());
+        self.matching(format!("header {name} = {value}"), move |e| {
+            e.headers().iter().any(|(k, val)| *k == n && *val == v)
+        })
+    }
+
+    /// Only events whose JSON payload has, at `pointer` (RFC 6901: `/order/total`), a value
+    /// `test` accepts. A payload that is not JSON, or lacks the field, does not match.
+    pub fn payload_field(
+        self,
+        pointer: &str,
+        test: impl Fn(&serde_json::Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let p = pointer.to_owned();
+        self.matching(format!("payload {pointer}"), move |e| {
+            serde_json::from_slice::<serde_json::Value>(&e.payload)
+                .ok()
+                .and_then(|v| v.pointer(&p).map(&test))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Only events `predicate` accepts; `name` shows in `Debug`.
+    pub fn matching(
+        mut self,
+        name: impl Into<String>,
+        predicate: impl Fn(&Envelope) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.predicates.push((name.into(), Arc::new(predicate)));
+        self
+    }
+
+    /// True when `envelope` meets every criterion.
+    pub fn matches(&self, envelope: &Envelope) -> bool {
+        fn any_of<T: PartialEq<U>, U: ?Sized>(wanted: &[T], got: Option<&U>) -> bool {
+            wanted.is_empty() || got.is_some_and(|g| wanted.iter().any(|w| w == g))
+        }
+        any_of(&self.event_types, Some(envelope.event_type.as_str()))
+            && (self.categories.is_empty() || self.categories.contains(&envelope.category))
+            && any_of(&self.source_services, Some(envelope.source.as_str()))
+            && any_of(&self.tenant_ids, envelope.tenant_id.as_deref())
+            && any_of(&self.correlation_ids, envelope.correlation_id.as_deref())
+            && (self.tags.is_empty() || self.tags.iter().any(|t| envelope.tags.contains(t)))
+            && self.predicates.iter().all(|(_, p)| p(envelope))
+    }
+}

@@ -1,0 +1,441 @@
+//! Typed consumers on both layers: dead letters and replay, the inbox across a crash, a consumer
+//! group across a rebalance, filters.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventbus::consumer::dlq;
+use eventbus::{
+    Category, Database, EventBus, EventContext, EventFilter, Inbox, InboxTx, RetryPolicy,
+};
+use eventbus_tests::{Job, JobTopic, OrderPlaced, OrderPlacedTopic, Petstore};
+use support::{Layer, Reader};
+use uuid::Uuid;
+
+async fn direct_bus(layer: &Layer) -> EventBus<Petstore> {
+    EventBus::builder(Petstore)
+        .kafka(layer.kafka.clone())
+        .direct()
+        .build()
+        .await
+        .unwrap()
+}
+
+fn run_id() -> String {
+    Uuid::now_v7().simple().to_string()
+}
+
+fn jobs(run: &str, n: u64, keys: u64) -> Vec<Job> {
+    (0..n)
+        .map(|i| Job {
+            key: format!("{run}-{}", i % keys),
+            run: run.to_owned(),
+            n: i,
+            poison: false,
+        })
+        .collect()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Handled jobs of this run, by number, in handling order.
+type Seen = Arc<Mutex<Vec<(String, u64)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_goes_to_the_dlq_while_other_keys_flow_and_replays_once_fixed() {
+    for layer in support::layers().await {
+        let run = run_id();
+        let bus = direct_bus(&layer).await;
+        let dlq_reader = Reader::at_end(&layer.kafka, "eventbus.tests.jobs.dlq").await;
+        let seen: Seen = Arc::default();
+        let fixed = Arc::new(AtomicBool::new(false));
+        let (seen2, fixed2, run2) = (Arc::clone(&seen), Arc::clone(&fixed), run.clone());
+        let consumer = bus
+            .consumer(&format!("poison-{run}"))
+            .subscribe::<JobTopic>()
+            .on::<Job, _>(move |job: Job| {
+                let (seen, fixed, run) = (Arc::clone(&seen2), Arc::clone(&fixed2), run2.clone());
+                async move {
+                    if job.run != run {
+                        return Ok(()); // another run's record
+                    }
+                    if job.poison && !fixed.load(Ordering::SeqCst) {
+                        return Err(format!("job {} is poison", job.n));
+                    }
+                    seen.lock().unwrap().push((job.key, job.n));
+                    Ok(())
+                }
+            })
+            .retry(
+                RetryPolicy::exponential(Duration::from_millis(20), Duration::from_millis(100))
+                    .max_attempts(3),
+            )
+            .start()
+            .await
+            .unwrap();
+        let stats = consumer.stats();
+
+        let mut batch = jobs(&run, 60, 6);
+        batch[7].poison = true; // key 1
+        let poison_key = batch[7].key.clone();
+        let receipts = bus.publish_all(&batch).await.unwrap();
+        let poison_id = receipts[7].event_id;
+
+        wait_until("59 jobs are handled", Duration::from_secs(60), || {
+            seen.lock().unwrap().len() >= 59
+        })
+        .await;
+        let dead = tokio::task::block_in_place(|| {
+            dlq_reader.read(Duration::from_secs(30), |got| {
+                got.iter()
+                    .any(|r| r.header("ce_id") == Some(poison_id.to_string()))
+            })
+        });
+        let dead: Vec<_> = dead
+            .into_iter()
+            .filter(|r| r.header("ce_id") == Some(poison_id.to_string()))
+            .collect();
+        assert_eq!(dead.len(), 1, "{}: one dead letter", layer.name);
+        let d = &dead[0];
+        assert_eq!(
+            d.header(dlq::ORIGINAL_TOPIC).as_deref(),
+            Some("eventbus.tests.jobs")
+        );
+        assert_eq!(d.header(dlq::ATTEMPTS).as_deref(), Some("3"));
+        assert!(d.header(dlq::ERROR).unwrap().contains("job 7 is poison"));
+        assert!(
+            d.header(dlq::ORIGINAL_OFFSET).is_some() && d.header(dlq::ORIGINAL_PARTITION).is_some()
+        );
+        assert!(d.header(dlq::HANDLER).is_some());
+        assert_eq!(stats.dead_lettered(), 1);
+        assert!(stats.retried() >= 2);
+        {
+            let seen = seen.lock().unwrap();
+            // The poison key's later jobs were handled after it went dead, in order.
+            let key1: Vec<u64> = seen
+                .iter()
+                .filter(|(k, _)| *k == poison_key)
+                .map(|(_, n)| *n)
+                .collect();
+            assert_eq!(
+                key1,
+                vec![1, 13, 19, 25, 31, 37, 43, 49, 55],
+                "{}",
+                layer.name
+            );
+        }
+
+        // Fix the handler, replay the dead letter: it is handled once.
+        fixed.store(true, Ordering::SeqCst);
+        let replayed = dlq::replay(
+            &layer.kafka,
+            "eventbus.tests.jobs.dlq",
+            dlq::Which::Events(vec![poison_id]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(replayed, 1);
+        wait_until(
+            "the replayed job is handled",
+            Duration::from_secs(30),
+            || seen.lock().unwrap().iter().any(|(_, n)| *n == 7),
+        )
+        .await;
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            60,
+            "{}: every job handled once",
+            layer.name
+        );
+        consumer.shutdown().await;
+    }
+}
+
+/// Creates an effects table and returns the consumer's inbox on the layer's database.
+async fn effects_and_inbox(layer: &Layer, run: &str) -> (Inbox, String) {
+    let effects = format!("fx_{run}");
+    match layer.store.database() {
+        Database::Postgres(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {effects} (n BIGINT NOT NULL)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            (Inbox::postgres(pool, "eventbus_inbox").unwrap(), effects)
+        }
+        Database::Sqlite(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {effects} (n INTEGER NOT NULL)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            (Inbox::sqlite(pool, "eventbus_inbox").unwrap(), effects)
+        }
+        Database::Url(_) => unreachable!(),
+    }
+}
+
+async fn effects(layer: &Layer, table: &str) -> (i64, i64) {
+    let q = format!("SELECT count(*), count(DISTINCT n) FROM {table}");
+    match layer.store.database() {
+        Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(q))
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        Database::Sqlite(pool) => sqlx::query_as(sqlx::AssertSqlSafe(q))
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        Database::Url(_) => unreachable!(),
+    }
+}
+
+/// A consumer that writes one effect row per job inside the inbox transaction.
+fn effect_consumer(
+    bus: &EventBus<Petstore>,
+    group: &str,
+    inbox: &Inbox,
+    table: &str,
+    run: &str,
+    slow: Duration,
+) -> eventbus::Consumer<Petstore, JobTopic> {
+    let (table, run) = (table.to_owned(), run.to_owned());
+    bus.consumer(group)
+        .subscribe::<JobTopic>()
+        .inbox(inbox.clone())
+        .on_tx::<Job, _>(move |job: Job, mut tx: InboxTx| {
+            let (table, run) = (table.clone(), run.clone());
+            async move {
+                if job.run == run {
+                    let insert =
+                        sqlx::AssertSqlSafe(format!("INSERT INTO {table} (n) VALUES ({})", job.n));
+                    match &mut tx {
+                        InboxTx::Postgres(_) => {
+                            sqlx::query(insert).execute(tx.postgres()?).await?;
+                        }
+                        InboxTx::Sqlite(_) => {
+                            sqlx::query(insert).execute(tx.sqlite()?).await?;
+                        }
+                    }
+                    tokio::time::sleep(slow).await; // a slow handler: the crash lands mid-handler
+                }
+                Ok::<_, eventbus::HandlerError>(tx)
+            }
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_inbox_a_crash_mid_handler_has_its_effects_exactly_once() {
+    for layer in support::layers().await {
+        let run = run_id();
+        let group = format!("inbox-{run}");
+        let bus = direct_bus(&layer).await;
+        let (inbox, table) = effects_and_inbox(&layer, &run).await;
+        bus.publish_all(&jobs(&run, 200, 20)).await.unwrap();
+
+        let first = effect_consumer(
+            &bus,
+            &group,
+            &inbox,
+            &table,
+            &run,
+            Duration::from_millis(20),
+        )
+        .start()
+        .await
+        .unwrap();
+        let first_stats = first.stats();
+        wait_until(
+            "the first consumer is mid-way",
+            Duration::from_secs(60),
+            || first_stats.handled() >= 50,
+        )
+        .await;
+        first.abort(); // a crash: handlers in the middle of their transaction never commit
+
+        let second = effect_consumer(&bus, &group, &inbox, &table, &run, Duration::ZERO)
+            .start()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while effects(&layer, &table).await.1 < 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{}: every job's effect lands",
+                layer.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (rows, distinct) = effects(&layer, &table).await;
+        assert_eq!(
+            (rows, distinct),
+            (200, 200),
+            "{}: each effect exactly once",
+            layer.name
+        );
+        eprintln!(
+            "{}: first consumer handled {} before the crash; the second skipped {} redeliveries",
+            layer.name,
+            first_stats.handled(),
+            second.stats().duplicates()
+        );
+        assert!(inbox.processed(&group).await.unwrap() >= 200);
+        second.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_of_a_group_split_partitions_across_a_rebalance() {
+    let Some(layer) = support::real().await else {
+        return;
+    };
+    let run = run_id();
+    let group = format!("group-{run}");
+    let bus = direct_bus(&layer).await;
+    let (inbox, table) = effects_and_inbox(&layer, &run).await;
+    let one = effect_consumer(&bus, &group, &inbox, &table, &run, Duration::from_millis(5))
+        .start()
+        .await
+        .unwrap();
+    bus.publish_all(&jobs(&run, 200, 40)).await.unwrap();
+    let one_stats = one.stats();
+    wait_until(
+        "the first member is working",
+        Duration::from_secs(60),
+        || one_stats.handled() >= 20,
+    )
+    .await;
+    // A second member joins: the partitions are split (a rebalance).
+    let two = effect_consumer(&bus, &group, &inbox, &table, &run, Duration::from_millis(5))
+        .start()
+        .await
+        .unwrap();
+    let two_stats = two.stats();
+    let more: Vec<Job> = (200..400)
+        .map(|i| Job {
+            key: format!("{run}-{}", i % 40),
+            run: run.clone(),
+            n: i,
+            poison: false,
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bus.publish_all(&more).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while effects(&layer, &table).await.1 < 400 {
+        assert!(
+            Instant::now() < deadline,
+            "every job is handled across the rebalance"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first member leaves (a second rebalance); nothing is lost or doubled.
+    one.shutdown().await;
+    let (rows, distinct) = effects(&layer, &table).await;
+    assert_eq!(
+        (rows, distinct),
+        (400, 400),
+        "at least once, and exactly once with the inbox"
+    );
+    assert!(two_stats.handled() > 0, "the second member got partitions");
+    eprintln!(
+        "member one handled {}, member two {}",
+        one_stats.handled(),
+        two_stats.handled()
+    );
+    two.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_excludes_what_it_should_and_nothing_else() {
+    // On a Testing bus and on Kafka, the same filter gives the same deliveries.
+    let layers = support::layers().await;
+    let mut buses = vec![("testing", EventBus::testing(Petstore))];
+    for layer in &layers {
+        buses.push((layer.name, direct_bus(layer).await));
+    }
+    for (name, bus) in buses {
+        let run = run_id();
+        let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let seen2 = Arc::clone(&seen);
+        let consumer = bus
+            .consumer(&format!("filter-{run}"))
+            .subscribe::<OrderPlacedTopic>()
+            .on::<OrderPlaced, _>(move |e: OrderPlaced| {
+                let seen = Arc::clone(&seen2);
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .insert(e.order_id.to_string(), e.total_cents);
+                }
+            })
+            .filter(
+                EventFilter::new()
+                    .category(Category::Domain)
+                    .source_service("petstore")
+                    .tenant_id("acme")
+                    .tag(&run)
+                    .payload_field("/total_cents", |v| v.as_u64().is_some_and(|c| c >= 100)),
+            )
+            .start()
+            .await
+            .unwrap();
+        let cases = [
+            ("acme", true, 150, true),   // matches
+            ("acme", true, 50, false),   // payload predicate fails
+            ("other", true, 150, false), // another tenant
+            ("acme", false, 150, false), // not tagged with this run
+        ];
+        let mut expected = Vec::new();
+        for (tenant, tagged, cents, wanted) in cases {
+            let mut ctx = EventContext::default().with_tenant(tenant);
+            if tagged {
+                ctx = ctx.with_tag(&run);
+            }
+            let e = OrderPlaced {
+                order_id: Uuid::now_v7(),
+                total_cents: cents,
+            };
+            bus.with_context(ctx).publish_domain(&e).await.unwrap();
+            if wanted {
+                expected.push(e.order_id.to_string());
+            }
+        }
+        // A matching event published last: when it arrives, everything before it has been seen.
+        let last = OrderPlaced {
+            order_id: Uuid::now_v7(),
+            total_cents: 100,
+        };
+        bus.with_context(EventContext::default().with_tenant("acme").with_tag(&run))
+            .publish_domain(&last)
+            .await
+            .unwrap();
+        expected.push(last.order_id.to_string());
+        let last_id = last.order_id.to_string();
+        wait_until("the last event arrives", Duration::from_secs(30), || {
+            seen.lock().unwrap().contains_key(&last_id)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut got: Vec<String> = seen.lock().unwrap().keys().cloned().collect();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected, "{name}: exactly the matching events");
+        consumer.shutdown().await;
+    }
+}
