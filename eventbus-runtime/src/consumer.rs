@@ -727,6 +727,8 @@ struct Offsets {
 struct PartitionOffsets {
     in_work: BTreeSet<i64>,
     next: i64,
+    /// A record finished since the offset was last stored.
+    dirty: bool,
 }
 
 impl Offsets {
@@ -737,12 +739,26 @@ impl Offsets {
         state.next = state.next.max(offset + 1);
     }
 
-    /// Marks `offset` done; returns the offset now safe to commit.
-    fn finish(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+    /// Marks `offset` done.
+    fn finish(&self, topic: &str, partition: i32, offset: i64) {
         let mut p = lock(&self.partitions);
-        let state = p.get_mut(&(topic.to_owned(), partition))?;
-        state.in_work.remove(&offset);
-        Some(state.in_work.first().copied().unwrap_or(state.next))
+        if let Some(state) = p.get_mut(&(topic.to_owned(), partition)) {
+            state.in_work.remove(&offset);
+            state.dirty = true;
+        }
+    }
+
+    /// The offsets now safe to commit, of the partitions that moved since the last call: for
+    /// each, the lowest offset still in work, or the one after the highest seen.
+    fn take_committable(&self) -> Option<TopicPartitionList> {
+        let mut p = lock(&self.partitions);
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), state) in p.iter_mut().filter(|(_, s)| s.dirty) {
+            state.dirty = false;
+            let next = state.in_work.first().copied().unwrap_or(state.next);
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(next));
+        }
+        (tpl.count() > 0).then_some(tpl)
     }
 
     fn busy(&self, partitions: &TopicPartitionList) -> bool {
@@ -782,6 +798,9 @@ impl ConsumerContext for RebalanceContext {
             while self.offsets.busy(partitions) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            if let Some(tpl) = self.offsets.take_committable() {
+                let _ = consumer.store_offsets(&tpl);
+            }
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "eventbus consumer: nothing to commit on revoke");
             }
@@ -791,10 +810,15 @@ impl ConsumerContext for RebalanceContext {
 }
 
 struct Job {
-    envelope: Result<Envelope, String>,
+    record: Result<Envelope, BadRecord>,
     topic: String,
     partition: i32,
     offset: i64,
+}
+
+/// A record that is not a CloudEvents record of ours: kept whole for the dead-letter topic.
+struct BadRecord {
+    error: String,
     headers: Vec<(String, Vec<u8>)>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
@@ -803,13 +827,21 @@ struct Job {
 /// A key's queue: topic, partition, key.
 type QueueId = (String, i32, String);
 
+/// The records of one key waiting for its worker.
+#[derive(Default)]
+struct KeyQueue {
+    jobs: VecDeque<Job>,
+    /// A worker is draining this queue.
+    running: bool,
+}
+
 struct KafkaRun {
     consumer: Arc<StreamConsumer<RebalanceContext>>,
     producer: FutureProducer,
     engine: Arc<Engine>,
     offsets: Arc<Offsets>,
     permits: Arc<Semaphore>,
-    queues: Arc<Mutex<HashMap<QueueId, VecDeque<Job>>>>,
+    queues: Arc<Mutex<HashMap<QueueId, KeyQueue>>>,
     dlq: Option<String>,
 }
 
@@ -859,8 +891,19 @@ impl KafkaRun {
         let mut paused = false;
         // Workers live in this set: if this task is aborted (a crash), they die with it.
         let mut workers = tokio::task::JoinSet::new();
+        let mut stored = Instant::now();
+        let mut received = 0u32;
         loop {
-            while workers.try_join_next().is_some() {}
+            received = received.wrapping_add(1);
+            // Every 256 records (or when idle, see below): reap finished workers, store offsets in
+            // bulk (auto-commit sends them).
+            if received % 256 == 0 || stored.elapsed() >= Duration::from_millis(20) {
+                while workers.try_join_next().is_some() {}
+                stored = Instant::now();
+                if let Some(tpl) = this.offsets.take_committable() {
+                    let _ = this.consumer.store_offsets(&tpl);
+                }
+            }
             if *stop.borrow() {
                 break;
             }
@@ -897,49 +940,67 @@ impl KafkaRun {
                     continue;
                 }
             };
-            let headers: Vec<(String, Vec<u8>)> = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let envelope = Envelope::from_record(
-                message.topic(),
-                message.key(),
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-                message.payload().unwrap_or_default(),
-            )
-            .map_err(|e| e.to_string());
+            let record = match message.headers() {
+                Some(h) => Envelope::from_record(
+                    message.topic(),
+                    message.key(),
+                    h.iter().map(|h| (h.key, h.value.unwrap_or_default())),
+                    message.payload().unwrap_or_default(),
+                ),
+                None => Envelope::from_record(
+                    message.topic(),
+                    message.key(),
+                    [],
+                    message.payload().unwrap_or_default(),
+                ),
+            }
+            .map_err(|e| BadRecord {
+                error: e.to_string(),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            });
             let job = Job {
-                envelope,
+                record,
                 topic: message.topic().to_owned(),
                 partition: message.partition(),
                 offset: message.offset(),
-                headers,
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().unwrap_or_default().to_vec(),
             };
             this.offsets.begin(&job.topic, job.partition, job.offset);
             // One queue per key (per partition): in order within a key, in parallel across keys.
-            let key = match &job.key {
-                Some(k) => String::from_utf8_lossy(k).into_owned(),
-                None => format!("#{}", job.offset),
+            let key = match &job.record {
+                Ok(Envelope { key: Some(k), .. }) => k.clone(),
+                Ok(_) => format!("#{}", job.offset),
+                Err(bad) => bad.key.as_ref().map_or_else(
+                    || format!("#{}", job.offset),
+                    |k| String::from_utf8_lossy(k).into_owned(),
+                ),
             };
             let queue_id = (job.topic.clone(), job.partition, key);
+            // A key has at most one worker: it drains the key's queue, in order, then leaves.
             let start_worker = {
                 let mut queues = lock(&this.queues);
                 let queue = queues.entry(queue_id.clone()).or_default();
-                queue.push_back(job);
-                queue.len() == 1
+                queue.jobs.push_back(job);
+                !std::mem::replace(&mut queue.running, true)
             };
             // The worker gives the permit back when the record is done.
             permit.forget();
             if start_worker {
-                let run = Arc::clone(&this);
-                let stop = stop.clone();
-                workers.spawn(async move { run.work(queue_id, stop).await });
+                // Fast path: poll the worker once here; handlers that finish at once need no
+                // task. One that waits (I/O, a retry) continues as a task, polled anew by tokio.
+                let mut work = Box::pin(Arc::clone(&this).work(queue_id, stop.clone()));
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if work.as_mut().poll(&mut cx).is_pending() {
+                    workers.spawn(work);
+                }
             }
         }
         // Shutdown: let the records in work finish (bounded), then commit.
@@ -948,6 +1009,9 @@ impl KafkaRun {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         workers.abort_all();
+        if let Some(tpl) = this.offsets.take_committable() {
+            let _ = this.consumer.store_offsets(&tpl);
+        }
         let _ = this.consumer.commit_consumer_state(CommitMode::Sync);
         this.consumer.unsubscribe();
     }
@@ -957,18 +1021,19 @@ impl KafkaRun {
         loop {
             let job = {
                 let mut queues = lock(&self.queues);
-                match queues.get_mut(&queue_id).and_then(|q| q.pop_front()) {
+                match queues.get_mut(&queue_id).and_then(|q| q.jobs.pop_front()) {
                     Some(job) => job,
                     None => {
+                        // Empty under the lock: the next record of this key starts a new worker.
                         queues.remove(&queue_id);
                         return;
                     }
                 }
             };
-            let outcome = match &job.envelope {
+            let outcome = match &job.record {
                 Ok(envelope) => self.engine.process(envelope, &stop).await,
-                Err(e) => Outcome::Dead {
-                    error: format!("not an eventbus record: {e}"),
+                Err(bad) => Outcome::Dead {
+                    error: format!("not an eventbus record: {}", bad.error),
                     handler: "decoder".into(),
                     attempts: 1,
                 },
@@ -981,22 +1046,9 @@ impl KafkaRun {
             {
                 self.dead_letter(&job, &error, &handler, attempts).await;
             }
-            if let Some(next) = self.offsets.finish(&job.topic, job.partition, job.offset) {
-                let mut tpl = TopicPartitionList::new();
-                if tpl
-                    .add_partition_offset(&job.topic, job.partition, Offset::Offset(next))
-                    .is_ok()
-                {
-                    let _ = self.consumer.store_offsets(&tpl);
-                }
-            }
+            // Stored in bulk by the run loop.
+            self.offsets.finish(&job.topic, job.partition, job.offset);
             self.permits.add_permits(1);
-            // Whether the queue is empty is checked under the lock at the top.
-            let mut queues = lock(&self.queues);
-            if queues.get(&queue_id).is_none_or(VecDeque::is_empty) {
-                queues.remove(&queue_id);
-                return;
-            }
         }
     }
 
@@ -1010,10 +1062,26 @@ impl KafkaRun {
         let partition = job.partition.to_string();
         let offset = job.offset.to_string();
         let attempts = attempts.to_string();
+        let (original, key, payload): (Vec<(String, Vec<u8>)>, Option<&[u8]>, &[u8]) =
+            match &job.record {
+                Ok(e) => (
+                    e.headers()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                        .collect(),
+                    e.key.as_deref().map(str::as_bytes),
+                    e.payload.as_slice(),
+                ),
+                Err(bad) => (
+                    bad.headers.clone(),
+                    bad.key.as_deref(),
+                    bad.payload.as_slice(),
+                ),
+            };
         let mut delay = Duration::from_millis(100);
         loop {
             let mut headers = rdkafka::message::OwnedHeaders::new();
-            for (k, v) in &job.headers {
+            for (k, v) in &original {
                 headers = headers.insert(Header {
                     key: k,
                     value: Some(v.as_slice()),
@@ -1033,11 +1101,9 @@ impl KafkaRun {
                     value: Some(value.as_bytes()),
                 });
             }
-            let mut record = FutureRecord::to(&topic)
-                .payload(job.payload.as_slice())
-                .headers(headers);
-            if let Some(k) = &job.key {
-                record = record.key(k.as_slice());
+            let mut record = FutureRecord::to(&topic).payload(payload).headers(headers);
+            if let Some(k) = key {
+                record = record.key(k);
             }
             match self.producer.send(record, Duration::from_secs(5)).await {
                 Ok(_) => {

@@ -230,50 +230,49 @@ impl Envelope {
         record_headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         payload: &[u8],
     ) -> Result<Self, DecodeError> {
-        let mut found: Vec<(&str, String)> = Vec::new();
+        // Borrowed: a consumer reads every record through here, so no copy until the envelope.
+        let mut found: Vec<(&str, &str)> = Vec::with_capacity(16);
         for (name, value) in record_headers {
             let value = std::str::from_utf8(value).map_err(|_| DecodeError::BadHeader {
                 header: name.to_owned(),
                 reason: "not UTF-8".to_owned(),
             })?;
-            found.push((name, value.to_owned()));
+            found.push((name, value));
         }
-        let get = |name: &str| {
-            found
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let require = |name: &'static str| get(name).ok_or(DecodeError::MissingHeader(name));
+        let get_str = |name: &str| found.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let get = |name: &str| get_str(name).map(str::to_owned);
+        let require_str =
+            |name: &'static str| get_str(name).ok_or(DecodeError::MissingHeader(name));
+        let require = |name: &'static str| require_str(name).map(str::to_owned);
         let bad = |header: &str, reason: String| DecodeError::BadHeader {
             header: header.to_owned(),
             reason,
         };
 
-        let spec = require(headers::SPEC_VERSION)?;
+        let spec = require_str(headers::SPEC_VERSION)?;
         if spec != SPEC_VERSION {
             return Err(bad(
                 headers::SPEC_VERSION,
                 format!("unsupported version {spec}"),
             ));
         }
-        let id = require(headers::ID)?;
-        let time = require(headers::TIME)?;
-        let category = require(headers::CATEGORY)?;
-        let version = require(headers::SCHEMA_VERSION)?;
+        let id = require_str(headers::ID)?;
+        let time = require_str(headers::TIME)?;
+        let category = require_str(headers::CATEGORY)?;
+        let version = require_str(headers::SCHEMA_VERSION)?;
         let key = key
             .map(|k| String::from_utf8(k.to_vec()).map_err(|_| bad("key", "not UTF-8".to_owned())))
             .transpose()?;
         Ok(Envelope {
-            id: Uuid::parse_str(&id).map_err(|e| bad(headers::ID, e.to_string()))?,
+            id: Uuid::parse_str(id).map_err(|e| bad(headers::ID, e.to_string()))?,
             source: require(headers::SOURCE)?,
             event_type: require(headers::TYPE)?,
-            time: OffsetDateTime::parse(&time, &Rfc3339)
+            time: OffsetDateTime::parse(time, &Rfc3339)
                 .map_err(|e| bad(headers::TIME, e.to_string()))?,
             subject: get(headers::SUBJECT),
             topic: topic.to_owned(),
             key,
-            category: Category::parse(&category)
+            category: Category::parse(category)
                 .ok_or_else(|| bad(headers::CATEGORY, format!("unknown category {category:?}")))?,
             version: version.parse().map_err(|_| {
                 bad(
@@ -286,7 +285,7 @@ impl Envelope {
             causation_id: get(headers::CAUSATION_ID),
             traceparent: get(headers::TRACEPARENT),
             tenant_id: get(headers::TENANT_ID),
-            tags: get(headers::TAGS)
+            tags: get_str(headers::TAGS)
                 .map(|t| {
                     t.split(',')
                         .filter(|s| !s.is_empty())
