@@ -816,10 +816,13 @@ struct Job {
     offset: i64,
 }
 
+/// Record headers, owned.
+type RawHeaders = Vec<(String, Vec<u8>)>;
+
 /// A record that is not a CloudEvents record of ours: kept whole for the dead-letter topic.
 struct BadRecord {
     error: String,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: RawHeaders,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
@@ -897,7 +900,7 @@ impl KafkaRun {
             received = received.wrapping_add(1);
             // Every 256 records (or when idle, see below): reap finished workers, store offsets in
             // bulk (auto-commit sends them).
-            if received % 256 == 0 || stored.elapsed() >= Duration::from_millis(20) {
+            if received.is_multiple_of(256) || stored.elapsed() >= Duration::from_millis(20) {
                 while workers.try_join_next().is_some() {}
                 stored = Instant::now();
                 if let Some(tpl) = this.offsets.take_committable() {
@@ -1062,22 +1065,21 @@ impl KafkaRun {
         let partition = job.partition.to_string();
         let offset = job.offset.to_string();
         let attempts = attempts.to_string();
-        let (original, key, payload): (Vec<(String, Vec<u8>)>, Option<&[u8]>, &[u8]) =
-            match &job.record {
-                Ok(e) => (
-                    e.headers()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v.into_bytes()))
-                        .collect(),
-                    e.key.as_deref().map(str::as_bytes),
-                    e.payload.as_slice(),
-                ),
-                Err(bad) => (
-                    bad.headers.clone(),
-                    bad.key.as_deref(),
-                    bad.payload.as_slice(),
-                ),
-            };
+        let (original, key, payload): (RawHeaders, Option<&[u8]>, &[u8]) = match &job.record {
+            Ok(e) => (
+                e.headers()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                    .collect(),
+                e.key.as_deref().map(str::as_bytes),
+                e.payload.as_slice(),
+            ),
+            Err(bad) => (
+                bad.headers.clone(),
+                bad.key.as_deref(),
+                bad.payload.as_slice(),
+            ),
+        };
         let mut delay = Duration::from_millis(100);
         loop {
             let mut headers = rdkafka::message::OwnedHeaders::new();
