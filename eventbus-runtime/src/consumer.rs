@@ -19,7 +19,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{Header, Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{Semaphore, watch};
 
@@ -577,10 +577,12 @@ impl<S: Service, T> Consumer<S, T> {
                     task: None,
                     stats,
                     unregister: Some(Box::new(move || bus.unregister_local(id))),
+                    ready: None,
                 })
             }
             Some(kafka) => {
                 let topics = engine.topics();
+                let (assigned, ready) = watch::channel(false);
                 let run = KafkaRun::new(
                     &kafka,
                     &self.group,
@@ -588,6 +590,7 @@ impl<S: Service, T> Consumer<S, T> {
                     engine,
                     self.concurrency,
                     self.dlq.clone(),
+                    assigned,
                 )
                 .map_err(|source| SubscribeError::Kafka {
                     group: self.group.clone(),
@@ -600,6 +603,7 @@ impl<S: Service, T> Consumer<S, T> {
                     task: Some(task),
                     stats,
                     unregister: None,
+                    ready: Some(ready),
                 })
             }
         }
@@ -665,6 +669,8 @@ pub struct ConsumerHandle {
     stats: Arc<ConsumerStats>,
     /// Testing mode: removes the consumer from the bus's local dispatch at once.
     unregister: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Kafka: turns true once the group assigned partitions to this member.
+    ready: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for ConsumerHandle {
@@ -682,6 +688,20 @@ impl ConsumerHandle {
     /// The consumer's counters.
     pub fn stats(&self) -> Arc<ConsumerStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Waits until the consumer group has assigned this member its partitions (at once in the
+    /// Testing mode); `false` if that did not happen within `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        match &self.ready {
+            None => true,
+            Some(ready) => {
+                let mut ready = ready.clone();
+                tokio::time::timeout(timeout, ready.wait_for(|r| *r))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+        }
     }
 
     /// Stops delivering (on Kafka the records in work finish in the background; use
@@ -787,11 +807,20 @@ impl Offsets {
 /// bound) and commit, so the next owner starts where this one stopped.
 struct RebalanceContext {
     offsets: Arc<Offsets>,
+    assigned: watch::Sender<bool>,
 }
 
 impl ClientContext for RebalanceContext {}
 
 impl ConsumerContext for RebalanceContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            if partitions.count() > 0 {
+                let _ = self.assigned.send(true);
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -856,6 +885,7 @@ impl KafkaRun {
         engine: Arc<Engine>,
         concurrency: usize,
         dlq: Option<String>,
+        assigned: watch::Sender<bool>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let offsets = Arc::new(Offsets::default());
         let mut config = rdkafka::ClientConfig::new();
@@ -865,19 +895,32 @@ impl KafkaRun {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("allow.auto.create.topics", "true");
+            .set("allow.auto.create.topics", "true")
+            // Topics appear when their first event is published: notice them within seconds,
+            // not librdkafka's default five minutes.
+            .set("topic.metadata.refresh.interval.ms", "2000")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500");
         for (k, v) in kafka.client_config().config_map() {
             config.set(k, v);
         }
         let consumer: StreamConsumer<RebalanceContext> =
             config.create_with_context(RebalanceContext {
                 offsets: Arc::clone(&offsets),
+                assigned,
             })?;
-        consumer.subscribe(topics)?;
         let producer = crate::kafka::producer(kafka).map_err(|e| match e {
             crate::StartError::Kafka { source, .. } => source,
             other => rdkafka::error::KafkaError::ClientCreation(other.to_string()),
         })?;
+        // Ask for each topic once, as a producer: where topics are created on first use, this
+        // creates it, so the group's first assignment covers every topic (no rebalance later).
+        for topic in topics {
+            let _ = producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(5));
+        }
+        consumer.subscribe(topics)?;
         Ok(KafkaRun {
             consumer: Arc::new(consumer),
             producer,

@@ -134,9 +134,11 @@ impl EmbeddedKafka {
         &self.bootstrap_servers
     }
 
-    /// A [`KafkaConfig`] pointing at it.
+    /// A [`KafkaConfig`] pointing at it. (The mock answers an empty fetch only after
+    /// `fetch.wait.max.ms`, even when records arrive meanwhile: a short wait keeps consumers
+    /// close behind producers.)
     pub fn config(&self) -> KafkaConfig {
-        KafkaConfig::new(&self.bootstrap_servers)
+        KafkaConfig::new(&self.bootstrap_servers).with_property("fetch.wait.max.ms", "5")
     }
 }
 
