@@ -814,10 +814,10 @@ impl ClientContext for RebalanceContext {}
 
 impl ConsumerContext for RebalanceContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            if partitions.count() > 0 {
-                let _ = self.assigned.send(true);
-            }
+        if let Rebalance::Assign(partitions) = rebalance
+            && partitions.count() > 0
+        {
+            let _ = self.assigned.send(true);
         }
     }
 
