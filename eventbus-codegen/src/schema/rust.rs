@@ -181,6 +181,8 @@ impl RustOptions {
                     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, #ser)]
                     #serde_crate
                     #extra
+                    // Variants are named as on the wire (`EUR`), not re-cased.
+                    #[allow(clippy::upper_case_acronyms)]
                     pub enum #name {
                         #(#variants)*
                     }
