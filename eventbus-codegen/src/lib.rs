@@ -39,3 +39,5 @@ pub use config::Config;
 pub use schema::lock::LockMode;
 #[cfg(feature = "yaml")]
 pub mod contracts;
+#[cfg(feature = "yaml")]
+pub mod sql;

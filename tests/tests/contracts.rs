@@ -224,3 +224,33 @@ fn payloads_and_their_json_schemas() -> TestResult {
     )?;
     Ok(())
 }
+
+/// The outbox migrations the runtime ships are the codegen's askama templates, rendered for the
+/// default table (regenerate with `cargo run -p eventbus-codegen -- migrations -o eventbus-runtime/migrations`).
+#[test]
+fn the_runtime_migrations_are_the_rendered_templates() {
+    use eventbus_codegen::sql::{Dialect, outbox_migration};
+    for (dialect, shipped) in [
+        (
+            Dialect::Postgres,
+            include_str!("../../eventbus-runtime/migrations/postgres.sql"),
+        ),
+        (
+            Dialect::Sqlite,
+            include_str!("../../eventbus-runtime/migrations/sqlite.sql"),
+        ),
+    ] {
+        assert_eq!(
+            outbox_migration(dialect, "eventbus_outbox").unwrap(),
+            shipped,
+            "{dialect:?}: run `cargo run -p eventbus-codegen -- migrations -o eventbus-runtime/migrations`"
+        );
+    }
+    assert!(
+        outbox_migration(Dialect::Postgres, "drop table x;")
+            .unwrap_err()
+            .contains("not a plain SQL identifier")
+    );
+    let custom = outbox_migration(Dialect::Sqlite, "shop_outbox").unwrap();
+    assert!(custom.contains("CREATE TABLE IF NOT EXISTS shop_outbox_dead"));
+}

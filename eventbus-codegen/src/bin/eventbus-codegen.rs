@@ -5,6 +5,7 @@
 //! eventbus-codegen asyncapi SCHEMAS... [-o F]  # writes the AsyncAPI 3.0 document (stdout by default)
 //! eventbus-codegen jsonschema SCHEMAS... -o DIR  # writes one JSON Schema per event version
 //! eventbus-codegen lock SCHEMAS...             # updates the schema lock (EVENTBUS_LOCK: mode)
+//! eventbus-codegen migrations [--table T] -o DIR # writes the outbox migrations (postgres.sql, sqlite.sql)
 //! ```
 //!
 //! Every command checks the schemas against the lock (`eventbus.lock`): a breaking change to a
@@ -14,7 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: eventbus-codegen <check|asyncapi|jsonschema|lock> SCHEMA_PATH... [-o OUT]";
+    "usage: eventbus-codegen <check|asyncapi|jsonschema|lock> SCHEMA_PATH... [-o OUT]
+       eventbus-codegen migrations [--table TABLE] -o DIR";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -31,12 +33,30 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let command = args.next().ok_or(USAGE)?;
     let mut paths = Vec::new();
     let mut out: Option<PathBuf> = None;
+    let mut table = "eventbus_outbox".to_owned();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-o" | "--out" => out = Some(args.next().ok_or(USAGE)?.into()),
+            "--table" => table = args.next().ok_or(USAGE)?,
             "-h" | "--help" => return Err(USAGE.into()),
             _ => paths.push(PathBuf::from(arg)),
         }
+    }
+    if command == "migrations" {
+        use eventbus_codegen::sql::{Dialect, outbox_migration};
+        let dir = out.ok_or(USAGE)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (dialect, file) in [
+            (Dialect::Postgres, "postgres.sql"),
+            (Dialect::Sqlite, "sqlite.sql"),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, outbox_migration(dialect, &table)?)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
     }
     if paths.is_empty() {
         return Err(USAGE.into());
