@@ -135,8 +135,3 @@ pub use testing::{HandlerFailure, Recorder};
 pub use eventbus_derive::{
     AuditEvent, DomainEvent, IntegrationEvent, NotificationEvent, Service, SystemEvent, Topic,
 };
-
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

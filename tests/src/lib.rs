@@ -144,3 +144,23 @@ pub struct Job {
     /// A job the handler refuses until fixed.
     pub poison: bool,
 }
+
+/// The README's Rust examples, compiled (and run where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+/// `docs/outbox.md`'s examples.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/outbox.md")]
+pub struct OutboxDocDoctests;
+
+/// `docs/consumers.md`'s examples.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/consumers.md")]
+pub struct ConsumersDocDoctests;
+
+/// `docs/schema.md`'s examples.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/schema.md")]
+pub struct SchemaDocDoctests;
