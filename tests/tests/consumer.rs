@@ -439,3 +439,61 @@ async fn a_filter_excludes_what_it_should_and_nothing_else() {
         consumer.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_pauses_instead_of_burning_retries() {
+    let layer = support::embedded().await;
+    let run = run_id();
+    let bus = direct_bus(&layer).await;
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (c, h, r) = (Arc::clone(&calls), Arc::clone(&healthy), run.clone());
+    let consumer = bus
+        .consumer(&format!("breaker-{run}"))
+        .subscribe::<JobTopic>()
+        .on::<Job, _>(move |job: Job| {
+            let (calls, healthy, run) = (Arc::clone(&c), Arc::clone(&h), r.clone());
+            async move {
+                if job.run != run {
+                    return Ok(());
+                }
+                calls.fetch_add(1, Ordering::SeqCst);
+                if healthy.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("downstream is down")
+                }
+            }
+        })
+        .retry(
+            RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(10))
+                .max_attempts(1000),
+        )
+        .circuit_breaker(3, Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    assert!(consumer.ready(Duration::from_secs(30)).await);
+    let stats = consumer.stats();
+    bus.publish_all(&jobs(&run, 1, 1)).await.unwrap();
+    wait_until("the circuit opens", Duration::from_secs(30), || {
+        calls.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    let at_open = calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        calls.load(Ordering::SeqCst) <= at_open + 1,
+        "while open, no retry burns: {} calls after {at_open}",
+        calls.load(Ordering::SeqCst)
+    );
+    healthy.store(true, Ordering::SeqCst);
+    wait_until(
+        "the job is handled after the cooldown",
+        Duration::from_secs(10),
+        || stats.handled() >= 1,
+    )
+    .await;
+    assert_eq!(stats.dead_lettered(), 0);
+    consumer.shutdown().await;
+}
