@@ -355,7 +355,7 @@ async fn wire(
     // first is retried until its OrderPlaced is known.
     let customers: Arc<Mutex<HashMap<Uuid, String>>> = Arc::default();
     let (c1, c2) = (Arc::clone(&customers), Arc::clone(&customers));
-    let (bus, r) = (notifications.clone(), run.to_owned());
+    let (bus, r, s) = (notifications.clone(), run.to_owned(), Arc::clone(seen));
     handles.push(
         notifications
             .consumer("petstore-notifications")
@@ -373,9 +373,10 @@ async fn wire(
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&paid.order_id)
                     .cloned();
-                let (bus, run) = (bus.clone(), r.clone());
+                let (bus, run, seen) = (bus.clone(), r.clone(), Arc::clone(&s));
                 async move {
                     let customer = customer.ok_or("the order is not known yet; retrying")?;
+                    count(&seen, OrderPaid::TOPIC);
                     let email = ConfirmationEmail {
                         customer,
                         order_id: paid.order_id,
