@@ -255,15 +255,35 @@ struct Breaker {
     threshold: u32,
     cooldown: Duration,
     failures: AtomicU32,
-    open_until: Mutex<Option<Instant>>,
+    /// When the circuit closes again, in milliseconds since `epoch`; 0 when closed. Read on every
+    /// record, so an atomic rather than a lock.
+    open_until_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl Breaker {
+    fn new(threshold: u32, cooldown: Duration) -> Self {
+        Breaker {
+            threshold,
+            cooldown,
+            failures: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn record(&self, ok: bool) {
         if ok {
-            self.failures.store(0, Ordering::Relaxed);
+            if self.failures.load(Ordering::Relaxed) != 0 {
+                self.failures.store(0, Ordering::Relaxed);
+            }
         } else if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.threshold {
-            *lock(&self.open_until) = Some(Instant::now() + self.cooldown);
+            let until = self.now_ms() + self.cooldown.as_millis() as u64;
+            self.open_until_ms.store(until.max(1), Ordering::Relaxed);
             self.failures.store(0, Ordering::Relaxed);
             tracing::warn!(cooldown = ?self.cooldown, "eventbus consumer: circuit breaker open; pausing");
         }
@@ -271,14 +291,16 @@ impl Breaker {
 
     /// How long to stay paused, if open.
     fn open_for(&self) -> Option<Duration> {
-        let mut open = lock(&self.open_until);
-        match *open {
-            Some(until) if until > Instant::now() => Some(until - Instant::now()),
-            Some(_) => {
-                *open = None;
-                None
-            }
-            None => None,
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let now = self.now_ms();
+        if until > now {
+            Some(Duration::from_millis(until - now))
+        } else {
+            self.open_until_ms.store(0, Ordering::Relaxed);
+            None
         }
     }
 }
@@ -317,33 +339,22 @@ impl Engine {
         t
     }
 
-    /// The handlers that want `envelope`.
-    fn wanted(&self, envelope: &Envelope) -> (Vec<&Route>, Vec<&Arc<dyn EventHandler>>) {
-        if !self.filter.matches(envelope) {
-            return (Vec::new(), Vec::new());
-        }
-        let routes = self
-            .routes
+    /// The typed handlers of `envelope` (it passed the filter).
+    fn routes_for<'a>(&'a self, envelope: &'a Envelope) -> impl Iterator<Item = &'a Route> {
+        self.routes
             .iter()
             .filter(|r| r.topic == envelope.topic && r.event_type == envelope.event_type)
-            .collect();
-        let plugins = self
-            .plugins
-            .iter()
-            .filter(|p| p.filter().matches(envelope))
-            .collect();
-        (routes, plugins)
     }
 
     /// True when some handler of this engine wants `envelope`.
     pub(crate) fn wants(&self, envelope: &Envelope) -> bool {
-        let (r, p) = self.wanted(envelope);
-        !r.is_empty() || !p.is_empty()
+        self.filter.matches(envelope)
+            && (self.routes_for(envelope).next().is_some()
+                || self.plugins.iter().any(|p| p.filter().matches(envelope)))
     }
 
     /// One attempt: every wanted handler, inside the inbox transaction when there is one.
     async fn attempt(&self, envelope: &Envelope) -> Result<(), (String, HandlerError)> {
-        let (routes, plugins) = self.wanted(envelope);
         let mut tx = match &self.inbox {
             Some(inbox) => match inbox.begin(&self.group, envelope.id).await {
                 Ok(Some(tx)) => Some(tx),
@@ -355,12 +366,12 @@ impl Engine {
             },
             None => None,
         };
-        for route in routes {
+        for route in self.routes_for(envelope) {
             tx = (route.call)(envelope, tx)
                 .await
                 .map_err(|e| (route.name.to_owned(), e))?;
         }
-        for plugin in plugins {
+        for plugin in self.plugins.iter().filter(|p| p.filter().matches(envelope)) {
             plugin
                 .handle(envelope)
                 .await
@@ -545,12 +556,7 @@ impl<S: Service, T> Consumer<S, T> {
             filter: self.filter.clone(),
             retry: self.retry,
             inbox: self.inbox.clone(),
-            breaker: Breaker {
-                threshold: self.breaker.0,
-                cooldown: self.breaker.1,
-                failures: AtomicU32::new(0),
-                open_until: Mutex::new(None),
-            },
+            breaker: Breaker::new(self.breaker.0, self.breaker.1),
             stats: Arc::new(ConsumerStats::default()),
         }
     }
@@ -740,7 +746,7 @@ impl ConsumerHandle {
 /// the one after the highest seen.
 #[derive(Default)]
 struct Offsets {
-    partitions: Mutex<HashMap<(String, i32), PartitionOffsets>>,
+    partitions: Mutex<HashMap<(&'static str, i32), PartitionOffsets>>,
 }
 
 #[derive(Default)]
@@ -752,17 +758,17 @@ struct PartitionOffsets {
 }
 
 impl Offsets {
-    fn begin(&self, topic: &str, partition: i32, offset: i64) {
+    fn begin(&self, topic: &'static str, partition: i32, offset: i64) {
         let mut p = lock(&self.partitions);
-        let state = p.entry((topic.to_owned(), partition)).or_default();
+        let state = p.entry((topic, partition)).or_default();
         state.in_work.insert(offset);
         state.next = state.next.max(offset + 1);
     }
 
     /// Marks `offset` done.
-    fn finish(&self, topic: &str, partition: i32, offset: i64) {
+    fn finish(&self, topic: &'static str, partition: i32, offset: i64) {
         let mut p = lock(&self.partitions);
-        if let Some(state) = p.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(state) = p.get_mut(&(topic, partition)) {
             state.in_work.remove(&offset);
             state.dirty = true;
         }
@@ -784,7 +790,9 @@ impl Offsets {
     fn busy(&self, partitions: &TopicPartitionList) -> bool {
         let p = lock(&self.partitions);
         partitions.elements().iter().any(|e| {
-            p.get(&(e.topic().to_owned(), e.partition()))
+            p.iter()
+                .find(|((t, part), _)| *t == e.topic() && *part == e.partition())
+                .map(|(_, s)| s)
                 .is_some_and(|s| !s.in_work.is_empty())
         })
     }
@@ -792,7 +800,7 @@ impl Offsets {
     fn forget(&self, partitions: &TopicPartitionList) {
         let mut p = lock(&self.partitions);
         for e in partitions.elements() {
-            p.remove(&(e.topic().to_owned(), e.partition()));
+            p.retain(|(t, part), _| !(*t == e.topic() && *part == e.partition()));
         }
     }
 
@@ -840,7 +848,7 @@ impl ConsumerContext for RebalanceContext {
 
 struct Job {
     record: Result<Envelope, BadRecord>,
-    topic: String,
+    topic: &'static str,
     partition: i32,
     offset: i64,
 }
@@ -857,7 +865,15 @@ struct BadRecord {
 }
 
 /// A key's queue: topic, partition, key.
-type QueueId = (String, i32, String);
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Keys are hashed: two keys sharing a hash share a queue, which only costs parallelism.
+type QueueId = (&'static str, i32, u64);
 
 /// The records of one key waiting for its worker.
 #[derive(Default)]
@@ -875,6 +891,8 @@ struct KafkaRun {
     permits: Arc<Semaphore>,
     queues: Arc<Mutex<HashMap<QueueId, KeyQueue>>>,
     dlq: Option<String>,
+    /// The subscribed topics' names, so records refer to them without allocating.
+    topics: Vec<&'static str>,
 }
 
 impl KafkaRun {
@@ -929,6 +947,7 @@ impl KafkaRun {
             permits: Arc::new(Semaphore::new(concurrency)),
             queues: Arc::default(),
             dlq,
+            topics: topics.to_vec(),
         })
     }
 
@@ -986,6 +1005,13 @@ impl KafkaRun {
                     continue;
                 }
             };
+            let Some(topic) = this.topics.iter().copied().find(|t| *t == message.topic()) else {
+                tracing::warn!(
+                    topic = message.topic(),
+                    "eventbus consumer: a record of a topic not subscribed; skipped"
+                );
+                continue;
+            };
             let record = match message.headers() {
                 Some(h) => Envelope::from_record(
                     message.topic(),
@@ -1015,25 +1041,24 @@ impl KafkaRun {
             });
             let job = Job {
                 record,
-                topic: message.topic().to_owned(),
+                topic,
                 partition: message.partition(),
                 offset: message.offset(),
             };
-            this.offsets.begin(&job.topic, job.partition, job.offset);
+            this.offsets.begin(job.topic, job.partition, job.offset);
             // One queue per key (per partition): in order within a key, in parallel across keys.
+            // A record without a key has no order to keep: a queue of its own.
             let key = match &job.record {
-                Ok(Envelope { key: Some(k), .. }) => k.clone(),
-                Ok(_) => format!("#{}", job.offset),
-                Err(bad) => bad.key.as_ref().map_or_else(
-                    || format!("#{}", job.offset),
-                    |k| String::from_utf8_lossy(k).into_owned(),
-                ),
+                Ok(Envelope { key: Some(k), .. }) => Some(k.as_bytes()),
+                Ok(_) => None,
+                Err(bad) => bad.key.as_deref(),
             };
-            let queue_id = (job.topic.clone(), job.partition, key);
+            let key_hash = key.map_or(job.offset as u64 ^ (1 << 63), fnv1a);
+            let queue_id = (job.topic, job.partition, key_hash);
             // A key has at most one worker: it drains the key's queue, in order, then leaves.
             let start_worker = {
                 let mut queues = lock(&this.queues);
-                let queue = queues.entry(queue_id.clone()).or_default();
+                let queue = queues.entry(queue_id).or_default();
                 queue.jobs.push_back(job);
                 !std::mem::replace(&mut queue.running, true)
             };
@@ -1093,7 +1118,7 @@ impl KafkaRun {
                 self.dead_letter(&job, &error, &handler, attempts).await;
             }
             // Stored in bulk by the run loop.
-            self.offsets.finish(&job.topic, job.partition, job.offset);
+            self.offsets.finish(job.topic, job.partition, job.offset);
             self.permits.add_permits(1);
         }
     }
@@ -1133,7 +1158,7 @@ impl KafkaRun {
                 });
             }
             for (key, value) in [
-                (dlq::ORIGINAL_TOPIC, job.topic.as_str()),
+                (dlq::ORIGINAL_TOPIC, job.topic),
                 (dlq::ORIGINAL_PARTITION, partition.as_str()),
                 (dlq::ORIGINAL_OFFSET, offset.as_str()),
                 (dlq::ERROR, error),
