@@ -356,7 +356,9 @@ impl Engine {
     /// One attempt: every wanted handler, inside the inbox transaction when there is one.
     async fn attempt(&self, envelope: &Envelope) -> Result<(), (String, HandlerError)> {
         let mut tx = match &self.inbox {
-            Some(inbox) => match inbox.begin(&self.group, envelope.id).await {
+            // Boxed: the database futures are large, and this one runs only with an inbox; inline,
+            // they would make every record's future (and its moves) that large.
+            Some(inbox) => match Box::pin(inbox.begin(&self.group, envelope.id)).await {
                 Ok(Some(tx)) => Some(tx),
                 Ok(None) => {
                     self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -378,7 +380,7 @@ impl Engine {
                 .map_err(|e| (plugin.name().to_owned(), e))?;
         }
         if let Some(tx) = tx {
-            tx.commit()
+            Box::pin(tx.commit())
                 .await
                 .map_err(|e| ("inbox commit".to_owned(), HandlerError::from(e)))?;
         }
@@ -956,18 +958,22 @@ impl KafkaRun {
         let mut paused = false;
         // Workers live in this set: if this task is aborted (a crash), they die with it.
         let mut workers = tokio::task::JoinSet::new();
-        let mut stored = Instant::now();
+        // Offsets are stored in bulk every 20 ms, off the record path (auto-commit sends them).
+        let flusher = Arc::clone(&this);
+        workers.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                if let Some(tpl) = flusher.offsets.take_committable() {
+                    let _ = flusher.consumer.store_offsets(&tpl);
+                }
+            }
+        });
         let mut received = 0u32;
         loop {
             received = received.wrapping_add(1);
-            // Every 256 records (or when idle, see below): reap finished workers, store offsets in
-            // bulk (auto-commit sends them).
-            if received.is_multiple_of(256) || stored.elapsed() >= Duration::from_millis(20) {
+            if received.is_multiple_of(256) {
                 while workers.try_join_next().is_some() {}
-                stored = Instant::now();
-                if let Some(tpl) = this.offsets.take_committable() {
-                    let _ = this.consumer.store_offsets(&tpl);
-                }
             }
             if *stop.borrow() {
                 break;
@@ -1115,7 +1121,7 @@ impl KafkaRun {
                 attempts,
             } = outcome
             {
-                self.dead_letter(&job, &error, &handler, attempts).await;
+                Box::pin(self.dead_letter(&job, &error, &handler, attempts)).await;
             }
             // Stored in bulk by the run loop.
             self.offsets.finish(job.topic, job.partition, job.offset);
