@@ -132,55 +132,37 @@ fn statement_for(
     }
 }
 
-impl OutboxTransaction for sqlx::Transaction<'_, Postgres> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
+/// The same INSERT, bound the same way, for each dialect's transaction.
+macro_rules! outbox_transaction {
+    ($($db:ident => $dialect:ident),*) => {$(
+        impl OutboxTransaction for sqlx::Transaction<'_, $db> {
+            fn dialect(&self) -> Dialect {
+                Dialect::$dialect
+            }
 
-    fn insert<'a>(
-        &'a mut self,
-        statement: &'static str,
-        table: &'a str,
-        row: NewRow<'a>,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        Box::pin(async move {
-            sqlx::query(statement_for(statement, table))
-                .bind(row.envelope.id)
-                .bind(row.envelope.key.as_deref())
-                .bind(sqlx::types::Json(&row.headers))
-                .bind(row.envelope.payload.as_slice())
-                .bind(row.shard)
-                .execute(&mut **self)
-                .await
-                .map(|_| ())
-        })
-    }
+            fn insert<'a>(
+                &'a mut self,
+                statement: &'static str,
+                table: &'a str,
+                row: NewRow<'a>,
+            ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query(statement_for(statement, table))
+                        .bind(row.envelope.id)
+                        .bind(row.envelope.key.as_deref())
+                        .bind(sqlx::types::Json(&row.headers))
+                        .bind(row.envelope.payload.as_slice())
+                        .bind(row.shard)
+                        .execute(&mut **self)
+                        .await
+                        .map(|_| ())
+                })
+            }
+        }
+    )*};
 }
 
-impl OutboxTransaction for sqlx::Transaction<'_, Sqlite> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
-
-    fn insert<'a>(
-        &'a mut self,
-        statement: &'static str,
-        table: &'a str,
-        row: NewRow<'a>,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        Box::pin(async move {
-            sqlx::query(statement_for(statement, table))
-                .bind(row.envelope.id)
-                .bind(row.envelope.key.as_deref())
-                .bind(sqlx::types::Json(&row.headers))
-                .bind(row.envelope.payload.as_slice())
-                .bind(row.shard)
-                .execute(&mut **self)
-                .await
-                .map(|_| ())
-        })
-    }
-}
+outbox_transaction!(Postgres => Postgres, Sqlite => Sqlite);
 
 /// A row the relay publishes.
 #[derive(Debug, Clone)]
