@@ -240,29 +240,7 @@ impl<S: Service> EventBus<S> {
         let id = envelope.id;
         match &self.core.backend {
             Backend::Transactional(t) => {
-                if tx.dialect() != t.store.dialect() {
-                    return Err(PublishError::Invalid(format!(
-                        "the transaction is {:?} but this bus's outbox is {:?}: begin it on the bus's database",
-                        tx.dialect(),
-                        t.store.dialect()
-                    )));
-                }
-                let statement = match tx.dialect() {
-                    crate::outbox::Dialect::Postgres => E::OUTBOX_INSERT_POSTGRES,
-                    crate::outbox::Dialect::Sqlite => E::OUTBOX_INSERT_SQLITE,
-                };
-                let row = NewRow {
-                    headers: crate::outbox::headers_json(&envelope),
-                    shard: crate::outbox::shard_of(envelope.key.as_deref(), &envelope.id, t.shards),
-                    envelope: &envelope,
-                };
-                tx.insert(statement, &t.store.table, row)
-                    .await
-                    .map_err(|source| PublishError::Outbox {
-                        event_id: id,
-                        table: t.store.table.to_string(),
-                        source,
-                    })?;
+                Self::insert::<E, T>(t, tx, &envelope).await?;
                 t.wake.notify_one();
                 Ok(id)
             }
@@ -273,6 +251,32 @@ impl<S: Service> EventBus<S> {
                 mode: Mode::Direct,
             }),
         }
+    }
+
+    /// Writes `envelope` (of an `E`) into `tx` with the statement the derive generated.
+    async fn insert<E: Event, T: OutboxTransaction>(
+        t: &TransactionalBackend,
+        tx: &mut T,
+        envelope: &Envelope,
+    ) -> Result<(), PublishError> {
+        if tx.dialect() != t.store.dialect() {
+            return Err(PublishError::Invalid(format!(
+                "the transaction is {:?} but this bus's outbox is {:?}: begin it on the bus's database",
+                tx.dialect(),
+                t.store.dialect()
+            )));
+        }
+        let statement = match tx.dialect() {
+            crate::outbox::Dialect::Postgres => E::OUTBOX_INSERT_POSTGRES,
+            crate::outbox::Dialect::Sqlite => E::OUTBOX_INSERT_SQLITE,
+        };
+        tx.insert(statement, &t.store.table, NewRow::new(envelope, t.shards))
+            .await
+            .map_err(|source| PublishError::Outbox {
+                event_id: envelope.id,
+                table: t.store.table.to_string(),
+                source,
+            })
     }
 
     /// Publishes many events of one type: Direct mode sends them all, then awaits every
@@ -308,41 +312,27 @@ impl<S: Service> EventBus<S> {
                 Ok(receipts)
             }
             Backend::Transactional(t) => {
-                let mut receipts = Vec::with_capacity(envelopes.len());
-                let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
-                let first = ids.first().copied().unwrap_or_default();
                 let to_outbox = |source| PublishError::Outbox {
-                    event_id: first,
+                    event_id: envelopes.first().map(|e| e.id).unwrap_or_default(),
                     table: t.store.table.to_string(),
                     source,
                 };
+                // One transaction for the batch, whichever the dialect.
+                macro_rules! in_one_transaction {
+                    ($pool:expr) => {{
+                        let mut tx = $pool.begin().await.map_err(to_outbox)?;
+                        for envelope in &envelopes {
+                            Self::insert::<E, _>(t, &mut tx, envelope).await?;
+                        }
+                        tx.commit().await.map_err(to_outbox)?;
+                    }};
+                }
                 match &t.store.db {
-                    crate::outbox::Db::Postgres(pool) => {
-                        let mut tx = pool.begin().await.map_err(to_outbox)?;
-                        for e in events {
-                            receipts.push(self.enqueue(&mut tx, e).await?);
-                        }
-                        tx.commit().await.map_err(to_outbox)?;
-                    }
-                    crate::outbox::Db::Sqlite(pool) => {
-                        let mut tx = pool.begin().await.map_err(to_outbox)?;
-                        for e in events {
-                            receipts.push(self.enqueue(&mut tx, e).await?);
-                        }
-                        tx.commit().await.map_err(to_outbox)?;
-                    }
+                    crate::outbox::Db::Postgres(pool) => in_one_transaction!(pool),
+                    crate::outbox::Db::Sqlite(pool) => in_one_transaction!(pool),
                 }
                 t.wake.notify_one();
-                Ok(receipts
-                    .into_iter()
-                    .zip(&envelopes)
-                    .map(|(id, e)| Receipt {
-                        event_id: id,
-                        topic: e.topic.clone(),
-                        partition: None,
-                        offset: None,
-                    })
-                    .collect())
+                Ok(envelopes.iter().map(Receipt::recorded).collect())
             }
             Backend::Testing(_) => {
                 let mut receipts = Vec::with_capacity(envelopes.len());

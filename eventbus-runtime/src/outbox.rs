@@ -96,6 +96,17 @@ pub struct NewRow<'a> {
     pub(crate) shard: i32,
 }
 
+impl<'a> NewRow<'a> {
+    /// The row of `envelope` in an outbox of `shards` shards.
+    pub(crate) fn new(envelope: &'a Envelope, shards: u32) -> Self {
+        NewRow {
+            headers: headers_json(envelope),
+            shard: shard_of(envelope.key.as_deref(), &envelope.id, shards),
+            envelope,
+        }
+    }
+}
+
 /// A transaction the outbox can write into: `sqlx::Transaction` of PostgreSQL or SQLite.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a transaction the outbox can write into",
@@ -431,34 +442,26 @@ impl OutboxStore {
     /// Writes one envelope in a transaction of its own (publishing in the Transactional mode
     /// without a caller's transaction, and events built at run time).
     pub(crate) async fn write(&self, envelope: &Envelope, shards: u32) -> Result<(), sqlx::Error> {
-        let headers = sqlx::types::Json(headers_json(envelope));
-        let shard = shard_of(envelope.key.as_deref(), &envelope.id, shards);
-        let version = envelope.version as i32;
+        let row = NewRow::new(envelope, shards);
+        macro_rules! insert {
+            ($pool:expr) => {
+                sqlx::query(sql(&self.sql.insert))
+                    .bind(envelope.id)
+                    .bind(&envelope.topic)
+                    .bind(envelope.key.as_deref())
+                    .bind(&envelope.event_type)
+                    .bind(envelope.version as i32)
+                    .bind(sqlx::types::Json(&row.headers))
+                    .bind(envelope.payload.as_slice())
+                    .bind(row.shard)
+                    .execute($pool)
+                    .await
+                    .map(|_| ())
+            };
+        }
         match &self.db {
-            Db::Postgres(pool) => sqlx::query(sql(&self.sql.insert))
-                .bind(envelope.id)
-                .bind(&envelope.topic)
-                .bind(envelope.key.as_deref())
-                .bind(&envelope.event_type)
-                .bind(version)
-                .bind(headers)
-                .bind(envelope.payload.as_slice())
-                .bind(shard)
-                .execute(pool)
-                .await
-                .map(|_| ()),
-            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.insert))
-                .bind(envelope.id)
-                .bind(&envelope.topic)
-                .bind(envelope.key.as_deref())
-                .bind(&envelope.event_type)
-                .bind(version)
-                .bind(headers)
-                .bind(envelope.payload.as_slice())
-                .bind(shard)
-                .execute(pool)
-                .await
-                .map(|_| ()),
+            Db::Postgres(pool) => insert!(pool),
+            Db::Sqlite(pool) => insert!(pool),
         }
     }
 

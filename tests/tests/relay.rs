@@ -108,33 +108,25 @@ async fn write_ticks(
                         "INSERT INTO {counters} (key, n) VALUES ({p}, 1) ON CONFLICT (key) DO UPDATE SET n = {counters}.n + 1 RETURNING n"
                     ))
                 };
+                // The same transaction on either database: tick each key's counter, enqueue.
+                macro_rules! tick_all {
+                    ($pool:expr, $param:literal) => {{
+                        let mut tx = $pool.begin().await.unwrap();
+                        for key in &batch {
+                            let n: i64 = sqlx::query_scalar(upsert($param))
+                                .bind(key)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .unwrap();
+                            let tick = Tick { key: key.clone(), seq: n as u64, writer };
+                            bus.enqueue(&mut tx, &tick).await.unwrap();
+                        }
+                        tx.commit().await.unwrap();
+                    }};
+                }
                 match &db {
-                    Database::Postgres(pool) => {
-                        let mut tx = pool.begin().await.unwrap();
-                        for key in &batch {
-                            let n: i64 = sqlx::query_scalar(upsert("$1"))
-                                .bind(key)
-                                .fetch_one(&mut *tx)
-                                .await
-                                .unwrap();
-                            let tick = Tick { key: key.clone(), seq: n as u64, writer };
-                            bus.enqueue(&mut tx, &tick).await.unwrap();
-                        }
-                        tx.commit().await.unwrap();
-                    }
-                    Database::Sqlite(pool) => {
-                        let mut tx = pool.begin().await.unwrap();
-                        for key in &batch {
-                            let n: i64 = sqlx::query_scalar(upsert("?1"))
-                                .bind(key)
-                                .fetch_one(&mut *tx)
-                                .await
-                                .unwrap();
-                            let tick = Tick { key: key.clone(), seq: n as u64, writer };
-                            bus.enqueue(&mut tx, &tick).await.unwrap();
-                        }
-                        tx.commit().await.unwrap();
-                    }
+                    Database::Postgres(pool) => tick_all!(pool, "$1"),
+                    Database::Sqlite(pool) => tick_all!(pool, "?1"),
                     Database::Url(_) => unreachable!(),
                 }
             }
