@@ -11,22 +11,22 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Header, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{Semaphore, watch};
 
 use crate::EventBus;
 use crate::config::{Backoff, KafkaConfig};
-use crate::envelope::Envelope;
-use crate::error::HandlerError;
+use crate::envelope::{Envelope, SPEC_VERSION};
+use crate::error::{DecodeError, HandlerError};
 use crate::event::{Event, RoutedTo, Service, Topic};
 use crate::filter::EventFilter;
 use crate::inbox::{Inbox, InboxTx};
@@ -60,7 +60,7 @@ impl<Err: Into<HandlerError>> IntoHandlerResult for Result<(), Err> {
 )]
 pub trait Handler<E>: Send + Sync + 'static {
     /// Handles one event.
-    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>>;
+    fn handle(&self, event: E) -> impl Future<Output = Result<(), HandlerError>> + Send + 'static;
 }
 
 impl<E, F, Fut> Handler<E> for F
@@ -70,9 +70,9 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: IntoHandlerResult,
 {
-    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn handle(&self, event: E) -> impl Future<Output = Result<(), HandlerError>> + Send + 'static {
         let fut = self(event);
-        Box::pin(async move { fut.await.into_handler_result() })
+        async move { fut.await.into_handler_result() }
     }
 }
 
@@ -90,13 +90,13 @@ where
     F: Fn(E) -> R + Send + Sync + 'static,
     R: IntoHandlerResult + Send + 'static,
 {
-    fn handle(&self, event: E) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn handle(&self, event: E) -> impl Future<Output = Result<(), HandlerError>> + Send + 'static {
         let f = Arc::clone(&self.0);
-        Box::pin(async move {
+        async move {
             tokio::task::spawn_blocking(move || f(event).into_handler_result())
                 .await
                 .map_err(|e| HandlerError::from(format!("the handler panicked: {e}")))?
-        })
+        }
     }
 }
 
@@ -104,7 +104,11 @@ where
 /// `|event: E, mut tx: InboxTx| async move { ..; Ok(tx) }`.
 pub trait TxHandler<E>: Send + Sync + 'static {
     /// Handles one event inside `tx`.
-    fn handle(&self, event: E, tx: InboxTx) -> BoxFuture<'static, Result<InboxTx, HandlerError>>;
+    fn handle(
+        &self,
+        event: E,
+        tx: InboxTx,
+    ) -> impl Future<Output = Result<InboxTx, HandlerError>> + Send + 'static;
 }
 
 impl<E, F, Fut, Err> TxHandler<E> for F
@@ -114,9 +118,13 @@ where
     Fut: Future<Output = Result<InboxTx, Err>> + Send + 'static,
     Err: Into<HandlerError>,
 {
-    fn handle(&self, event: E, tx: InboxTx) -> BoxFuture<'static, Result<InboxTx, HandlerError>> {
+    fn handle(
+        &self,
+        event: E,
+        tx: InboxTx,
+    ) -> impl Future<Output = Result<InboxTx, HandlerError>> + Send + 'static {
         let fut = self(event, tx);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+        async move { fut.await.map_err(Into::into) }
     }
 }
 
@@ -233,11 +241,13 @@ pub enum SubscribeError {
     Inbox(#[source] sqlx::Error),
 }
 
-type ErasedTyped = Arc<
-    dyn Fn(&Envelope, Option<InboxTx>) -> BoxFuture<'static, Result<Option<InboxTx>, HandlerError>>
-        + Send
-        + Sync,
->;
+/// A handler at work on one record; it hands the inbox transaction back.
+type HandlerFuture = BoxFuture<'static, Result<Option<InboxTx>, HandlerError>>;
+
+/// A typed handler with its event type erased: decodes the payload (or says why it cannot) and
+/// starts the handler.
+type ErasedTyped =
+    Arc<dyn Fn(&[u8], Option<InboxTx>) -> Result<HandlerFuture, serde_json::Error> + Send + Sync>;
 
 /// One handler, its event type erased.
 #[derive(Clone)]
@@ -319,6 +329,23 @@ pub(crate) struct Engine {
     inbox: Option<Inbox>,
     breaker: Breaker,
     stats: Arc<ConsumerStats>,
+    /// No plugins, no inbox, a filter on headers only: a record can be handled from its raw
+    /// headers and payload, without an envelope.
+    fast: bool,
+}
+
+/// A first attempt the consumer's fast path made before the record reached its key's queue.
+enum FirstAttempt {
+    /// The handler failed at once.
+    Failed {
+        handler: &'static str,
+        error: HandlerError,
+    },
+    /// The handler is waiting (I/O, a timer): the record continues on a worker.
+    Running {
+        handler: &'static str,
+        handling: HandlerFuture,
+    },
 }
 
 /// The outcome of a record.
@@ -369,9 +396,15 @@ impl Engine {
             None => None,
         };
         for route in self.routes_for(envelope) {
-            tx = (route.call)(envelope, tx)
-                .await
-                .map_err(|e| (route.name.to_owned(), e))?;
+            let handling = (route.call)(&envelope.payload, tx).map_err(|source| {
+                let error = DecodeError::Payload {
+                    event_type: envelope.event_type.clone(),
+                    id: envelope.id,
+                    source,
+                };
+                (route.name.to_owned(), HandlerError::from(error))
+            })?;
+            tx = handling.await.map_err(|e| (route.name.to_owned(), e))?;
         }
         for plugin in self.plugins.iter().filter(|p| p.filter().matches(envelope)) {
             plugin
@@ -388,42 +421,68 @@ impl Engine {
     }
 
     /// Handles one record with retries; returns whether it must go to the dead-letter topic.
-    async fn process(&self, envelope: &Envelope, stop: &watch::Receiver<bool>) -> Outcome {
-        if !self.wants(envelope) {
-            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-            return Outcome::Done;
-        }
-        let mut attempt = 0;
+    /// `first` is the outcome of a first attempt made already (on the consumer's fast path).
+    async fn process(
+        &self,
+        envelope: &Envelope,
+        stop: &watch::Receiver<bool>,
+        first: Option<FirstAttempt>,
+    ) -> Outcome {
+        let (mut attempt, mut failed) = match first {
+            None if !self.wants(envelope) => {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Done;
+            }
+            None => (0, None),
+            Some(FirstAttempt::Failed { handler, error }) => (1, Some((handler.to_owned(), error))),
+            Some(FirstAttempt::Running { handler, handling }) => match handling.await {
+                Ok(_) => {
+                    self.succeeded();
+                    return Outcome::Done;
+                }
+                Err(error) => {
+                    self.breaker.record(false);
+                    (1, Some((handler.to_owned(), error)))
+                }
+            },
+        };
         loop {
+            if let Some((handler, error)) = failed.take() {
+                if attempt >= self.retry.max_attempts {
+                    return Outcome::Dead {
+                        error: error.to_string(),
+                        handler,
+                        attempts: attempt,
+                    };
+                }
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(event_id = %envelope.id, %handler, attempt, %error, "eventbus consumer: handler failed; retrying");
+                let mut stop = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(self.retry.backoff.delay(attempt)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
             while let Some(wait) = self.breaker.open_for() {
                 tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
             }
             attempt += 1;
             match self.attempt(envelope).await {
                 Ok(()) => {
-                    self.breaker.record(true);
-                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    self.succeeded();
                     return Outcome::Done;
                 }
-                Err((handler, error)) => {
+                Err(e) => {
                     self.breaker.record(false);
-                    if attempt >= self.retry.max_attempts {
-                        return Outcome::Dead {
-                            error: error.to_string(),
-                            handler,
-                            attempts: attempt,
-                        };
-                    }
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(event_id = %envelope.id, %handler, attempt, %error, "eventbus consumer: handler failed; retrying");
-                    let mut stop = stop.clone();
-                    tokio::select! {
-                        () = tokio::time::sleep(self.retry.backoff.delay(attempt)) => {}
-                        _ = stop.changed() => {}
-                    }
+                    failed = Some(e);
                 }
             }
         }
+    }
+
+    fn succeeded(&self) {
+        self.breaker.record(true);
+        self.stats.handled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Testing mode: one attempt, failures recorded.
@@ -551,6 +610,7 @@ impl<S: Service, T> Consumer<S, T> {
     }
 
     fn engine(&mut self) -> Engine {
+        let fast = self.plugins.is_empty() && self.inbox.is_none() && self.filter.headers_only();
         Engine {
             group: self.group.clone(),
             routes: std::mem::take(&mut self.routes),
@@ -560,6 +620,7 @@ impl<S: Service, T> Consumer<S, T> {
             inbox: self.inbox.clone(),
             breaker: Breaker::new(self.breaker.0, self.breaker.1),
             stats: Arc::new(ConsumerStats::default()),
+            fast,
         }
     }
 
@@ -631,12 +692,10 @@ impl<S: Service, T: Topic> Consumer<S, T> {
             topic: T::NAME,
             event_type: E::EVENT_TYPE,
             name: std::any::type_name::<H>(),
-            call: Arc::new(move |envelope: &Envelope, tx: Option<InboxTx>| {
-                let handler = Arc::clone(&handler);
-                match envelope.decode::<E>() {
-                    Ok(event) => Box::pin(async move { handler.handle(event).await.map(|()| tx) }),
-                    Err(e) => Box::pin(async move { Err(HandlerError::from(e)) }),
-                }
+            call: Arc::new(move |payload: &[u8], tx: Option<InboxTx>| {
+                let event: E = serde_json::from_slice(payload)?;
+                let fut = handler.handle(event);
+                Ok(Box::pin(async move { fut.await.map(|()| tx) }) as HandlerFuture)
             }),
         });
         self
@@ -654,16 +713,15 @@ impl<S: Service, T: Topic> Consumer<S, T> {
             topic: T::NAME,
             event_type: E::EVENT_TYPE,
             name: std::any::type_name::<H>(),
-            call: Arc::new(move |envelope: &Envelope, tx: Option<InboxTx>| {
-                let handler = Arc::clone(&handler);
-                let event = envelope.decode::<E>();
-                Box::pin(async move {
-                    let tx = tx.ok_or_else(|| {
-                        HandlerError::from("`on_tx` needs an inbox: add `.inbox(Inbox::postgres(pool, \"eventbus_inbox\")?)` to the consumer")
-                    })?;
-                    let event = event.map_err(HandlerError::from)?;
-                    handler.handle(event, tx).await.map(Some)
-                })
+            call: Arc::new(move |payload: &[u8], tx: Option<InboxTx>| {
+                let event: E = serde_json::from_slice(payload)?;
+                let Some(tx) = tx else {
+                    return Ok(Box::pin(std::future::ready(Err(HandlerError::from(
+                        "`on_tx` needs an inbox: add `.inbox(Inbox::postgres(pool, \"eventbus_inbox\")?)` to the consumer",
+                    )))) as HandlerFuture);
+                };
+                let fut = handler.handle(event, tx);
+                Ok(Box::pin(async move { fut.await.map(Some) }) as HandlerFuture)
             }),
         });
         self
@@ -748,8 +806,50 @@ impl ConsumerHandle {
 /// the one after the highest seen.
 #[derive(Default)]
 struct Offsets {
-    partitions: Mutex<HashMap<(&'static str, i32), PartitionOffsets>>,
+    partitions: Mutex<HashMap<(&'static str, i32), PartitionOffsets, FastHash>>,
 }
+
+/// A small multiply-rotate hasher for the consumer's per-record maps (partitions, key queues):
+/// their keys are not chosen by an attacker (key hashes, topic names we subscribed to), and SipHash
+/// showed in the record path's profile.
+#[derive(Default)]
+struct MixHasher(u64);
+
+impl std::hash::Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastHash = std::hash::BuildHasherDefault<MixHasher>;
 
 #[derive(Default)]
 struct PartitionOffsets {
@@ -765,6 +865,14 @@ impl Offsets {
         let state = p.entry((topic, partition)).or_default();
         state.in_work.insert(offset);
         state.next = state.next.max(offset + 1);
+    }
+
+    /// A record handled at once (never in work): the partition's next offset moves past it.
+    fn advance(&self, topic: &'static str, partition: i32, offset: i64) {
+        let mut p = lock(&self.partitions);
+        let state = p.entry((topic, partition)).or_default();
+        state.next = state.next.max(offset + 1);
+        state.dirty = true;
     }
 
     /// Marks `offset` done.
@@ -855,6 +963,14 @@ struct Job {
     offset: i64,
 }
 
+/// What the fast path did with a record.
+enum Inline {
+    /// Handled (or skipped) at once.
+    Done,
+    /// It goes to its key's queue, as an envelope, with the attempt made so far.
+    Queue(Option<FirstAttempt>),
+}
+
 /// Record headers, owned.
 type RawHeaders = Vec<(String, Vec<u8>)>;
 
@@ -866,7 +982,33 @@ struct BadRecord {
     payload: Vec<u8>,
 }
 
-/// A key's queue: topic, partition, key.
+/// A record as an envelope, or kept whole when it is not one of ours.
+fn record_of(message: &BorrowedMessage<'_>) -> Result<Envelope, BadRecord> {
+    let payload = message.payload().unwrap_or_default();
+    match message.headers() {
+        Some(h) => Envelope::from_record(
+            message.topic(),
+            message.key(),
+            h.iter().map(|h| (h.key, h.value.unwrap_or_default())),
+            payload,
+        ),
+        None => Envelope::from_record(message.topic(), message.key(), [], payload),
+    }
+    .map_err(|e| BadRecord {
+        error: e.to_string(),
+        headers: message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: payload.to_vec(),
+    })
+}
+
 /// FNV-1a, 64 bits.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -874,13 +1016,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A key's queue: the topic's index among the subscribed ones, the partition, the key's hash.
 /// Keys are hashed: two keys sharing a hash share a queue, which only costs parallelism.
-type QueueId = (&'static str, i32, u64);
+type QueueId = (u32, i32, u64);
 
 /// The records of one key waiting for its worker.
 #[derive(Default)]
 struct KeyQueue {
-    jobs: VecDeque<Job>,
+    /// Each with the fast path's attempt, when it made one.
+    jobs: VecDeque<(Job, Option<FirstAttempt>)>,
     /// A worker is draining this queue.
     running: bool,
 }
@@ -891,7 +1035,10 @@ struct KafkaRun {
     engine: Arc<Engine>,
     offsets: Arc<Offsets>,
     permits: Arc<Semaphore>,
-    queues: Arc<Mutex<HashMap<QueueId, KeyQueue>>>,
+    queues: Mutex<HashMap<QueueId, KeyQueue, FastHash>>,
+    /// How many key queues exist: 0 lets the fast path skip the lock (only the run loop adds
+    /// queues, so none can appear behind its back).
+    queued: AtomicUsize,
     dlq: Option<String>,
     /// The subscribed topics' names, so records refer to them without allocating.
     topics: Vec<&'static str>,
@@ -919,6 +1066,11 @@ impl KafkaRun {
             // Topics appear when their first event is published: notice them within seconds,
             // not librdkafka's default five minutes.
             .set("topic.metadata.refresh.interval.ms", "2000")
+            // When the prefetch queue is full (a consumer slower than the fetcher, the normal case
+            // for handlers doing work), librdkafka's default postpones the next fetch by a whole
+            // second, and the consumer idles once it has drained the queue: re-check after 1 ms.
+            // No request is sent while the queue stays full, so this costs no broker traffic.
+            .set("fetch.queue.backoff.ms", "1")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500");
         for (k, v) in kafka.client_config().config_map() {
@@ -947,7 +1099,8 @@ impl KafkaRun {
             engine,
             offsets,
             permits: Arc::new(Semaphore::new(concurrency)),
-            queues: Arc::default(),
+            queues: Mutex::default(),
+            queued: AtomicUsize::new(0),
             dlq,
             topics: topics.to_vec(),
         })
@@ -994,85 +1147,72 @@ impl KafkaRun {
                 }
                 _ => {}
             }
-            let Ok(permit) = Arc::clone(&this.permits).acquire_owned().await else {
-                break;
-            };
-            let message = tokio::select! {
-                m = this.consumer.recv() => m,
-                _ = stop.changed() => break,
-                () = tokio::time::sleep(Duration::from_millis(200)), if paused => continue,
+            let message = if paused {
+                tokio::select! {
+                    m = this.consumer.recv() => m,
+                    _ = stop.changed() => break,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                }
+            } else {
+                tokio::select! {
+                    m = this.consumer.recv() => m,
+                    _ = stop.changed() => break,
+                }
             };
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "eventbus consumer: receive error");
-                    drop(permit);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
-            let Some(topic) = this.topics.iter().copied().find(|t| *t == message.topic()) else {
+            let Some(topic_index) = this.topics.iter().position(|t| *t == message.topic()) else {
                 tracing::warn!(
                     topic = message.topic(),
                     "eventbus consumer: a record of a topic not subscribed; skipped"
                 );
                 continue;
             };
-            let record = match message.headers() {
-                Some(h) => Envelope::from_record(
-                    message.topic(),
-                    message.key(),
-                    h.iter().map(|h| (h.key, h.value.unwrap_or_default())),
-                    message.payload().unwrap_or_default(),
-                ),
-                None => Envelope::from_record(
-                    message.topic(),
-                    message.key(),
-                    [],
-                    message.payload().unwrap_or_default(),
-                ),
-            }
-            .map_err(|e| BadRecord {
-                error: e.to_string(),
-                headers: message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().unwrap_or_default().to_vec(),
-            });
-            let job = Job {
-                record,
-                topic,
-                partition: message.partition(),
-                offset: message.offset(),
-            };
-            this.offsets.begin(job.topic, job.partition, job.offset);
+            let topic = this.topics[topic_index];
+            let (partition, offset) = (message.partition(), message.offset());
             // One queue per key (per partition): in order within a key, in parallel across keys.
             // A record without a key has no order to keep: a queue of its own.
-            let key = match &job.record {
-                Ok(Envelope { key: Some(k), .. }) => Some(k.as_bytes()),
-                Ok(_) => None,
-                Err(bad) => bad.key.as_deref(),
+            let key_hash = message.key().map_or(offset as u64 ^ (1 << 63), fnv1a);
+            let queue_id = (topic_index as u32, partition, key_hash);
+            let first = match this.inline(&message, topic, queue_id) {
+                Inline::Done => {
+                    this.offsets.advance(topic, partition, offset);
+                    continue;
+                }
+                Inline::Queue(first) => first,
             };
-            let key_hash = key.map_or(job.offset as u64 ^ (1 << 63), fnv1a);
-            let queue_id = (job.topic, job.partition, key_hash);
+            let job = Job {
+                record: record_of(&message),
+                topic,
+                partition,
+                offset,
+            };
+            drop(message);
+            this.offsets.begin(topic, partition, offset);
+            // The worker gives the permit back when the record is done.
+            let Ok(permit) = this.permits.acquire().await else {
+                break;
+            };
+            permit.forget();
             // A key has at most one worker: it drains the key's queue, in order, then leaves.
             let start_worker = {
                 let mut queues = lock(&this.queues);
-                let queue = queues.entry(queue_id).or_default();
-                queue.jobs.push_back(job);
+                let queue = queues.entry(queue_id).or_insert_with(|| {
+                    this.queued.fetch_add(1, Ordering::Release);
+                    KeyQueue::default()
+                });
+                queue.jobs.push_back((job, first));
                 !std::mem::replace(&mut queue.running, true)
             };
-            // The worker gives the permit back when the record is done.
-            permit.forget();
             if start_worker {
-                // Fast path: poll the worker once here; handlers that finish at once need no
-                // task. One that waits (I/O, a retry) continues as a task, polled anew by tokio.
+                // Poll the worker once here; one that waits (I/O, a retry) continues as a task,
+                // polled anew by tokio.
                 let mut work = Box::pin(Arc::clone(&this).work(queue_id, stop.clone()));
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 if work.as_mut().poll(&mut cx).is_pending() {
@@ -1093,22 +1233,104 @@ impl KafkaRun {
         this.consumer.unsubscribe();
     }
 
+    /// The fast path: a record of a key with nothing queued, for an engine that needs no
+    /// envelope, is routed on its raw `ce_type` header, decoded straight from the record and
+    /// handled here. Anything else (or a handler that fails or waits) goes to the key's queue.
+    fn inline(&self, message: &BorrowedMessage<'_>, topic: &'static str, queue: QueueId) -> Inline {
+        use crate::envelope::headers as h;
+        let engine = &*self.engine;
+        let slow = Inline::Queue(None);
+        if !engine.fast || engine.breaker.open_for().is_some() {
+            return slow;
+        }
+        if self.queued.load(Ordering::Acquire) > 0 && lock(&self.queues).contains_key(&queue) {
+            return slow;
+        }
+        if message
+            .key()
+            .is_some_and(|k| std::str::from_utf8(k).is_err())
+        {
+            return slow;
+        }
+        let Some(headers) = message.headers() else {
+            return slow;
+        };
+        let mut found: [(&str, &[u8]); 24] = [("", &[]); 24];
+        let mut count = 0;
+        for header in headers.iter() {
+            let Some(slot) = found.get_mut(count) else {
+                return slow;
+            };
+            *slot = (header.key, header.value.unwrap_or_default());
+            count += 1;
+        }
+        let found = &found[..count];
+        let get = |name: &str| found.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        // A record the envelope decoder would reject goes the slow way, to be named in the
+        // dead-letter topic.
+        let complete = get(h::SPEC_VERSION) == Some(SPEC_VERSION.as_bytes())
+            && [h::ID, h::SOURCE, h::TIME, h::CATEGORY, h::SCHEMA_VERSION]
+                .iter()
+                .all(|name| get(name).is_some());
+        let Some(event_type) = get(h::TYPE).filter(|_| complete) else {
+            return slow;
+        };
+        let mut routes = engine
+            .routes
+            .iter()
+            .filter(|r| r.topic == topic && r.event_type.as_bytes() == event_type);
+        let route = match routes.next() {
+            Some(route) if engine.filter.matches_headers(get) => route,
+            // Nobody handles it, or the filter keeps it out: skipped, never decoded.
+            _ => {
+                engine.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                return Inline::Done;
+            }
+        };
+        if routes.next().is_some() {
+            return slow;
+        }
+        // A payload that does not decode fails on the slow path, where the error names the event.
+        let Ok(mut handling) = (route.call)(message.payload().unwrap_or_default(), None) else {
+            return slow;
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match handling.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(_)) => {
+                engine.succeeded();
+                Inline::Done
+            }
+            std::task::Poll::Ready(Err(error)) => {
+                engine.breaker.record(false);
+                Inline::Queue(Some(FirstAttempt::Failed {
+                    handler: route.name,
+                    error,
+                }))
+            }
+            std::task::Poll::Pending => Inline::Queue(Some(FirstAttempt::Running {
+                handler: route.name,
+                handling,
+            })),
+        }
+    }
+
     /// Works through one key's queue until it is empty.
     async fn work(self: Arc<Self>, queue_id: QueueId, stop: watch::Receiver<bool>) {
         loop {
-            let job = {
+            let (job, first) = {
                 let mut queues = lock(&self.queues);
                 match queues.get_mut(&queue_id).and_then(|q| q.jobs.pop_front()) {
                     Some(job) => job,
                     None => {
                         // Empty under the lock: the next record of this key starts a new worker.
                         queues.remove(&queue_id);
+                        self.queued.fetch_sub(1, Ordering::Release);
                         return;
                     }
                 }
             };
             let outcome = match &job.record {
-                Ok(envelope) => self.engine.process(envelope, &stop).await,
+                Ok(envelope) => self.engine.process(envelope, &stop, first).await,
                 Err(bad) => Outcome::Dead {
                     error: format!("not an eventbus record: {}", bad.error),
                     handler: "decoder".into(),

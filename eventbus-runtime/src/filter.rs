@@ -135,6 +135,37 @@ impl EventFilter {
         self
     }
 
+    /// True when the filter needs only the record's headers (it has no predicates).
+    pub(crate) fn headers_only(&self) -> bool {
+        self.predicates.is_empty()
+    }
+
+    /// [`EventFilter::matches`] on a record's raw headers, for a filter that is
+    /// [`headers_only`](Self::headers_only): the consumer's fast path decides without building an
+    /// envelope.
+    pub(crate) fn matches_headers<'a>(&self, get: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
+        use crate::envelope::headers;
+        fn any_of(wanted: &[String], got: Option<&[u8]>) -> bool {
+            wanted.is_empty() || got.is_some_and(|g| wanted.iter().any(|w| w.as_bytes() == g))
+        }
+        let category = || {
+            get(headers::CATEGORY)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .and_then(Category::parse)
+        };
+        any_of(&self.event_types, get(headers::TYPE))
+            && (self.categories.is_empty()
+                || category().is_some_and(|c| self.categories.contains(&c)))
+            && any_of(&self.source_services, get(headers::SOURCE))
+            && any_of(&self.tenant_ids, get(headers::TENANT_ID))
+            && any_of(&self.correlation_ids, get(headers::CORRELATION_ID))
+            && (self.tags.is_empty()
+                || get(headers::TAGS).is_some_and(|tags| {
+                    tags.split(|b| *b == b',')
+                        .any(|tag| !tag.is_empty() && self.tags.iter().any(|w| w.as_bytes() == tag))
+                }))
+    }
+
     /// True when `envelope` meets every criterion.
     pub fn matches(&self, envelope: &Envelope) -> bool {
         fn any_of<T: PartialEq<U>, U: ?Sized>(wanted: &[T], got: Option<&U>) -> bool {
@@ -147,5 +178,91 @@ impl EventFilter {
             && any_of(&self.correlation_ids, envelope.correlation_id.as_deref())
             && (self.tags.is_empty() || self.tags.iter().any(|t| envelope.tags.contains(t)))
             && self.predicates.iter().all(|(_, p)| p(envelope))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::EventContext;
+    use crate::event::Category;
+
+    fn envelope(context: &EventContext, category: Category) -> Envelope {
+        let mut e = Envelope::from_record(
+            "t",
+            Some(b"k"),
+            [
+                ("ce_specversion", b"1.0".as_slice()),
+                ("ce_id", b"0190b2a4-6c5e-7a4e-9a51-0c7c8b4c2a10".as_slice()),
+                ("ce_source", b"petstore".as_slice()),
+                ("ce_type", b"petstore.order.order_placed".as_slice()),
+                ("ce_time", b"2026-01-01T00:00:00Z".as_slice()),
+                ("ce_category", category.as_str().as_bytes()),
+                ("ce_schemaversion", b"1".as_slice()),
+            ],
+            b"{}",
+        )
+        .unwrap();
+        e.tenant_id = context.tenant_id.clone();
+        e.correlation_id = context.correlation_id.clone();
+        e.tags = context.tags.clone();
+        e
+    }
+
+    /// The fast path's header check decides as `matches` does, criterion by criterion.
+    #[test]
+    fn header_matching_agrees_with_envelope_matching() {
+        let filters = [
+            EventFilter::new(),
+            EventFilter::new().event_type("petstore.order.order_placed"),
+            EventFilter::new().event_type("petstore.order.order_shipped"),
+            EventFilter::new().category(Category::Domain),
+            EventFilter::new()
+                .category(Category::Audit)
+                .category(Category::Domain),
+            EventFilter::new().source_service("payments"),
+            EventFilter::new().tenant_id("acme"),
+            EventFilter::new().correlation_id("flow-1"),
+            EventFilter::new().tag("blue"),
+            EventFilter::new().tag(""),
+            EventFilter::new()
+                .source_service("petstore")
+                .tenant_id("acme")
+                .tag("red"),
+        ];
+        let contexts = [
+            EventContext::default(),
+            EventContext::default().with_tenant("acme"),
+            EventContext::default()
+                .with_tenant("other")
+                .with_correlation_id("flow-1"),
+            EventContext::default().with_tag("blue").with_tag("red"),
+            EventContext::default().with_tenant("acme").with_tag("red"),
+        ];
+        let mut both = [0, 0];
+        for filter in &filters {
+            for context in &contexts {
+                for category in [Category::Domain, Category::Audit, Category::System] {
+                    let e = envelope(context, category);
+                    let headers = e.headers();
+                    let by_headers = filter.matches_headers(|name| {
+                        headers
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v.as_bytes())
+                    });
+                    assert_eq!(
+                        by_headers,
+                        filter.matches(&e),
+                        "{filter:?} on {context:?}, {category:?}"
+                    );
+                    both[usize::from(by_headers)] += 1;
+                }
+            }
+        }
+        assert!(
+            both[0] > 0 && both[1] > 0,
+            "some match and some do not: {both:?}"
+        );
     }
 }

@@ -371,38 +371,45 @@ async fn a_filter_excludes_what_it_should_and_nothing_else() {
     }
     for (name, bus) in buses {
         let run = run_id();
-        let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let seen2 = Arc::clone(&seen);
-        let consumer = bus
-            .consumer(&format!("filter-{run}"))
-            .subscribe::<OrderPlacedTopic>()
-            .on::<OrderPlaced, _>(move |e: OrderPlaced| {
-                let seen = Arc::clone(&seen2);
-                async move {
-                    seen.lock()
-                        .unwrap()
-                        .insert(e.order_id.to_string(), e.total_cents);
-                }
-            })
-            .filter(
-                EventFilter::new()
-                    .category(Category::Domain)
-                    .source_service("petstore")
-                    .tenant_id("acme")
-                    .tag(&run)
-                    .payload_field("/total_cents", |v| v.as_u64().is_some_and(|c| c >= 100)),
-            )
-            .start()
-            .await
-            .unwrap();
+        // Two filters: one with a payload predicate (each record becomes an envelope first), one
+        // on headers only (the Kafka consumer decides from the raw headers).
+        let by_headers = EventFilter::new()
+            .category(Category::Domain)
+            .source_service("petstore")
+            .tenant_id("acme")
+            .tag(&run);
+        let with_payload = by_headers
+            .clone()
+            .payload_field("/total_cents", |v| v.as_u64().is_some_and(|c| c >= 100));
+        let mut consumers = Vec::new();
+        for (filter_name, filter) in [("headers", by_headers), ("payload", with_payload)] {
+            let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+            let seen2 = Arc::clone(&seen);
+            let consumer = bus
+                .consumer(&format!("filter-{filter_name}-{run}"))
+                .subscribe::<OrderPlacedTopic>()
+                .on::<OrderPlaced, _>(move |e: OrderPlaced| {
+                    let seen = Arc::clone(&seen2);
+                    async move {
+                        seen.lock()
+                            .unwrap()
+                            .insert(e.order_id.to_string(), e.total_cents);
+                    }
+                })
+                .filter(filter)
+                .start()
+                .await
+                .unwrap();
+            consumers.push((filter_name, consumer, seen, Vec::new()));
+        }
+        // (tenant, tagged, cents, wanted by the headers filter, wanted by the payload filter)
         let cases = [
-            ("acme", true, 150, true),   // matches
-            ("acme", true, 50, false),   // payload predicate fails
-            ("other", true, 150, false), // another tenant
-            ("acme", false, 150, false), // not tagged with this run
+            ("acme", true, 150, true, true),    // matches
+            ("acme", true, 50, true, false),    // payload predicate fails
+            ("other", true, 150, false, false), // another tenant
+            ("acme", false, 150, false, false), // not tagged with this run
         ];
-        let mut expected = Vec::new();
-        for (tenant, tagged, cents, wanted) in cases {
+        for (tenant, tagged, cents, by_headers, by_payload) in cases {
             let mut ctx = EventContext::default().with_tenant(tenant);
             if tagged {
                 ctx = ctx.with_tag(&run);
@@ -412,8 +419,13 @@ async fn a_filter_excludes_what_it_should_and_nothing_else() {
                 total_cents: cents,
             };
             bus.with_context(ctx).publish_domain(&e).await.unwrap();
-            if wanted {
-                expected.push(e.order_id.to_string());
+            for (wanted, expected) in [by_headers, by_payload]
+                .into_iter()
+                .zip(consumers.iter_mut().map(|c| &mut c.3))
+            {
+                if wanted {
+                    expected.push(e.order_id.to_string());
+                }
             }
         }
         // A matching event published last: when it arrives, everything before it has been seen.
@@ -425,18 +437,23 @@ async fn a_filter_excludes_what_it_should_and_nothing_else() {
             .publish_domain(&last)
             .await
             .unwrap();
-        expected.push(last.order_id.to_string());
         let last_id = last.order_id.to_string();
-        wait_until("the last event arrives", Duration::from_secs(30), || {
-            seen.lock().unwrap().contains_key(&last_id)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut got: Vec<String> = seen.lock().unwrap().keys().cloned().collect();
-        got.sort();
-        expected.sort();
-        assert_eq!(got, expected, "{name}: exactly the matching events");
-        consumer.shutdown().await;
+        for (filter_name, consumer, seen, mut expected) in consumers {
+            expected.push(last_id.clone());
+            wait_until("the last event arrives", Duration::from_secs(30), || {
+                seen.lock().unwrap().contains_key(&last_id)
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut got: Vec<String> = seen.lock().unwrap().keys().cloned().collect();
+            got.sort();
+            expected.sort();
+            assert_eq!(
+                got, expected,
+                "{name}, filter on {filter_name}: exactly the matching events"
+            );
+            consumer.shutdown().await;
+        }
     }
 }
 
