@@ -982,6 +982,69 @@ struct BadRecord {
     payload: Vec<u8>,
 }
 
+/// The CloudEvents attributes of a record, as raw header values.
+#[derive(Default)]
+struct RawAttributes<'a> {
+    spec_version: Option<&'a [u8]>,
+    id: Option<&'a [u8]>,
+    source: Option<&'a [u8]>,
+    event_type: Option<&'a [u8]>,
+    time: Option<&'a [u8]>,
+    category: Option<&'a [u8]>,
+    schema_version: Option<&'a [u8]>,
+    tenant_id: Option<&'a [u8]>,
+    correlation_id: Option<&'a [u8]>,
+    tags: Option<&'a [u8]>,
+    /// How many of the seven required attributes were seen.
+    required: u8,
+}
+
+impl<'a> RawAttributes<'a> {
+    /// Takes one header; true once every required attribute is in.
+    fn set(&mut self, name: &str, value: &'a [u8]) -> bool {
+        use crate::envelope::headers as h;
+        let (slot, required) = match name {
+            h::SPEC_VERSION => (&mut self.spec_version, true),
+            h::ID => (&mut self.id, true),
+            h::SOURCE => (&mut self.source, true),
+            h::TYPE => (&mut self.event_type, true),
+            h::TIME => (&mut self.time, true),
+            h::CATEGORY => (&mut self.category, true),
+            h::SCHEMA_VERSION => (&mut self.schema_version, true),
+            h::TENANT_ID => (&mut self.tenant_id, false),
+            h::CORRELATION_ID => (&mut self.correlation_id, false),
+            h::TAGS => (&mut self.tags, false),
+            _ => return self.required == 7,
+        };
+        if slot.replace(value).is_none() && required {
+            self.required += 1;
+        }
+        self.required == 7
+    }
+
+    /// Every attribute the envelope decoder requires is there, in the version it reads.
+    fn complete(&self) -> bool {
+        self.required == 7 && self.spec_version == Some(SPEC_VERSION.as_bytes())
+    }
+
+    fn get(&self, name: &str) -> Option<&'a [u8]> {
+        use crate::envelope::headers as h;
+        match name {
+            h::TYPE => self.event_type,
+            h::SOURCE => self.source,
+            h::CATEGORY => self.category,
+            h::TENANT_ID => self.tenant_id,
+            h::CORRELATION_ID => self.correlation_id,
+            h::TAGS => self.tags,
+            h::ID => self.id,
+            h::TIME => self.time,
+            h::SCHEMA_VERSION => self.schema_version,
+            h::SPEC_VERSION => self.spec_version,
+            _ => None,
+        }
+    }
+}
+
 /// A record as an envelope, or kept whole when it is not one of ours.
 fn record_of(message: &BorrowedMessage<'_>) -> Result<Envelope, BadRecord> {
     let payload = message.payload().unwrap_or_default();
@@ -1127,9 +1190,10 @@ impl KafkaRun {
             received = received.wrapping_add(1);
             if received.is_multiple_of(256) {
                 while workers.try_join_next().is_some() {}
-            }
-            if *stop.borrow() {
-                break;
+                // Also seen by the `select!` below; checked here too in case records keep it busy.
+                if *stop.borrow() {
+                    break;
+                }
             }
             // The circuit breaker pauses every assigned partition while open.
             match (this.engine.breaker.open_for(), paused) {
@@ -1167,7 +1231,12 @@ impl KafkaRun {
                     continue;
                 }
             };
-            let Some(topic_index) = this.topics.iter().position(|t| *t == message.topic()) else {
+            // One topic (the usual case): every record is of it, no name to compare.
+            let topic_index = match this.topics.len() {
+                1 => Some(0),
+                _ => this.topics.iter().position(|t| *t == message.topic()),
+            };
+            let Some(topic_index) = topic_index else {
                 tracing::warn!(
                     topic = message.topic(),
                     "eventbus consumer: a record of a topic not subscribed; skipped"
@@ -1237,7 +1306,6 @@ impl KafkaRun {
     /// envelope, is routed on its raw `ce_type` header, decoded straight from the record and
     /// handled here. Anything else (or a handler that fails or waits) goes to the key's queue.
     fn inline(&self, message: &BorrowedMessage<'_>, topic: &'static str, queue: QueueId) -> Inline {
-        use crate::envelope::headers as h;
         let engine = &*self.engine;
         let slow = Inline::Queue(None);
         if !engine.fast || engine.breaker.open_for().is_some() {
@@ -1255,26 +1323,20 @@ impl KafkaRun {
         let Some(headers) = message.headers() else {
             return slow;
         };
-        let mut found: [(&str, &[u8]); 24] = [("", &[]); 24];
-        let mut count = 0;
+        // One pass over the headers; without a filter, it stops once the required ones are in.
+        let mut attrs = RawAttributes::default();
+        let whole = !engine.filter.is_empty();
         for header in headers.iter() {
-            let Some(slot) = found.get_mut(count) else {
-                return slow;
-            };
-            *slot = (header.key, header.value.unwrap_or_default());
-            count += 1;
+            if attrs.set(header.key, header.value.unwrap_or_default()) && !whole {
+                break;
+            }
         }
-        let found = &found[..count];
-        let get = |name: &str| found.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
         // A record the envelope decoder would reject goes the slow way, to be named in the
         // dead-letter topic.
-        let complete = get(h::SPEC_VERSION) == Some(SPEC_VERSION.as_bytes())
-            && [h::ID, h::SOURCE, h::TIME, h::CATEGORY, h::SCHEMA_VERSION]
-                .iter()
-                .all(|name| get(name).is_some());
-        let Some(event_type) = get(h::TYPE).filter(|_| complete) else {
+        let Some(event_type) = attrs.event_type.filter(|_| attrs.complete()) else {
             return slow;
         };
+        let get = |name: &str| attrs.get(name);
         let mut routes = engine
             .routes
             .iter()

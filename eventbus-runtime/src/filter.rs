@@ -135,6 +135,17 @@ impl EventFilter {
         self
     }
 
+    /// True when the filter lets everything through.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.event_types.is_empty()
+            && self.categories.is_empty()
+            && self.source_services.is_empty()
+            && self.tenant_ids.is_empty()
+            && self.correlation_ids.is_empty()
+            && self.tags.is_empty()
+            && self.predicates.is_empty()
+    }
+
     /// True when the filter needs only the record's headers (it has no predicates).
     pub(crate) fn headers_only(&self) -> bool {
         self.predicates.is_empty()
