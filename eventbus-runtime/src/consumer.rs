@@ -10,6 +10,10 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_core::Stream as _;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -806,7 +810,18 @@ impl ConsumerHandle {
 /// the one after the highest seen.
 #[derive(Default)]
 struct Offsets {
-    partitions: Mutex<HashMap<(&'static str, i32), PartitionOffsets, FastHash>>,
+    partitions: Mutex<HashMap<TopicPartition, PartitionOffsets, FastHash>>,
+}
+
+/// A partition of a subscribed topic. Hashed on the partition and the name's length only: cheap on
+/// the record path, and names of one length are few.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TopicPartition(&'static str, i32);
+
+impl std::hash::Hash for TopicPartition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(((self.0.len() as u64) << 32) | u64::from(self.1 as u32));
+    }
 }
 
 /// A small multiply-rotate hasher for the consumer's per-record maps (partitions, key queues):
@@ -862,7 +877,7 @@ struct PartitionOffsets {
 impl Offsets {
     fn begin(&self, topic: &'static str, partition: i32, offset: i64) {
         let mut p = lock(&self.partitions);
-        let state = p.entry((topic, partition)).or_default();
+        let state = p.entry(TopicPartition(topic, partition)).or_default();
         state.in_work.insert(offset);
         state.next = state.next.max(offset + 1);
     }
@@ -870,7 +885,7 @@ impl Offsets {
     /// A record handled at once (never in work): the partition's next offset moves past it.
     fn advance(&self, topic: &'static str, partition: i32, offset: i64) {
         let mut p = lock(&self.partitions);
-        let state = p.entry((topic, partition)).or_default();
+        let state = p.entry(TopicPartition(topic, partition)).or_default();
         state.next = state.next.max(offset + 1);
         state.dirty = true;
     }
@@ -878,7 +893,7 @@ impl Offsets {
     /// Marks `offset` done.
     fn finish(&self, topic: &'static str, partition: i32, offset: i64) {
         let mut p = lock(&self.partitions);
-        if let Some(state) = p.get_mut(&(topic, partition)) {
+        if let Some(state) = p.get_mut(&TopicPartition(topic, partition)) {
             state.in_work.remove(&offset);
             state.dirty = true;
         }
@@ -889,7 +904,7 @@ impl Offsets {
     fn take_committable(&self) -> Option<TopicPartitionList> {
         let mut p = lock(&self.partitions);
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), state) in p.iter_mut().filter(|(_, s)| s.dirty) {
+        for (TopicPartition(topic, partition), state) in p.iter_mut().filter(|(_, s)| s.dirty) {
             state.dirty = false;
             let next = state.in_work.first().copied().unwrap_or(state.next);
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(next));
@@ -901,7 +916,7 @@ impl Offsets {
         let p = lock(&self.partitions);
         partitions.elements().iter().any(|e| {
             p.iter()
-                .find(|((t, part), _)| *t == e.topic() && *part == e.partition())
+                .find(|(TopicPartition(t, part), _)| *t == e.topic() && *part == e.partition())
                 .map(|(_, s)| s)
                 .is_some_and(|s| !s.in_work.is_empty())
         })
@@ -910,7 +925,7 @@ impl Offsets {
     fn forget(&self, partitions: &TopicPartitionList) {
         let mut p = lock(&self.partitions);
         for e in partitions.elements() {
-            p.retain(|(t, part), _| !(*t == e.topic() && *part == e.partition()));
+            p.retain(|TopicPartition(t, part), _| !(*t == e.topic() && *part == e.partition()));
         }
     }
 
@@ -1171,6 +1186,8 @@ impl KafkaRun {
 
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
+        // One stream for the whole run (`recv` would register a waker slot per record).
+        let mut records = this.consumer.stream();
         let mut paused = false;
         // Workers live in this set: if this task is aborted (a crash), they die with it.
         let mut workers = tokio::task::JoinSet::new();
@@ -1188,7 +1205,11 @@ impl KafkaRun {
         let mut received = 0u32;
         loop {
             received = received.wrapping_add(1);
-            if received.is_multiple_of(256) {
+            if received.is_multiple_of(1024) {
+                // Records that are ready and handled at once never make this task wait: give the
+                // runtime's other tasks a turn (on a current-thread runtime they would starve).
+                // Every 1,024 records (about a millisecond): each yield can wake another worker.
+                tokio::task::yield_now().await;
                 while workers.try_join_next().is_some() {}
                 // Also seen by the `select!` below; checked here too in case records keep it busy.
                 if *stop.borrow() {
@@ -1211,17 +1232,31 @@ impl KafkaRun {
                 }
                 _ => {}
             }
-            let message = if paused {
-                tokio::select! {
-                    m = this.consumer.recv() => m,
-                    _ = stop.changed() => break,
-                    () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+            // A record ready now is taken without the `select!` (which would register with the
+            // stop channel each time); only an empty queue waits on both.
+            let ready =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut records).poll_next(cx))).await;
+            let message = match ready {
+                Poll::Ready(message) => message,
+                Poll::Pending => {
+                    let next = std::future::poll_fn(|cx| Pin::new(&mut records).poll_next(cx));
+                    if paused {
+                        tokio::select! {
+                            m = next => m,
+                            _ = stop.changed() => break,
+                            () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        }
+                    } else {
+                        tokio::select! {
+                            m = next => m,
+                            _ = stop.changed() => break,
+                        }
+                    }
                 }
-            } else {
-                tokio::select! {
-                    m = this.consumer.recv() => m,
-                    _ = stop.changed() => break,
-                }
+            };
+            // The stream of a subscribed consumer does not end; if it did, so would this loop.
+            let Some(message) = message else {
+                break;
             };
             let message = match message {
                 Ok(m) => m,
@@ -1358,18 +1393,18 @@ impl KafkaRun {
         };
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match handling.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(_)) => {
+            Poll::Ready(Ok(_)) => {
                 engine.succeeded();
                 Inline::Done
             }
-            std::task::Poll::Ready(Err(error)) => {
+            Poll::Ready(Err(error)) => {
                 engine.breaker.record(false);
                 Inline::Queue(Some(FirstAttempt::Failed {
                     handler: route.name,
                     error,
                 }))
             }
-            std::task::Poll::Pending => Inline::Queue(Some(FirstAttempt::Running {
+            Poll::Pending => Inline::Queue(Some(FirstAttempt::Running {
                 handler: route.name,
                 handling,
             })),

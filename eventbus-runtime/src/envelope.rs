@@ -201,9 +201,10 @@ impl Envelope {
             (headers::SOURCE, self.source.clone()),
             (headers::TYPE, self.event_type.clone()),
             (headers::TIME, time),
-            (headers::CONTENT_TYPE, self.content_type.clone()),
             (headers::SCHEMA_VERSION, self.version.to_string()),
             (headers::CATEGORY, self.category.as_str().to_owned()),
+            // After the attributes every eventbus consumer needs: theirs stops reading there.
+            (headers::CONTENT_TYPE, self.content_type.clone()),
         ];
         let optional = [
             (headers::SUBJECT, &self.subject),
