@@ -1,6 +1,6 @@
 //! Consumer benchmark on real Kafka (and PostgreSQL for the inbox): a typed eventbus consumer
-//! with and without the inbox, beside a raw rdkafka consumer reading the same topic in the same
-//! run.
+//! with and without the inbox, beside raw rdkafka consumers reading the same topic in the same
+//! run, and the latency from publish to handler at a low rate.
 //!
 //! ```sh
 //! eval "$(scripts/services start)"
@@ -9,7 +9,7 @@
 //!
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 500000), `EVENTBUS_BENCH_INBOX_EVENTS` (default
 //! 20000). For profiling one phase: `EVENTBUS_BENCH_REUSE=1` reads the records a previous run left
-//! in the topic instead of producing new ones, and `EVENTBUS_BENCH_ONLY=raw|hand|typed|inbox` runs one
+//! in the topic instead of producing new ones, and `EVENTBUS_BENCH_ONLY=raw|hand|typed|latency|inbox` runs one
 //! consumer.
 //!
 //! Throughput is counted from each consumer's first record to its last, so the group join (the
@@ -111,6 +111,12 @@ async fn main() {
                 rate.per_second / raw
             );
         }
+    }
+    if phase("latency") {
+        let (p50, p95, p99) = latency(&bus, &format!("latency-{run}"), events).await;
+        println!(
+            "  publish-to-handler latency, one record every 5 ms: p50 {p50:.2} ms, p95 {p95:.2} ms, p99 {p99:.2} ms"
+        );
     }
     if !phase("inbox") {
         return;
@@ -291,4 +297,53 @@ async fn spin_sleep() {
     while Instant::now() < until {
         tokio::task::yield_now().await;
     }
+}
+
+/// Latency from `publish` (Direct mode: until the broker acknowledged) to the handler, for 200
+/// records published one every 5 ms, once a new group has caught up with the topic: (p50, p95,
+/// p99) in milliseconds.
+async fn latency(bus: &EventBus<Bench>, group: &str, backlog: u64) -> (f64, f64, f64) {
+    let epoch = Instant::now();
+    let samples: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    let s = Arc::clone(&samples);
+    let handle = bus
+        .consumer(group)
+        .subscribe::<WorkTopic>()
+        .on::<Work, _>(move |w: Work| {
+            // Timed records carry the key u32::MAX and their send time (µs since `epoch`) in `n`.
+            if w.key == u32::MAX {
+                let now = epoch.elapsed().as_micros() as u64;
+                s.lock().unwrap().push(now.saturating_sub(w.n));
+            }
+            async {}
+        })
+        .start()
+        .await
+        .unwrap();
+    let stats = handle.stats();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stats.handled() < backlog {
+        assert!(Instant::now() < deadline, "the latency consumer catches up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    const COUNT: usize = 200;
+    for _ in 0..COUNT {
+        let timed = Work {
+            key: u32::MAX,
+            n: epoch.elapsed().as_micros() as u64,
+            data: String::new(),
+        };
+        bus.publish(&timed).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while samples.lock().unwrap().len() < COUNT {
+        assert!(Instant::now() < deadline, "every timed record arrives");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.shutdown().await;
+    let mut v = samples.lock().unwrap().clone();
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0;
+    (at(0.5), at(0.95), at(0.99))
 }
