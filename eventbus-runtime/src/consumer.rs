@@ -1148,10 +1148,16 @@ impl KafkaRun {
             // for handlers doing work), librdkafka's default postpones the next fetch by a whole
             // second, and the consumer idles once it has drained the queue: re-check after 1 ms.
             // No request is sent while the queue stays full, so this costs no broker traffic.
-            .set("fetch.queue.backoff.ms", "1")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500");
-        for (k, v) in kafka.client_config().config_map() {
+            .set("fetch.queue.backoff.ms", "1");
+        let client = kafka.client_config();
+        // The classic group protocol: a member that dies hands its partitions over within 6 s.
+        // With `group.protocol=consumer` (KIP-848) the broker owns these timings.
+        if client.get("group.protocol") != Some("consumer") {
+            config
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500");
+        }
+        for (k, v) in client.config_map() {
             config.set(k, v);
         }
         let consumer: StreamConsumer<RebalanceContext> =

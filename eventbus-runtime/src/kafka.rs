@@ -136,9 +136,12 @@ impl EmbeddedKafka {
 
     /// A [`KafkaConfig`] pointing at it. (The mock answers an empty fetch only after
     /// `fetch.wait.max.ms`, even when records arrive meanwhile: a short wait keeps consumers
-    /// close behind producers.)
+    /// close behind producers. Its classic group protocol holds a new group for 3 s before the
+    /// first assignment; the KIP-848 protocol assigns on the first heartbeat.)
     pub fn config(&self) -> KafkaConfig {
-        KafkaConfig::new(&self.bootstrap_servers).with_property("fetch.wait.max.ms", "5")
+        KafkaConfig::new(&self.bootstrap_servers)
+            .with_property("fetch.wait.max.ms", "5")
+            .with_property("group.protocol", "consumer")
     }
 }
 
