@@ -253,6 +253,44 @@ type HandlerFuture = BoxFuture<'static, Result<Option<InboxTx>, HandlerError>>;
 type ErasedTyped =
     Arc<dyn Fn(&[u8], Option<InboxTx>) -> Result<HandlerFuture, serde_json::Error> + Send + Sync>;
 
+/// Starts a route's handler on `payload`. A handler that panics while starting fails the
+/// attempt instead of the consumer.
+fn start_route(
+    route: &Route,
+    payload: &[u8],
+    tx: Option<InboxTx>,
+) -> Result<Result<HandlerFuture, serde_json::Error>, HandlerError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (route.call)(payload, tx)))
+        .map_err(panicked)
+}
+
+/// Polls a handler's future; a panic inside it becomes the attempt's error, so the record is
+/// retried and dead-lettered like any failure while the consumer keeps going.
+fn poll_guarded<T>(
+    handling: &mut BoxFuture<'_, Result<T, HandlerError>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, HandlerError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handling.as_mut().poll(cx)))
+        .unwrap_or_else(|panic| Poll::Ready(Err(panicked(panic))))
+}
+
+/// Awaits a handler's future with [`poll_guarded`].
+async fn guarded<T>(
+    mut handling: BoxFuture<'_, Result<T, HandlerError>>,
+) -> Result<T, HandlerError> {
+    std::future::poll_fn(|cx| poll_guarded(&mut handling, cx)).await
+}
+
+/// The error of a handler that panicked, with the panic's message.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> HandlerError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned());
+    HandlerError::from(format!("the handler panicked: {message}"))
+}
+
 /// One handler, its event type erased.
 #[derive(Clone)]
 struct Route {
@@ -400,21 +438,24 @@ impl Engine {
             None => None,
         };
         for route in self.routes_for(envelope) {
-            let handling = (route.call)(&envelope.payload, tx).map_err(|source| {
-                let error = DecodeError::Payload {
-                    event_type: envelope.event_type.clone(),
-                    id: envelope.id,
-                    source,
-                };
-                (route.name.to_owned(), HandlerError::from(error))
-            })?;
-            tx = handling.await.map_err(|e| (route.name.to_owned(), e))?;
+            let failed = |e| (route.name.to_owned(), e);
+            let handling = start_route(route, &envelope.payload, tx)
+                .map_err(failed)?
+                .map_err(|source| {
+                    failed(HandlerError::from(DecodeError::Payload {
+                        event_type: envelope.event_type.clone(),
+                        id: envelope.id,
+                        source,
+                    }))
+                })?;
+            tx = guarded(handling).await.map_err(failed)?;
         }
         for plugin in self.plugins.iter().filter(|p| p.filter().matches(envelope)) {
-            plugin
-                .handle(envelope)
-                .await
-                .map_err(|e| (plugin.name().to_owned(), e))?;
+            let failed = |e| (plugin.name().to_owned(), e);
+            let handling =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.handle(envelope)))
+                    .map_err(|panic| failed(panicked(panic)))?;
+            guarded(handling).await.map_err(failed)?;
         }
         if let Some(tx) = tx {
             Box::pin(tx.commit())
@@ -439,7 +480,7 @@ impl Engine {
             }
             None => (0, None),
             Some(FirstAttempt::Failed { handler, error }) => (1, Some((handler.to_owned(), error))),
-            Some(FirstAttempt::Running { handler, handling }) => match handling.await {
+            Some(FirstAttempt::Running { handler, handling }) => match guarded(handling).await {
                 Ok(_) => {
                     self.succeeded();
                     return Outcome::Done;
@@ -1393,12 +1434,21 @@ impl KafkaRun {
         if routes.next().is_some() {
             return slow;
         }
-        // A payload that does not decode fails on the slow path, where the error names the event.
-        let Ok(mut handling) = (route.call)(message.payload().unwrap_or_default(), None) else {
-            return slow;
+        let mut handling = match start_route(route, message.payload().unwrap_or_default(), None) {
+            Ok(Ok(handling)) => handling,
+            // A payload that does not decode fails on the slow path, where the error names the
+            // event.
+            Ok(Err(_)) => return slow,
+            Err(error) => {
+                engine.breaker.record(false);
+                return Inline::Queue(Some(FirstAttempt::Failed {
+                    handler: route.name,
+                    error,
+                }));
+            }
         };
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match handling.as_mut().poll(&mut cx) {
+        match poll_guarded(&mut handling, &mut cx) {
             Poll::Ready(Ok(_)) => {
                 engine.succeeded();
                 Inline::Done

@@ -601,3 +601,83 @@ async fn handlers_that_wait_or_fail_keep_each_keys_order() {
         consumer.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
+    for layer in support::layers().await {
+        let run = run_id();
+        let bus = direct_bus(&layer).await;
+        let dlq_reader = Reader::at_end(&layer.kafka, "eventbus.tests.jobs.dlq").await;
+        let seen: Seen = Arc::default();
+        let (s, r) = (Arc::clone(&seen), run.clone());
+        let consumer = bus
+            .consumer(&format!("panic-{run}"))
+            .subscribe::<JobTopic>()
+            .retry(
+                RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(20))
+                    .max_attempts(3),
+            )
+            .on::<Job, _>(move |job: Job| {
+                let (seen, run) = (Arc::clone(&s), r.clone());
+                async move {
+                    if job.run != run {
+                        return;
+                    }
+                    if job.poison {
+                        panic!("job {} cannot be handled", job.n);
+                    }
+                    seen.lock().unwrap().push((job.key, job.n));
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        let stats = consumer.stats();
+        let mut batch = jobs(&run, 30, 3);
+        batch[4].poison = true;
+        let receipts = bus.publish_all(&batch).await.unwrap();
+        let poison_id = receipts[4].event_id.to_string();
+        // The consumer outlives the panics: every other job, and jobs published afterwards, are
+        // handled.
+        wait_until("29 jobs are handled", Duration::from_secs(60), || {
+            seen.lock().unwrap().len() >= 29
+        })
+        .await;
+        let later: Vec<Job> = (30..40)
+            .map(|n| Job {
+                key: format!("{run}-{}", n % 3),
+                run: run.clone(),
+                n,
+                poison: false,
+            })
+            .collect();
+        bus.publish_all(&later).await.unwrap();
+        wait_until(
+            "the later jobs are handled",
+            Duration::from_secs(60),
+            || seen.lock().unwrap().len() >= 39,
+        )
+        .await;
+        let dead = tokio::task::block_in_place(|| {
+            dlq_reader.read(Duration::from_secs(30), |got| {
+                got.iter()
+                    .any(|r| r.header("ce_id") == Some(poison_id.clone()))
+            })
+        });
+        let dead: Vec<_> = dead
+            .into_iter()
+            .filter(|r| r.header("ce_id") == Some(poison_id.clone()))
+            .collect();
+        assert_eq!(dead.len(), 1, "{}: one dead letter", layer.name);
+        assert_eq!(dead[0].header(dlq::ATTEMPTS).as_deref(), Some("3"));
+        let error = dead[0].header(dlq::ERROR).unwrap();
+        assert!(
+            error.contains("the handler panicked: job 4 cannot be handled"),
+            "{}: {error}",
+            layer.name
+        );
+        assert_eq!(stats.dead_lettered(), 1, "{}", layer.name);
+        assert_eq!(seen.lock().unwrap().len(), 39, "{}", layer.name);
+        consumer.shutdown().await;
+    }
+}
