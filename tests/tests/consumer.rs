@@ -51,6 +51,17 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
     }
 }
 
+/// The dead letter of event `id`: exactly one arrives (within 30 s).
+fn dead_letter(reader: &Reader, id: &str, layer: &str) -> support::Record {
+    let is_it = |r: &support::Record| r.header("ce_id").as_deref() == Some(id);
+    let dead = tokio::task::block_in_place(|| {
+        reader.read(Duration::from_secs(30), |got| got.iter().any(is_it))
+    });
+    let mut dead: Vec<_> = dead.into_iter().filter(is_it).collect();
+    assert_eq!(dead.len(), 1, "{layer}: one dead letter of {id}");
+    dead.remove(0)
+}
+
 /// Handled jobs of this run, by number, in handling order.
 type Seen = Arc<Mutex<Vec<(String, u64)>>>;
 
@@ -98,18 +109,7 @@ async fn a_poison_event_goes_to_the_dlq_while_other_keys_flow_and_replays_once_f
             seen.lock().unwrap().len() >= 59
         })
         .await;
-        let dead = tokio::task::block_in_place(|| {
-            dlq_reader.read(Duration::from_secs(30), |got| {
-                got.iter()
-                    .any(|r| r.header("ce_id") == Some(poison_id.to_string()))
-            })
-        });
-        let dead: Vec<_> = dead
-            .into_iter()
-            .filter(|r| r.header("ce_id") == Some(poison_id.to_string()))
-            .collect();
-        assert_eq!(dead.len(), 1, "{}: one dead letter", layer.name);
-        let d = &dead[0];
+        let d = &dead_letter(&dlq_reader, &poison_id.to_string(), layer.name);
         assert_eq!(
             d.header(dlq::ORIGINAL_TOPIC).as_deref(),
             Some("eventbus.tests.jobs")
@@ -658,19 +658,9 @@ async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
             || seen.lock().unwrap().len() >= 39,
         )
         .await;
-        let dead = tokio::task::block_in_place(|| {
-            dlq_reader.read(Duration::from_secs(30), |got| {
-                got.iter()
-                    .any(|r| r.header("ce_id") == Some(poison_id.clone()))
-            })
-        });
-        let dead: Vec<_> = dead
-            .into_iter()
-            .filter(|r| r.header("ce_id") == Some(poison_id.clone()))
-            .collect();
-        assert_eq!(dead.len(), 1, "{}: one dead letter", layer.name);
-        assert_eq!(dead[0].header(dlq::ATTEMPTS).as_deref(), Some("3"));
-        let error = dead[0].header(dlq::ERROR).unwrap();
+        let dead = dead_letter(&dlq_reader, &poison_id, layer.name);
+        assert_eq!(dead.header(dlq::ATTEMPTS).as_deref(), Some("3"));
+        let error = dead.header(dlq::ERROR).unwrap();
         assert!(
             error.contains("the handler panicked: job 4 cannot be handled"),
             "{}: {error}",
