@@ -150,6 +150,7 @@ pub trait EventHandler: Send + Sync + 'static {
 pub struct RetryPolicy {
     backoff: Backoff,
     max_attempts: u32,
+    attempt_timeout: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -169,6 +170,7 @@ impl RetryPolicy {
                 max,
             },
             max_attempts: 5,
+            attempt_timeout: None,
         }
     }
 
@@ -180,6 +182,15 @@ impl RetryPolicy {
     /// Attempts in all, the first included (at least 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Fails an attempt whose handler has not finished after `limit` (none by default): a handler
+    /// stuck on a downstream that never answers is retried, then dead-lettered, instead of holding
+    /// its key, and its partition's commits, forever. The handler's future is dropped at the limit;
+    /// work it started elsewhere (a spawned task, a request already sent) is not undone.
+    pub fn attempt_timeout(mut self, limit: Duration) -> Self {
+        self.attempt_timeout = Some(limit);
         self
     }
 }
@@ -448,14 +459,14 @@ impl Engine {
                         source,
                     }))
                 })?;
-            tx = guarded(handling).await.map_err(failed)?;
+            tx = self.finish(handling).await.map_err(failed)?;
         }
         for plugin in self.plugins.iter().filter(|p| p.filter().matches(envelope)) {
             let failed = |e| (plugin.name().to_owned(), e);
             let handling =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.handle(envelope)))
                     .map_err(|panic| failed(panicked(panic)))?;
-            guarded(handling).await.map_err(failed)?;
+            self.finish(handling).await.map_err(failed)?;
         }
         if let Some(tx) = tx {
             Box::pin(tx.commit())
@@ -480,16 +491,18 @@ impl Engine {
             }
             None => (0, None),
             Some(FirstAttempt::Failed { handler, error }) => (1, Some((handler.to_owned(), error))),
-            Some(FirstAttempt::Running { handler, handling }) => match guarded(handling).await {
-                Ok(_) => {
-                    self.succeeded();
-                    return Outcome::Done;
+            Some(FirstAttempt::Running { handler, handling }) => {
+                match self.finish(handling).await {
+                    Ok(_) => {
+                        self.succeeded();
+                        return Outcome::Done;
+                    }
+                    Err(error) => {
+                        self.breaker.record(false);
+                        (1, Some((handler.to_owned(), error)))
+                    }
                 }
-                Err(error) => {
-                    self.breaker.record(false);
-                    (1, Some((handler.to_owned(), error)))
-                }
-            },
+            }
         };
         loop {
             if let Some((handler, error)) = failed.take() {
@@ -528,6 +541,23 @@ impl Engine {
     fn succeeded(&self) {
         self.breaker.record(true);
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Awaits a handler: panics become errors, and an attempt past the policy's timeout fails.
+    async fn finish<T>(
+        &self,
+        handling: BoxFuture<'_, Result<T, HandlerError>>,
+    ) -> Result<T, HandlerError> {
+        match self.retry.attempt_timeout {
+            None => guarded(handling).await,
+            Some(limit) => tokio::time::timeout(limit, guarded(handling))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HandlerError::from(format!(
+                        "the handler did not finish within {limit:?} (the retry policy's attempt timeout)"
+                    )))
+                }),
+        }
     }
 
     /// The Testing mode: one attempt, failures recorded.

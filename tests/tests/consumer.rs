@@ -604,6 +604,29 @@ async fn handlers_that_wait_or_fail_keep_each_keys_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
+    a_bad_handler_dead_letters_its_record(
+        Poison::Panics,
+        "the handler panicked: job 4 cannot be handled",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_the_attempt_timeout_fails_and_its_key_goes_on() {
+    a_bad_handler_dead_letters_its_record(Poison::Hangs, "did not finish within 100ms").await;
+}
+
+/// How the poisoned job's handler misbehaves.
+#[derive(Clone, Copy)]
+enum Poison {
+    Panics,
+    Hangs,
+}
+
+/// One job's handler panics or never finishes: the record goes to the dead-letter topic after its
+/// attempts with `error` in its headers, while the consumer handles every other job, of the same
+/// key too, and jobs published later.
+async fn a_bad_handler_dead_letters_its_record(poison: Poison, error: &str) {
     for layer in support::layers().await {
         let run = run_id();
         let bus = direct_bus(&layer).await;
@@ -611,11 +634,12 @@ async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
         let seen: Seen = Arc::default();
         let (s, r) = (Arc::clone(&seen), run.clone());
         let consumer = bus
-            .consumer(&format!("panic-{run}"))
+            .consumer(&format!("bad-handler-{run}"))
             .subscribe::<JobTopic>()
             .retry(
                 RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(20))
-                    .max_attempts(3),
+                    .max_attempts(3)
+                    .attempt_timeout(Duration::from_millis(100)),
             )
             .on::<Job, _>(move |job: Job| {
                 let (seen, run) = (Arc::clone(&s), r.clone());
@@ -623,8 +647,10 @@ async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
                     if job.run != run {
                         return;
                     }
-                    if job.poison {
-                        panic!("job {} cannot be handled", job.n);
+                    match (job.poison, poison) {
+                        (true, Poison::Panics) => panic!("job {} cannot be handled", job.n),
+                        (true, Poison::Hangs) => std::future::pending::<()>().await,
+                        (false, _) => {}
                     }
                     seen.lock().unwrap().push((job.key, job.n));
                 }
@@ -637,7 +663,7 @@ async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
         batch[4].poison = true;
         let receipts = bus.publish_all(&batch).await.unwrap();
         let poison_id = receipts[4].event_id.to_string();
-        // The consumer outlives the panics: every other job, and jobs published afterwards, are
+        // The consumer outlives the bad job: every other job, and jobs published afterwards, are
         // handled.
         wait_until("29 jobs are handled", Duration::from_secs(60), || {
             seen.lock().unwrap().len() >= 29
@@ -660,12 +686,8 @@ async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
         .await;
         let dead = dead_letter(&dlq_reader, &poison_id, layer.name);
         assert_eq!(dead.header(dlq::ATTEMPTS).as_deref(), Some("3"));
-        let error = dead.header(dlq::ERROR).unwrap();
-        assert!(
-            error.contains("the handler panicked: job 4 cannot be handled"),
-            "{}: {error}",
-            layer.name
-        );
+        let got = dead.header(dlq::ERROR).unwrap();
+        assert!(got.contains(error), "{}: {got}", layer.name);
         assert_eq!(stats.dead_lettered(), 1, "{}", layer.name);
         assert_eq!(seen.lock().unwrap().len(), 39, "{}", layer.name);
         consumer.shutdown().await;
