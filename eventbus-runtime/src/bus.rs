@@ -104,6 +104,8 @@ struct Core {
     /// Consumers started on a Testing bus: published events are dispatched to them.
     local: RwLock<Vec<(u64, Arc<Engine>)>>,
     next_id: AtomicU64,
+    /// The client health checks ask the brokers with, made on the first check.
+    health_client: std::sync::OnceLock<Result<rdkafka::producer::FutureProducer, String>>,
 }
 
 pub(crate) enum Backend {
@@ -144,6 +146,7 @@ impl<S: Service> EventBus<S> {
                 backend,
                 local: RwLock::new(Vec::new()),
                 next_id: AtomicU64::new(1),
+                health_client: std::sync::OnceLock::new(),
             }),
             context: EventContext::default(),
             _service: PhantomData,
@@ -216,6 +219,43 @@ impl<S: Service> EventBus<S> {
             Backend::Transactional(t) => Some(&t.store),
             _ => None,
         }
+    }
+
+    /// Checks what the bus depends on, each within `timeout` (the seed's AD-007): the brokers
+    /// (a metadata request), and in the Transactional mode the outbox database and what waits in
+    /// it. Never fails: what is down is reported, with the address and the error.
+    ///
+    /// ```
+    /// # use eventbus::{EventBus, Service};
+    /// # #[derive(Service)] #[service(name = "petstore")] struct Petstore;
+    /// # async fn run() {
+    /// let bus = EventBus::testing(Petstore);
+    /// let health = bus.health(std::time::Duration::from_secs(2)).await;
+    /// assert!(health.is_healthy());
+    /// println!("{health}");          // "Testing mode"
+    /// # }
+    /// ```
+    pub async fn health(&self, timeout: std::time::Duration) -> crate::Health {
+        let mut health = crate::Health {
+            mode: self.mode(),
+            kafka: None,
+            database: None,
+            backlog: None,
+        };
+        if let Some(kafka) = self.kafka() {
+            let kafka_check = crate::health::kafka(&self.core.health_client, &kafka, timeout);
+            match self.outbox() {
+                Some(store) => {
+                    let (kafka, (database, backlog)) =
+                        tokio::join!(kafka_check, crate::health::outbox(store, timeout));
+                    health.kafka = Some(kafka);
+                    health.database = Some(database);
+                    health.backlog = backlog;
+                }
+                None => health.kafka = Some(kafka_check.await),
+            }
+        }
+        health
     }
 
     /// The counters of the relay this bus runs in process, if it runs one.

@@ -722,6 +722,7 @@ impl<S: Service, T> Consumer<S, T> {
                     stats,
                     unregister: Some(Box::new(move || bus.unregister_local(id))),
                     ready: None,
+                    engine,
                 })
             }
             Some(kafka) => {
@@ -731,7 +732,7 @@ impl<S: Service, T> Consumer<S, T> {
                     &kafka,
                     &self.group,
                     &topics,
-                    engine,
+                    Arc::clone(&engine),
                     self.concurrency,
                     self.dlq.clone(),
                     assigned,
@@ -748,6 +749,7 @@ impl<S: Service, T> Consumer<S, T> {
                     stats,
                     unregister: None,
                     ready: Some(ready),
+                    engine,
                 })
             }
         }
@@ -812,6 +814,27 @@ pub struct ConsumerHandle {
     unregister: Option<Box<dyn FnOnce() + Send + Sync>>,
     /// Kafka: turns true once the group assigned partitions to this member.
     ready: Option<watch::Receiver<bool>>,
+    /// Its handlers, retries and circuit.
+    engine: Arc<Engine>,
+}
+
+/// A consumer's state, for a health check ([`ConsumerHandle::health`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerHealth {
+    /// Its poll loop is running (it stops on `shutdown`, or if the consumer failed).
+    pub running: bool,
+    /// The group has assigned it partitions at least once (always true on a Testing bus).
+    pub joined: bool,
+    /// Its circuit breaker is open: consumption is paused for the cooldown.
+    pub circuit_open: bool,
+}
+
+impl ConsumerHealth {
+    /// Running, joined, and consuming.
+    pub fn is_healthy(&self) -> bool {
+        self.running && self.joined && !self.circuit_open
+    }
 }
 
 impl std::fmt::Debug for ConsumerHandle {
@@ -826,6 +849,15 @@ impl std::fmt::Debug for ConsumerHandle {
 pub type SubscriptionHandle = ConsumerHandle;
 
 impl ConsumerHandle {
+    /// Whether the consumer is running, has joined its group, and its circuit is closed.
+    pub fn health(&self) -> ConsumerHealth {
+        ConsumerHealth {
+            running: self.task.as_ref().is_none_or(|t| !t.is_finished()),
+            joined: self.ready.as_ref().is_none_or(|r| *r.borrow()),
+            circuit_open: self.engine.breaker.open_for().is_some(),
+        }
+    }
+
     /// The consumer's counters.
     pub fn stats(&self) -> Arc<ConsumerStats> {
         Arc::clone(&self.stats)

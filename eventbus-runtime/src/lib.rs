@@ -92,6 +92,7 @@ mod envelope;
 mod error;
 pub mod event;
 mod filter;
+mod health;
 pub mod inbox;
 mod include;
 pub mod kafka;
@@ -111,8 +112,9 @@ pub use builder::{Builder, Database, connect};
 pub use bus::{EventBus, Mode, Receipt, TopicPublisher};
 pub use config::{Backoff, KafkaConfig, OutboxConfig, Secret};
 pub use consumer::{
-    Consumer, ConsumerHandle, ConsumerStats, EventHandler, Handler, IntoHandlerResult, RetryPolicy,
-    SubscribeError, Subscription, SubscriptionHandle, TxHandler, sync_handler,
+    Consumer, ConsumerHandle, ConsumerHealth, ConsumerStats, EventHandler, Handler,
+    IntoHandlerResult, RetryPolicy, SubscribeError, Subscription, SubscriptionHandle, TxHandler,
+    sync_handler,
 };
 pub use envelope::{Envelope, EventContext, headers};
 pub use error::{ConfigError, DecodeError, HandlerError, PublishError, StartError};
@@ -121,10 +123,11 @@ pub use event::{
     RoutedTo, Service, SystemEvent, Topic, category,
 };
 pub use filter::EventFilter;
+pub use health::{Check, Health};
 pub use inbox::{Inbox, InboxTx};
 pub use kafka::EmbeddedKafka;
 pub use key::PartitionKey;
-pub use outbox::{OutboxStore, OutboxTransaction, Replay};
+pub use outbox::{Backlog, OutboxStore, OutboxTransaction, Replay};
 pub use publisher::{BoxFuture, EventPublisher, RawEvent};
 pub use relay::{Relay, RelayHandle, RelayStats};
 pub use testing::{HandlerFailure, Recorder};

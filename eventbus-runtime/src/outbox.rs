@@ -187,6 +187,18 @@ pub(crate) struct PendingRow {
     pub(crate) attempts: i32,
 }
 
+/// What waits in an outbox (the seed's AD-007 "queue depth"): for a health check or a gauge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Rows not yet published.
+    pub pending: i64,
+    /// How long the oldest of them has waited; `None` when nothing waits. A relay that keeps up
+    /// holds this under a second; one that grows means the relay is down or failing.
+    pub oldest_pending: Option<std::time::Duration>,
+    /// Rows in the dead table, waiting for an operator (`eventbus-relay dead`, `replay`).
+    pub dead: i64,
+}
+
 /// A dead row, as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadEvent {
@@ -250,6 +262,7 @@ struct Statements {
     replay_some: String,
     dead: String,
     pending: String,
+    backlog: String,
     insert: String,
 }
 
@@ -303,6 +316,10 @@ impl Statements {
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
                 ),
                 pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
+                backlog: format!(
+                    "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8, \
+                     (SELECT count(*) FROM {t}_dead) FROM {t} WHERE sent_at IS NULL"
+                ),
                 insert: format!(
                     "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -358,6 +375,10 @@ impl Statements {
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
                 ),
                 pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
+                backlog: format!(
+                    "SELECT count(*), (julianday('now') - julianday(min(created_at))) * 86400.0, \
+                     (SELECT count(*) FROM {t}_dead) FROM {t} WHERE sent_at IS NULL"
+                ),
                 insert: format!(
                     "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -717,6 +738,29 @@ impl OutboxStore {
                     .await
             }
         }
+    }
+}
+
+impl OutboxStore {
+    /// What waits: pending rows, the age of the oldest, dead rows (one statement).
+    pub async fn backlog(&self) -> Result<Backlog, sqlx::Error> {
+        let (pending, oldest, dead): (i64, Option<f64>, i64) = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(sql(&self.sql.backlog))
+                    .fetch_one(pool)
+                    .await?
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query_as(sql(&self.sql.backlog))
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(Backlog {
+            pending,
+            oldest_pending: oldest.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+            dead,
+        })
     }
 }
 

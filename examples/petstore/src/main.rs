@@ -193,7 +193,20 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ok = summary(&orders, &seen, &consumers, started, expected);
+    let mut ok = summary(&orders, &seen, &consumers, started, expected);
+    // What a readiness endpoint would serve: the broker, the outbox database and its backlog, and
+    // each consumer.
+    let health = orders.health(Duration::from_secs(5)).await;
+    let consumers_healthy = consumers.iter().all(|c| c.health().is_healthy());
+    println!(
+        "health: {health}; consumers {}",
+        if consumers_healthy {
+            "running"
+        } else {
+            "NOT all running"
+        }
+    );
+    ok &= health.is_healthy() && consumers_healthy;
     for c in consumers {
         c.shutdown().await;
     }

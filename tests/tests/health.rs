@@ -1,0 +1,126 @@
+//! Health checks (the seed's AD-007) on both layers: the broker, the outbox database and what
+//! waits in the outbox, a consumer's state; an unreachable broker reported with its address.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use eventbus::{Check, EventBus, KafkaConfig, OutboxConfig};
+use eventbus_tests::{OrderPlaced, OrderPlacedTopic, Petstore};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_the_broker_the_database_and_what_waits_in_the_outbox() {
+    for layer in support::layers().await {
+        // No relay: what is published waits in the outbox.
+        let bus = EventBus::builder(Petstore)
+            .database(layer.store.database())
+            .kafka(layer.kafka.clone())
+            .outbox(OutboxConfig {
+                table: layer.table.clone(),
+                ..OutboxConfig::default()
+            })
+            .without_relay()
+            .build()
+            .await
+            .unwrap();
+        let empty = bus.health(Duration::from_secs(10)).await;
+        assert!(empty.is_healthy(), "{}: {empty}", layer.name);
+        assert!(matches!(empty.kafka, Some(Check::Up { .. })), "{empty}");
+        assert!(matches!(empty.database, Some(Check::Up { .. })), "{empty}");
+        let backlog = empty.backlog.unwrap();
+        assert_eq!(
+            (backlog.pending, backlog.oldest_pending, backlog.dead),
+            (0, None, 0),
+            "{}",
+            layer.name
+        );
+
+        let orders: Vec<OrderPlaced> = (0..3)
+            .map(|i| OrderPlaced {
+                order_id: Uuid::now_v7(),
+                total_cents: i,
+            })
+            .collect();
+        bus.publish_all(&orders).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let waiting = bus.health(Duration::from_secs(10)).await;
+        let backlog = waiting.backlog.unwrap();
+        assert_eq!(backlog.pending, 3, "{}: {waiting}", layer.name);
+        let oldest = backlog.oldest_pending.unwrap();
+        assert!(
+            oldest >= Duration::from_secs(1) && oldest < Duration::from_secs(30),
+            "{}: the oldest waited {oldest:?}",
+            layer.name
+        );
+        assert!(
+            waiting.to_string().contains("outbox 3 pending (oldest 1."),
+            "{waiting}"
+        );
+        // Waiting events do not make the instance unhealthy: the outbox is doing its job.
+        assert!(waiting.is_healthy());
+        bus.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_reported_down_with_its_address() {
+    let bus = EventBus::builder(Petstore)
+        .kafka(KafkaConfig::new("127.0.0.1:1"))
+        .direct()
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let health = bus.health(Duration::from_secs(2)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the timeout"
+    );
+    assert!(!health.is_healthy());
+    match &health.kafka {
+        Some(Check::Down { error }) => assert!(error.contains("127.0.0.1:1"), "{error}"),
+        other => panic!("expected the broker down, got {other:?}"),
+    }
+    assert!(health.to_string().contains("kafka DOWN"), "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reports_running_joined_and_its_circuit() {
+    let testing = EventBus::testing(Petstore);
+    let local = testing
+        .subscribe::<OrderPlacedTopic>()
+        .on::<OrderPlaced, _>(|_e: OrderPlaced| async {})
+        .start()
+        .await
+        .unwrap();
+    assert!(local.health().is_healthy(), "{:?}", local.health());
+    local.shutdown().await;
+
+    for layer in support::layers().await {
+        let bus = EventBus::builder(Petstore)
+            .kafka(layer.kafka.clone())
+            .direct()
+            .build()
+            .await
+            .unwrap();
+        let consumer = bus
+            .consumer(&format!("health-{}", Uuid::now_v7().simple()))
+            .subscribe::<OrderPlacedTopic>()
+            .on::<OrderPlaced, _>(|_e: OrderPlaced| async {})
+            .start()
+            .await
+            .unwrap();
+        assert!(consumer.ready(Duration::from_secs(30)).await);
+        let health = consumer.health();
+        assert!(
+            health.running && health.joined && !health.circuit_open,
+            "{}: {health:?}",
+            layer.name
+        );
+        assert!(health.is_healthy());
+        consumer.shutdown().await;
+    }
+}
