@@ -28,6 +28,18 @@ pub struct OrderPlaced {
     pub total_cents: u64,
 }
 
+impl OrderPlaced {
+    /// `n` new orders costing 0, 1, 2, ... cents.
+    pub fn numbered(n: u64) -> Vec<OrderPlaced> {
+        (0..n)
+            .map(|total_cents| OrderPlaced {
+                order_id: Uuid::now_v7(),
+                total_cents,
+            })
+            .collect()
+    }
+}
+
 /// The per-aggregate topic of orders: every order event in one topic, in order per order id.
 #[derive(Topic, Debug)]
 #[topic(aggregate = "order")]

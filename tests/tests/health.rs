@@ -38,13 +38,7 @@ async fn health_reports_the_broker_the_database_and_what_waits_in_the_outbox() {
             layer.name
         );
 
-        let orders: Vec<OrderPlaced> = (0..3)
-            .map(|i| OrderPlaced {
-                order_id: Uuid::now_v7(),
-                total_cents: i,
-            })
-            .collect();
-        bus.publish_all(&orders).await.unwrap();
+        bus.publish_all(&OrderPlaced::numbered(3)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let waiting = bus.health(Duration::from_secs(10)).await;
         let backlog = waiting.backlog.unwrap();

@@ -170,12 +170,7 @@ async fn direct_mode_awaits_the_ack() {
             "{}: acked",
             layer.name
         );
-        let many: Vec<_> = (0..50)
-            .map(|i| OrderPlaced {
-                order_id: Uuid::now_v7(),
-                total_cents: i,
-            })
-            .collect();
+        let many = OrderPlaced::numbered(50);
         let receipts = bus.publish_all(&many).await.unwrap();
         assert_eq!(receipts.len(), 50);
         assert!(receipts.iter().all(|r| r.offset.is_some()));
