@@ -103,6 +103,30 @@ impl<S: Service> Builder<S> {
         self
     }
 
+    /// Applies the YAML configuration file at `path` over what is set (the format: the
+    /// [`config_file`](crate::config_file) module). The outbox settings are checked at once; the
+    /// error names the file, the line and the setting.
+    pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let file = crate::config_file::FileConfig::read(path)?;
+        if let Some(mode) = file.mode {
+            self.direct = mode == crate::config_file::FileMode::Direct;
+        }
+        if let Some(url) = file.database_url {
+            self.database = Some(Database::Url(url));
+        }
+        if let Some(kafka) = file.kafka {
+            self.kafka = Some(kafka.into_config().map_err(|e| e.in_file(&shown))?);
+        }
+        if let Some(outbox) = file.outbox {
+            let outbox = outbox.apply(self.outbox.clone());
+            outbox.validate().map_err(|e| e.in_file(&shown))?;
+            self.outbox = outbox;
+        }
+        Ok(self)
+    }
+
     /// Reads `EVENTBUS_DATABASE_URL`, `EVENTBUS_KAFKA_BROKERS` (and SASL settings, see
     /// [`KafkaConfig::from_env`]), `EVENTBUS_MODE` (`transactional` or `direct`) and the
     /// `EVENTBUS_OUTBOX_*` settings ([`OutboxConfig::from_env`]) over what is set.

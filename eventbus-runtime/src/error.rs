@@ -69,6 +69,14 @@ impl ConfigError {
             problem: problem.into(),
         }
     }
+
+    /// The same error, for a setting read from the file `shown`.
+    pub(crate) fn in_file(self, shown: &str) -> Self {
+        ConfigError {
+            setting: format!("{} (in {shown})", self.setting),
+            problem: self.problem,
+        }
+    }
 }
 
 /// Why a bus could not start.

@@ -87,6 +87,7 @@
 mod builder;
 mod bus;
 pub mod config;
+pub mod config_file;
 pub mod consumer;
 mod envelope;
 mod error;
