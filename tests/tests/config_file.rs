@@ -40,29 +40,27 @@ async fn a_bus_built_from_a_file_publishes() {
     }
 }
 
+/// The error of building from a file holding `text`, and the file's path.
+fn refused(name: &str, text: &str) -> (String, String) {
+    let path = write(name, text);
+    let error = EventBus::builder(Petstore)
+        .config_file(&path)
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_file(&path).unwrap();
+    (error, path.display().to_string())
+}
+
 #[test]
 fn a_bad_file_is_refused_by_name() {
-    let path = write("bad", "mode: transactional\noutbox:\n  batch_size: 0\n");
-    let error = EventBus::builder(Petstore)
-        .config_file(&path)
-        .unwrap_err()
-        .to_string();
-    eprintln!("{error}");
+    let (error, path) = refused("bad", "mode: transactional\noutbox:\n  batch_size: 0\n");
     assert!(
-        error.contains("batch_size") && error.contains(&path.display().to_string()),
+        error.contains("batch_size") && error.contains(&path),
         "{error}"
     );
-    std::fs::remove_file(&path).unwrap();
-
-    let path = write("typo", "mode: direct\nkafka:\n  broker: k:9092\n");
-    let error = EventBus::builder(Petstore)
-        .config_file(&path)
-        .unwrap_err()
-        .to_string();
-    eprintln!("{error}");
+    let (error, path) = refused("typo", "mode: direct\nkafka:\n  broker: k:9092\n");
     assert!(
-        error.contains(&format!("{}:3:", path.display())) && error.contains("broker"),
+        error.contains(&format!("{path}:3:")) && error.contains("broker"),
         "{error}"
     );
-    std::fs::remove_file(&path).unwrap();
 }
