@@ -248,6 +248,15 @@ impl<S: Service> EventBus<S> {
                 Some(store) => {
                     let (kafka, (database, backlog)) =
                         tokio::join!(kafka_check, crate::health::outbox(store, timeout));
+                    if let Some(b) = &backlog {
+                        let table = store.table().to_owned();
+                        metrics::gauge!("eventbus_outbox_pending", "table" => table.clone())
+                            .set(b.pending as f64);
+                        metrics::gauge!("eventbus_outbox_oldest_pending_seconds", "table" => table.clone())
+                            .set(b.oldest_pending.map_or(0.0, |d| d.as_secs_f64()));
+                        metrics::gauge!("eventbus_outbox_dead", "table" => table)
+                            .set(b.dead as f64);
+                    }
                     health.kafka = Some(kafka);
                     health.database = Some(database);
                     health.backlog = backlog;
@@ -280,7 +289,9 @@ impl<S: Service> EventBus<S> {
         let id = envelope.id;
         match &self.core.backend {
             Backend::Transactional(t) => {
-                Self::insert::<E, T>(t, tx, &envelope).await?;
+                let written = Self::insert::<E, T>(t, tx, &envelope).await;
+                self.count_published(1, written.is_ok());
+                written?;
                 t.wake.notify_one();
                 Ok(id)
             }
@@ -322,6 +333,18 @@ impl<S: Service> EventBus<S> {
     /// Publishes many events of one type: Direct mode sends them all, then awaits every
     /// acknowledgement; the Transactional mode writes them in one transaction.
     pub async fn publish_all<E>(&self, events: &[E]) -> Result<Vec<Receipt>, PublishError>
+    where
+        E: Event + OwnedBy<S>,
+    {
+        let result = self.publish_all_uncounted(events).await;
+        if !matches!(self.core.backend, Backend::Testing(_)) {
+            // (Testing: each event went through `send`, which counted it.)
+            self.count_published(events.len(), result.is_ok());
+        }
+        result
+    }
+
+    async fn publish_all_uncounted<E>(&self, events: &[E]) -> Result<Vec<Receipt>, PublishError>
     where
         E: Event + OwnedBy<S>,
     {
@@ -500,8 +523,37 @@ impl<S: Service> EventBus<S> {
             .retain(|(i, _)| *i != id);
     }
 
-    /// Sends an envelope through the bus's mode.
+    /// Sends an envelope through the bus's mode, counted in the publish metrics.
     async fn send(&self, envelope: Envelope) -> Result<Receipt, PublishError> {
+        let started = std::time::Instant::now();
+        let result = self.deliver(envelope).await;
+        self.count_published(1, result.is_ok());
+        metrics::histogram!("eventbus_publish_duration_seconds", "service" => S::NAME, "mode" => self.mode_label())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// `eventbus_published_total` (or `eventbus_publish_failures_total`) by `events`.
+    fn count_published(&self, events: usize, ok: bool) {
+        let name = if ok {
+            "eventbus_published_total"
+        } else {
+            "eventbus_publish_failures_total"
+        };
+        metrics::counter!(name, "service" => S::NAME, "mode" => self.mode_label())
+            .increment(events as u64);
+    }
+
+    fn mode_label(&self) -> &'static str {
+        match self.mode() {
+            Mode::Transactional => "transactional",
+            Mode::Direct => "direct",
+            Mode::Testing => "testing",
+        }
+    }
+
+    /// Sends an envelope through the bus's mode.
+    async fn deliver(&self, envelope: Envelope) -> Result<Receipt, PublishError> {
         match &self.core.backend {
             Backend::Testing(recorder) => {
                 let receipt = Receipt::recorded(&envelope);

@@ -34,6 +34,7 @@ use crate::error::{DecodeError, HandlerError};
 use crate::event::{Event, RoutedTo, Service, Topic};
 use crate::filter::EventFilter;
 use crate::inbox::{Inbox, InboxTx};
+use crate::metrics::Counted;
 use crate::publisher::BoxFuture;
 use crate::testing::{HandlerFailure, Recorder};
 
@@ -195,36 +196,50 @@ impl RetryPolicy {
     }
 }
 
-/// Counters of a consumer.
+/// Counters of a consumer (also exported as `eventbus_consumer_*_total{group}`, see
+/// [`crate::metrics`]).
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
-    handled: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-    skipped: AtomicU64,
-    duplicates: AtomicU64,
+    handled: Counted,
+    retried: Counted,
+    dead_lettered: Counted,
+    skipped: Counted,
+    duplicates: Counted,
 }
 
 impl ConsumerStats {
+    /// The counters of group `group`, exported with its name.
+    fn new(group: &str) -> Self {
+        let counter =
+            |name: &'static str| Counted::new(metrics::counter!(name, "group" => group.to_owned()));
+        ConsumerStats {
+            handled: counter("eventbus_consumer_handled_total"),
+            retried: counter("eventbus_consumer_retried_total"),
+            dead_lettered: counter("eventbus_consumer_dead_lettered_total"),
+            skipped: counter("eventbus_consumer_skipped_total"),
+            duplicates: counter("eventbus_consumer_duplicates_total"),
+        }
+    }
+
     /// Records whose handlers all succeeded.
     pub fn handled(&self) -> u64 {
-        self.handled.load(Ordering::Relaxed)
+        self.handled.get()
     }
     /// Failed attempts that were retried.
     pub fn retried(&self) -> u64 {
-        self.retried.load(Ordering::Relaxed)
+        self.retried.get()
     }
     /// Records sent to the dead-letter topic.
     pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Ordering::Relaxed)
+        self.dead_lettered.get()
     }
     /// Records no handler wanted (filtered out, or of a type nobody handles): never deserialized.
     pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
+        self.skipped.get()
     }
     /// Redeliveries the inbox recognised and skipped.
     pub fn duplicates(&self) -> u64 {
-        self.duplicates.load(Ordering::Relaxed)
+        self.duplicates.get()
     }
 }
 
@@ -441,7 +456,7 @@ impl Engine {
             Some(inbox) => match Box::pin(inbox.begin(&self.group, envelope.id)).await {
                 Ok(Some(tx)) => Some(tx),
                 Ok(None) => {
-                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    self.stats.duplicates.add(1);
                     return Ok(());
                 }
                 Err(e) => return Err(("inbox".into(), e.into())),
@@ -486,7 +501,7 @@ impl Engine {
     ) -> Outcome {
         let (mut attempt, mut failed) = match first {
             None if !self.wants(envelope) => {
-                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                self.stats.skipped.add(1);
                 return Outcome::Done;
             }
             None => (0, None),
@@ -513,7 +528,7 @@ impl Engine {
                         attempts: attempt,
                     };
                 }
-                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                self.stats.retried.add(1);
                 tracing::warn!(event_id = %envelope.id, %handler, attempt, %error, "eventbus consumer: handler failed; retrying");
                 let mut stop = stop.clone();
                 tokio::select! {
@@ -540,7 +555,7 @@ impl Engine {
 
     fn succeeded(&self) {
         self.breaker.record(true);
-        self.stats.handled.fetch_add(1, Ordering::Relaxed);
+        self.stats.handled.add(1);
     }
 
     /// Awaits a handler: panics become errors, and an attempt past the policy's timeout fails.
@@ -567,7 +582,7 @@ impl Engine {
         }
         match self.attempt(envelope).await {
             Ok(()) => {
-                self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                self.stats.handled.add(1);
             }
             Err((handler, error)) => recorder.record_failure(HandlerFailure {
                 event_id: envelope.id,
@@ -694,7 +709,7 @@ impl<S: Service, T> Consumer<S, T> {
             retry: self.retry,
             inbox: self.inbox.clone(),
             breaker: Breaker::new(self.breaker.0, self.breaker.1),
-            stats: Arc::new(ConsumerStats::default()),
+            stats: Arc::new(ConsumerStats::new(&self.group)),
             fast,
         }
     }
@@ -1489,7 +1504,7 @@ impl KafkaRun {
             Some(route) if engine.filter.matches_headers(get) => route,
             // Nobody handles it, or the filter keeps it out: skipped, never decoded.
             _ => {
-                engine.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                engine.stats.skipped.add(1);
                 return Inline::Done;
             }
         };
@@ -1620,10 +1635,7 @@ impl KafkaRun {
             }
             match self.producer.send(record, Duration::from_secs(5)).await {
                 Ok(_) => {
-                    self.engine
-                        .stats
-                        .dead_lettered
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.engine.stats.dead_lettered.add(1);
                     tracing::error!(topic = %job.topic, partition = job.partition, offset = job.offset, %handler, %error, dlq = %topic,
                         "eventbus consumer: record sent to the dead-letter topic");
                     return;

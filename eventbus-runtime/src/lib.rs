@@ -98,6 +98,7 @@ pub mod inbox;
 mod include;
 pub mod kafka;
 mod key;
+pub mod metrics;
 pub mod outbox;
 mod publisher;
 pub mod relay;

@@ -13,7 +13,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
@@ -26,33 +25,49 @@ use tokio::task::JoinHandle;
 
 use crate::config::{KafkaConfig, OutboxConfig};
 use crate::error::{ConfigError, StartError};
+use crate::metrics::Counted;
 use crate::outbox::{Db, OutboxStore, PendingRow};
 
-/// Counters a relay keeps; cheap to read at any time.
+/// Counters a relay keeps; cheap to read at any time (also exported as
+/// `eventbus_relay_*_total{table}`, see [`crate::metrics`]).
 #[derive(Debug, Default)]
 pub struct RelayStats {
-    published: AtomicU64,
-    retried: AtomicU64,
-    dead: AtomicU64,
-    batches: AtomicU64,
+    published: Counted,
+    retried: Counted,
+    dead: Counted,
+    batches: Counted,
+}
+
+impl RelayStats {
+    /// The counters of the relay of outbox `table`, exported with its name.
+    fn new(table: &str) -> Self {
+        let counter =
+            |name: &'static str| Counted::new(metrics::counter!(name, "table" => table.to_owned()));
+        RelayStats {
+            published: counter("eventbus_relay_published_total"),
+            retried: counter("eventbus_relay_retried_total"),
+            dead: counter("eventbus_relay_dead_total"),
+            batches: counter("eventbus_relay_batches_total"),
+        }
+    }
 }
 
 impl RelayStats {
     /// Events acknowledged by Kafka.
     pub fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
+        self.published.get()
     }
     /// Failed attempts that will be retried.
     pub fn retried(&self) -> u64 {
-        self.retried.load(Ordering::Relaxed)
+        self.retried.get()
     }
     /// Events moved to the dead table.
     pub fn dead(&self) -> u64 {
-        self.dead.load(Ordering::Relaxed)
+        self.dead.get()
     }
     /// Batches sent.
     pub fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
+        self.batches.get()
     }
 }
 
@@ -131,11 +146,11 @@ impl Relay {
             )));
         }
         Ok(Relay {
-            store,
             producer: crate::kafka::producer(kafka)?,
             config,
             wake: Arc::new(Notify::new()),
-            stats: Arc::new(RelayStats::default()),
+            stats: Arc::new(RelayStats::new(&store.table)),
+            store,
         })
     }
 
@@ -325,10 +340,8 @@ impl Relay {
         self.store
             .sent(&sent, !self.config.retention.is_zero())
             .await?;
-        self.stats
-            .published
-            .fetch_add(sent.len() as u64, Ordering::Relaxed);
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.published.add(sent.len() as u64);
+        self.stats.batches.add(1);
         let failed_keys: HashSet<String> = failed
             .iter()
             .filter_map(|(row, _)| row.key.clone())
@@ -345,7 +358,7 @@ impl Relay {
                     "eventbus relay: event moved to the dead table");
                 self.dead_letter(row, &error).await;
                 self.store.kill(row.id, &error).await?;
-                self.stats.dead.fetch_add(1, Ordering::Relaxed);
+                self.stats.dead.add(1);
             } else {
                 tracing::warn!(event_id = %row.event_id, topic = %row.topic, attempt, %error,
                     "eventbus relay: publish failed; will retry");
@@ -357,7 +370,7 @@ impl Relay {
                         !outage,
                     )
                     .await?;
-                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                self.stats.retried.add(1);
             }
         }
         Ok(failed_keys)

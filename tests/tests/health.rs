@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use eventbus::{Check, EventBus, KafkaConfig, OutboxConfig};
 use eventbus_tests::{OrderPlaced, OrderPlacedTopic, Petstore};
-use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_the_broker_the_database_and_what_waits_in_the_outbox() {
@@ -100,14 +99,11 @@ async fn a_consumer_reports_running_joined_and_its_circuit() {
             .build()
             .await
             .unwrap();
-        let consumer = bus
-            .consumer(&format!("health-{}", Uuid::now_v7().simple()))
-            .subscribe::<OrderPlacedTopic>()
-            .on::<OrderPlaced, _>(|_e: OrderPlaced| async {})
-            .start()
-            .await
-            .unwrap();
-        assert!(consumer.ready(Duration::from_secs(30)).await);
+        let consumer = support::idle_order_consumer(
+            &bus,
+            &format!("health-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .await;
         let health = consumer.health();
         assert!(
             health.running && health.joined && !health.circuit_open,

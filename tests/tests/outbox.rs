@@ -8,23 +8,13 @@ mod support;
 
 use std::time::Duration;
 
-use eventbus::{Database, Event, EventBus, OutboxConfig, Service};
+use eventbus::{Database, Event, EventBus, Service};
 use eventbus_tests::{OrderPlaced, Petstore};
 use support::{Layer, Reader};
 use uuid::Uuid;
 
 async fn bus_on(layer: &Layer) -> EventBus<Petstore> {
-    EventBus::builder(Petstore)
-        .database(layer.store.database())
-        .kafka(layer.kafka.clone())
-        .outbox(OutboxConfig {
-            table: layer.table.clone(),
-            poll_interval: Duration::from_millis(100),
-            ..OutboxConfig::default()
-        })
-        .build()
-        .await
-        .expect("the bus starts")
+    support::transactional_bus(layer).await
 }
 
 /// Enqueues `events` in one transaction, then commits or rolls back.

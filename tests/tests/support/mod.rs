@@ -89,6 +89,42 @@ pub async fn real() -> Option<Layer> {
 }
 
 /// The layers to run: embedded always, real when available.
+/// A Transactional bus on `layer`'s database and Kafka, with its relay, polling every 100 ms.
+pub async fn transactional_bus(layer: &Layer) -> eventbus::EventBus<eventbus_tests::Petstore> {
+    eventbus::EventBus::builder(eventbus_tests::Petstore)
+        .database(layer.store.database())
+        .kafka(layer.kafka.clone())
+        .outbox(eventbus::OutboxConfig {
+            table: layer.table.clone(),
+            poll_interval: Duration::from_millis(100),
+            ..eventbus::OutboxConfig::default()
+        })
+        .build()
+        .await
+        .expect("the bus starts")
+}
+
+/// A consumer of `OrderPlaced` in group `group` that does nothing, once the group has assigned it
+/// partitions.
+pub async fn idle_order_consumer<S: eventbus::Service>(
+    bus: &eventbus::EventBus<S>,
+    group: &str,
+) -> eventbus::ConsumerHandle {
+    use eventbus_tests::{OrderPlaced, OrderPlacedTopic};
+    let consumer = bus
+        .consumer(group)
+        .subscribe::<OrderPlacedTopic>()
+        .on::<OrderPlaced, _>(|_e: OrderPlaced| async {})
+        .start()
+        .await
+        .expect("the consumer starts");
+    assert!(
+        consumer.ready(Duration::from_secs(30)).await,
+        "the group assigns partitions"
+    );
+    consumer
+}
+
 pub async fn layers() -> Vec<Layer> {
     let mut out = vec![embedded().await];
     out.extend(real().await);
