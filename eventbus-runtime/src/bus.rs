@@ -249,13 +249,7 @@ impl<S: Service> EventBus<S> {
                     let (kafka, (database, backlog)) =
                         tokio::join!(kafka_check, crate::health::outbox(store, timeout));
                     if let Some(b) = &backlog {
-                        let table = store.table().to_owned();
-                        metrics::gauge!("eventbus_outbox_pending", "table" => table.clone())
-                            .set(b.pending as f64);
-                        metrics::gauge!("eventbus_outbox_oldest_pending_seconds", "table" => table.clone())
-                            .set(b.oldest_pending.map_or(0.0, |d| d.as_secs_f64()));
-                        metrics::gauge!("eventbus_outbox_dead", "table" => table)
-                            .set(b.dead as f64);
+                        crate::metrics::set_backlog(store.table(), b);
                     }
                     health.kafka = Some(kafka);
                     health.database = Some(database);

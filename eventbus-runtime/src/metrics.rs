@@ -11,7 +11,7 @@
 //! | `eventbus_relay_retried_total` | counter | `table` | failed sends to be retried |
 //! | `eventbus_relay_dead_total` | counter | `table` | events moved to the dead table |
 //! | `eventbus_relay_batches_total` | counter | `table` | batches sent |
-//! | `eventbus_outbox_pending` | gauge | `table` | rows waiting, as of the last [`EventBus::health`](crate::EventBus::health) |
+//! | `eventbus_outbox_pending` | gauge | `table` | rows waiting, read every 5 s by each relay and by each [`EventBus::health`](crate::EventBus::health) |
 //! | `eventbus_outbox_oldest_pending_seconds` | gauge | `table` | the oldest waiting row's age, same |
 //! | `eventbus_outbox_dead` | gauge | `table` | dead rows, same |
 //! | `eventbus_consumer_handled_total` | counter | `group` | records whose handlers all succeeded |
@@ -21,6 +21,8 @@
 //! | `eventbus_consumer_duplicates_total` | counter | `group` | redeliveries the inbox skipped |
 
 use std::fmt;
+
+use crate::outbox::Backlog;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A count kept here (for `stats()`) and exported through the facade.
@@ -57,4 +59,13 @@ impl fmt::Debug for Counted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.get().fmt(f)
     }
+}
+
+/// Sets the outbox gauges of `table`.
+pub(crate) fn set_backlog(table: &str, backlog: &Backlog) {
+    let gauge = |name: &'static str| metrics::gauge!(name, "table" => table.to_owned());
+    gauge("eventbus_outbox_pending").set(backlog.pending as f64);
+    gauge("eventbus_outbox_oldest_pending_seconds")
+        .set(backlog.oldest_pending.map_or(0.0, |d| d.as_secs_f64()));
+    gauge("eventbus_outbox_dead").set(backlog.dead as f64);
 }

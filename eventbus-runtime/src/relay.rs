@@ -183,6 +183,8 @@ impl Relay {
         let mut listener = None;
         let mut idle = Duration::from_millis(1);
         let mut last_purge = Instant::now();
+        // The outbox gauges: read at the first pass, then every 5 s.
+        let mut last_gauges: Option<Instant> = None;
         let mut outage = 0u32;
         loop {
             if *stop.borrow() {
@@ -213,6 +215,15 @@ impl Relay {
                     continue;
                 }
             };
+            if last_gauges.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                last_gauges = Some(Instant::now());
+                match self.store.backlog().await {
+                    Ok(backlog) => crate::metrics::set_backlog(&self.store.table, &backlog),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "eventbus relay: cannot read the backlog")
+                    }
+                }
+            }
             if !self.config.retention.is_zero() && last_purge.elapsed() > Duration::from_secs(10) {
                 last_purge = Instant::now();
                 if let Err(e) = self.store.purge(self.config.retention).await {

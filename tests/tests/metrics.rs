@@ -146,6 +146,12 @@ async fn the_bus_the_relay_and_consumers_report_through_the_metrics_facade() {
             "{}: the exported count is the consumer's own",
             layer.name
         );
+        // The relay read the backlog on its first pass, before any health check.
+        assert!(
+            gauge(&format!("eventbus_outbox_pending{{table={}}}", layer.table)).is_some(),
+            "{}: the relay sets the outbox gauges",
+            layer.name
+        );
         let health = bus.health(Duration::from_secs(10)).await;
         assert_eq!(health.backlog.unwrap().pending, 0);
         assert_eq!(
