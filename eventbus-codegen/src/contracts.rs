@@ -104,15 +104,8 @@ fn used_types<'a>(
     fields: &[FieldSchema],
     out: &mut BTreeMap<String, &'a TypeDecl>,
 ) {
-    fn named(ty: &Ty) -> Option<&str> {
-        match ty {
-            Ty::Named(n) => Some(n),
-            Ty::List(t) | Ty::Map(t) => named(t),
-            _ => None,
-        }
-    }
     for f in fields {
-        if let Some(n) = named(&f.ty)
+        if let Some(n) = f.ty.named()
             && !out.contains_key(n)
             && let Some(t) = s.types.iter().find(|t| t.ident == n)
         {

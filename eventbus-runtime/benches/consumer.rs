@@ -19,9 +19,12 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::env;
 
 use eventbus::{Event, EventBus, Inbox, InboxTx, KafkaConfig, Service, SystemEvent, Topic};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -41,24 +44,9 @@ struct Work {
     data: String,
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let (Ok(url), Ok(brokers)) = (
-        std::env::var("EVENTBUS_TEST_DATABASE_URL"),
-        std::env::var("EVENTBUS_TEST_KAFKA_BROKERS"),
-    ) else {
-        eprintln!(
-            "consumer bench: set EVENTBUS_TEST_DATABASE_URL and EVENTBUS_TEST_KAFKA_BROKERS (eval \"$(scripts/services start)\")"
-        );
-        std::process::exit(2);
-    };
+    let (url, brokers) = support::services("consumer");
     let events: u64 = env("EVENTBUS_BENCH_EVENTS", 500_000);
     let inbox_events: u64 = env("EVENTBUS_BENCH_INBOX_EVENTS", 20_000);
     let kafka = KafkaConfig::new(&brokers);

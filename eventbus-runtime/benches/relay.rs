@@ -20,9 +20,12 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::env;
 
 use eventbus::{Database, KafkaConfig, OutboxConfig, OutboxStore, Relay};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -31,24 +34,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let (Ok(url), Ok(brokers)) = (
-        std::env::var("EVENTBUS_TEST_DATABASE_URL"),
-        std::env::var("EVENTBUS_TEST_KAFKA_BROKERS"),
-    ) else {
-        eprintln!(
-            "relay bench: set EVENTBUS_TEST_DATABASE_URL and EVENTBUS_TEST_KAFKA_BROKERS (eval \"$(scripts/services start)\")"
-        );
-        std::process::exit(2);
-    };
+    let (url, brokers) = support::services("relay");
     let events: i64 = env("EVENTBUS_BENCH_EVENTS", 200_000);
     let relays: usize = env("EVENTBUS_BENCH_RELAYS", 2);
     let batch: usize = env("EVENTBUS_BENCH_BATCH", 2000);

@@ -104,8 +104,14 @@ struct Core {
     /// Consumers started on a Testing bus: published events are dispatched to them.
     local: RwLock<Vec<(u64, Arc<Engine>)>>,
     next_id: AtomicU64,
-    /// The client health checks ask the brokers with, made on the first check.
+    /// The client health checks of a Transactional bus ask the brokers with, made on the first
+    /// check (a Direct bus asks with its producer).
     health_client: std::sync::OnceLock<Result<rdkafka::producer::FutureProducer, String>>,
+    /// `eventbus_published_total`, `eventbus_publish_failures_total` and
+    /// `eventbus_publish_duration_seconds` of this bus, registered once.
+    published: metrics::Counter,
+    publish_failures: metrics::Counter,
+    publish_duration: metrics::Histogram,
 }
 
 pub(crate) enum Backend {
@@ -141,12 +147,21 @@ impl<S: Service> EventBus<S> {
     }
 
     pub(crate) fn with_backend(backend: Backend) -> Self {
+        let mode = match backend {
+            Backend::Transactional(_) => "transactional",
+            Backend::Direct(_) => "direct",
+            Backend::Testing(_) => "testing",
+        };
+        let labels = [("service", S::NAME), ("mode", mode)];
         EventBus {
             core: Arc::new(Core {
                 backend,
                 local: RwLock::new(Vec::new()),
                 next_id: AtomicU64::new(1),
                 health_client: std::sync::OnceLock::new(),
+                published: metrics::counter!("eventbus_published_total", &labels),
+                publish_failures: metrics::counter!("eventbus_publish_failures_total", &labels),
+                publish_duration: metrics::histogram!("eventbus_publish_duration_seconds", &labels),
             }),
             context: EventContext::default(),
             _service: PhantomData,
@@ -243,7 +258,7 @@ impl<S: Service> EventBus<S> {
             backlog: None,
         };
         if let Some(kafka) = self.kafka() {
-            let kafka_check = crate::health::kafka(&self.core.health_client, &kafka, timeout);
+            let kafka_check = crate::health::kafka(self.health_client(&kafka), &kafka, timeout);
             match self.outbox() {
                 Some(store) => {
                     let (kafka, (database, backlog)) =
@@ -259,6 +274,22 @@ impl<S: Service> EventBus<S> {
             }
         }
         health
+    }
+
+    /// The client a health check asks the brokers with: the Direct mode's own producer, else one
+    /// made on the first check.
+    fn health_client(
+        &self,
+        kafka: &crate::KafkaConfig,
+    ) -> Result<rdkafka::producer::FutureProducer, String> {
+        match &self.core.backend {
+            Backend::Direct(d) => Ok(d.producer.clone()),
+            _ => self
+                .core
+                .health_client
+                .get_or_init(|| kafka.client_config().create().map_err(|e| e.to_string()))
+                .clone(),
+        }
     }
 
     /// The counters of the relay this bus runs in process, if it runs one.
@@ -522,28 +553,20 @@ impl<S: Service> EventBus<S> {
         let started = std::time::Instant::now();
         let result = self.deliver(envelope).await;
         self.count_published(1, result.is_ok());
-        metrics::histogram!("eventbus_publish_duration_seconds", "service" => S::NAME, "mode" => self.mode_label())
+        self.core
+            .publish_duration
             .record(started.elapsed().as_secs_f64());
         result
     }
 
     /// `eventbus_published_total` (or `eventbus_publish_failures_total`) by `events`.
     fn count_published(&self, events: usize, ok: bool) {
-        let name = if ok {
-            "eventbus_published_total"
+        let counter = if ok {
+            &self.core.published
         } else {
-            "eventbus_publish_failures_total"
+            &self.core.publish_failures
         };
-        metrics::counter!(name, "service" => S::NAME, "mode" => self.mode_label())
-            .increment(events as u64);
-    }
-
-    fn mode_label(&self) -> &'static str {
-        match self.mode() {
-            Mode::Transactional => "transactional",
-            Mode::Direct => "direct",
-            Mode::Testing => "testing",
-        }
+        counter.increment(events as u64);
     }
 
     /// Sends an envelope through the bus's mode.

@@ -724,7 +724,6 @@ impl<S: Service, T> Consumer<S, T> {
             inbox.migrate().await.map_err(SubscribeError::Inbox)?;
         }
         let engine = Arc::new(self.engine());
-        let stats = Arc::clone(&engine.stats);
         let (stop, stopped) = watch::channel(false);
         match self.bus.kafka() {
             None => {
@@ -734,7 +733,6 @@ impl<S: Service, T> Consumer<S, T> {
                 Ok(ConsumerHandle {
                     stop,
                     task: None,
-                    stats,
                     unregister: Some(Box::new(move || bus.unregister_local(id))),
                     ready: None,
                     engine,
@@ -761,7 +759,6 @@ impl<S: Service, T> Consumer<S, T> {
                 Ok(ConsumerHandle {
                     stop,
                     task: Some(task),
-                    stats,
                     unregister: None,
                     ready: Some(ready),
                     engine,
@@ -772,51 +769,49 @@ impl<S: Service, T> Consumer<S, T> {
 }
 
 impl<S: Service, T: Topic> Consumer<S, T> {
-    /// Handles `E` events arriving on `T`. `E` must be routed to `T`: a handler for an event that
-    /// never arrives there does not compile.
-    pub fn on<E, H>(mut self, handler: H) -> Self
-    where
-        E: RoutedTo<T>,
-        H: Handler<E>,
-    {
-        let handler = Arc::new(handler);
+    /// Adds the route of `E` events on `T` to handler `H` (its name shows in logs and dead
+    /// letters).
+    fn route<E: Event, H>(mut self, call: ErasedTyped) -> Self {
         self.routes.push(Route {
             topic: T::NAME,
             event_type: E::EVENT_TYPE,
             name: std::any::type_name::<H>(),
-            call: Arc::new(move |payload: &[u8], tx: Option<InboxTx>| {
-                let event: E = serde_json::from_slice(payload)?;
-                let fut = handler.handle(event);
-                Ok(Box::pin(async move { fut.await.map(|()| tx) }) as HandlerFuture)
-            }),
+            call,
         });
         self
     }
 
+    /// Handles `E` events arriving on `T`. `E` must be routed to `T`: a handler for an event that
+    /// never arrives there does not compile.
+    pub fn on<E, H>(self, handler: H) -> Self
+    where
+        E: RoutedTo<T>,
+        H: Handler<E>,
+    {
+        self.route::<E, H>(Arc::new(move |payload: &[u8], tx: Option<InboxTx>| {
+            let event: E = serde_json::from_slice(payload)?;
+            let fut = handler.handle(event);
+            Ok(Box::pin(async move { fut.await.map(|()| tx) }) as HandlerFuture)
+        }))
+    }
+
     /// Handles `E` events inside the inbox transaction (requires [`Consumer::inbox`]): the
     /// handler's writes and the inbox row commit together, so effects happen exactly once.
-    pub fn on_tx<E, H>(mut self, handler: H) -> Self
+    pub fn on_tx<E, H>(self, handler: H) -> Self
     where
         E: RoutedTo<T>,
         H: TxHandler<E>,
     {
-        let handler = Arc::new(handler);
-        self.routes.push(Route {
-            topic: T::NAME,
-            event_type: E::EVENT_TYPE,
-            name: std::any::type_name::<H>(),
-            call: Arc::new(move |payload: &[u8], tx: Option<InboxTx>| {
-                let event: E = serde_json::from_slice(payload)?;
-                let Some(tx) = tx else {
-                    return Ok(Box::pin(std::future::ready(Err(HandlerError::from(
-                        "`on_tx` needs an inbox: add `.inbox(Inbox::postgres(pool, \"eventbus_inbox\")?)` to the consumer",
-                    )))) as HandlerFuture);
-                };
-                let fut = handler.handle(event, tx);
-                Ok(Box::pin(async move { fut.await.map(Some) }) as HandlerFuture)
-            }),
-        });
-        self
+        self.route::<E, H>(Arc::new(move |payload: &[u8], tx: Option<InboxTx>| {
+            let event: E = serde_json::from_slice(payload)?;
+            let Some(tx) = tx else {
+                return Ok(Box::pin(std::future::ready(Err(HandlerError::from(
+                    "`on_tx` needs an inbox: add `.inbox(Inbox::postgres(pool, \"eventbus_inbox\")?)` to the consumer",
+                )))) as HandlerFuture);
+            };
+            let fut = handler.handle(event, tx);
+            Ok(Box::pin(async move { fut.await.map(Some) }) as HandlerFuture)
+        }))
     }
 }
 
@@ -824,7 +819,6 @@ impl<S: Service, T: Topic> Consumer<S, T> {
 pub struct ConsumerHandle {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
-    stats: Arc<ConsumerStats>,
     /// Testing mode: removes the consumer from the bus's local dispatch at once.
     unregister: Option<Box<dyn FnOnce() + Send + Sync>>,
     /// Kafka: turns true once the group assigned partitions to this member.
@@ -855,7 +849,7 @@ impl ConsumerHealth {
 impl std::fmt::Debug for ConsumerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerHandle")
-            .field("stats", &self.stats)
+            .field("stats", &self.engine.stats)
             .finish_non_exhaustive()
     }
 }
@@ -875,7 +869,7 @@ impl ConsumerHandle {
 
     /// The consumer's counters.
     pub fn stats(&self) -> Arc<ConsumerStats> {
-        Arc::clone(&self.stats)
+        Arc::clone(&self.engine.stats)
     }
 
     /// Waits until the consumer group has assigned this member its partitions (at once in the

@@ -5,7 +5,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer as _};
 
 use crate::bus::Mode;
@@ -87,19 +86,15 @@ impl fmt::Display for Health {
     }
 }
 
-/// Asks the brokers for their metadata with `client` (or a client made from `kafka` once).
+/// Asks the brokers of `kafka` for their metadata with `producer`'s client.
 pub(crate) async fn kafka(
-    client: &std::sync::OnceLock<Result<FutureProducer, String>>,
+    producer: Result<FutureProducer, String>,
     kafka: &KafkaConfig,
     timeout: Duration,
 ) -> Check {
     let started = Instant::now();
-    let producer = client.get_or_init(|| {
-        let config: ClientConfig = kafka.client_config();
-        config.create().map_err(|e| e.to_string())
-    });
     let producer = match producer {
-        Ok(p) => p.clone(),
+        Ok(p) => p,
         Err(error) => {
             return Check::Down {
                 error: format!("cannot create a Kafka client: {error}"),

@@ -22,6 +22,8 @@ use crate::outbox::check_table_name;
 pub struct Inbox {
     db: InboxDb,
     table: Arc<str>,
+    /// The statement that claims an event id, built once (it runs for every record).
+    claim: Arc<str>,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +66,12 @@ impl InboxTx {
     }
 }
 
+/// The statement that claims an event for a consumer; `a` and `b` are the dialect's placeholders.
+fn claim_statement(table: &str, a: &str, b: &str) -> Arc<str> {
+    format!("INSERT INTO {table} (consumer, event_id) VALUES ({a}, {b}) ON CONFLICT DO NOTHING")
+        .into()
+}
+
 fn sql(s: String) -> AssertSqlSafe<String> {
     // Built from constants and a validated table name.
     AssertSqlSafe(s)
@@ -75,6 +83,7 @@ impl Inbox {
         check_table_name(table)?;
         Ok(Inbox {
             db: InboxDb::Postgres(pool),
+            claim: claim_statement(table, "$1", "$2"),
             table: table.into(),
         })
     }
@@ -84,6 +93,7 @@ impl Inbox {
         check_table_name(table)?;
         Ok(Inbox {
             db: InboxDb::Sqlite(pool),
+            claim: claim_statement(table, "?1", "?2"),
             table: table.into(),
         })
     }
@@ -121,34 +131,23 @@ impl Inbox {
         consumer: &str,
         event_id: Uuid,
     ) -> Result<Option<InboxTx>, sqlx::Error> {
-        let t = &self.table;
+        // The same steps on either pool; only the transaction's type differs.
+        macro_rules! claim {
+            ($pool:expr, $variant:path) => {{
+                let mut tx = $pool.begin().await?;
+                let fresh = sqlx::query(AssertSqlSafe(self.claim.to_string()))
+                    .bind(consumer)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                Ok(fresh.then_some($variant(tx)))
+            }};
+        }
         match &self.db {
-            InboxDb::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let fresh = sqlx::query(sql(format!(
-                    "INSERT INTO {t} (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-                )))
-                .bind(consumer)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                Ok(fresh.then_some(InboxTx::Postgres(tx)))
-            }
-            InboxDb::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let fresh = sqlx::query(sql(format!(
-                    "INSERT INTO {t} (consumer, event_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
-                )))
-                .bind(consumer)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                Ok(fresh.then_some(InboxTx::Sqlite(tx)))
-            }
+            InboxDb::Postgres(pool) => claim!(pool, InboxTx::Postgres),
+            InboxDb::Sqlite(pool) => claim!(pool, InboxTx::Sqlite),
         }
     }
 

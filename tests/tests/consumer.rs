@@ -16,17 +16,8 @@ use eventbus::{
     Category, Database, EventBus, EventContext, EventFilter, Inbox, InboxTx, RetryPolicy,
 };
 use eventbus_tests::{Job, JobTopic, OrderPlaced, OrderPlacedTopic, Petstore};
-use support::{Layer, Reader};
+use support::{Layer, Reader, direct_bus};
 use uuid::Uuid;
-
-async fn direct_bus(layer: &Layer) -> EventBus<Petstore> {
-    EventBus::builder(Petstore)
-        .kafka(layer.kafka.clone())
-        .direct()
-        .build()
-        .await
-        .unwrap()
-}
 
 fn run_id() -> String {
     Uuid::now_v7().simple().to_string()

@@ -93,12 +93,7 @@ async fn a_consumer_reports_running_joined_and_its_circuit() {
     local.shutdown().await;
 
     for layer in support::layers().await {
-        let bus = EventBus::builder(Petstore)
-            .kafka(layer.kafka.clone())
-            .direct()
-            .build()
-            .await
-            .unwrap();
+        let bus = support::direct_bus(&layer).await;
         let consumer = support::idle_order_consumer(
             &bus,
             &format!("health-{}", uuid::Uuid::now_v7().simple()),

@@ -144,12 +144,7 @@ async fn round_trip_real() {
 async fn direct_mode_awaits_the_ack() {
     for layer in support::layers().await {
         let reader = Reader::at_end(&layer.kafka, OrderPlaced::TOPIC).await;
-        let bus = EventBus::builder(Petstore)
-            .kafka(layer.kafka.clone())
-            .direct()
-            .build()
-            .await
-            .unwrap();
+        let bus = support::direct_bus(&layer).await;
         let one = OrderPlaced {
             order_id: Uuid::now_v7(),
             total_cents: 1,

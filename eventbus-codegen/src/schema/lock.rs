@@ -159,16 +159,11 @@ fn shape(
     visiting: &mut BTreeSet<String>,
     out: &mut BTreeMap<String, String>,
 ) {
-    fn named(ty: &Ty) -> Option<&str> {
-        match ty {
-            Ty::Named(n) => Some(n),
-            Ty::List(t) | Ty::Map(t) => named(t),
-            _ => None,
-        }
-    }
     for f in fields {
         let path = format!("{prefix}{}", f.wire);
-        let decl = named(&f.ty).and_then(|n| s.types.iter().find(|t| t.ident == n));
+        let decl =
+            f.ty.named()
+                .and_then(|n| s.types.iter().find(|t| t.ident == n));
         let mut ty = f.ty.schema_name();
         if let Some(super::TypeDecl {
             kind: super::TypeKind::Enum(variants),

@@ -78,6 +78,15 @@ impl IntTy {
 }
 
 impl Ty {
+    /// The declared type this type names, through lists and maps (`[Money]` → `Money`).
+    pub fn named(&self) -> Option<&str> {
+        match self {
+            Ty::Named(n) => Some(n),
+            Ty::List(t) | Ty::Map(t) => t.named(),
+            _ => None,
+        }
+    }
+
     /// The type as written in a schema (`list<Money>`), also its form in the lock file.
     pub fn schema_name(&self) -> String {
         match self {

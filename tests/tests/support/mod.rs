@@ -89,6 +89,16 @@ pub async fn real() -> Option<Layer> {
 }
 
 /// The layers to run: embedded always, real when available.
+/// A Direct bus on `layer`'s Kafka.
+pub async fn direct_bus(layer: &Layer) -> eventbus::EventBus<eventbus_tests::Petstore> {
+    eventbus::EventBus::builder(eventbus_tests::Petstore)
+        .kafka(layer.kafka.clone())
+        .direct()
+        .build()
+        .await
+        .expect("the bus starts")
+}
+
 /// A Transactional bus on `layer`'s database and Kafka, with its relay, polling every 100 ms.
 pub async fn transactional_bus(layer: &Layer) -> eventbus::EventBus<eventbus_tests::Petstore> {
     eventbus::EventBus::builder(eventbus_tests::Petstore)
