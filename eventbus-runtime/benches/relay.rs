@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::env;
 
-use eventbus::{Database, KafkaConfig, OutboxConfig, OutboxStore, Relay};
+use eventbus::outbox::OutboxStore;
+use eventbus::relay::Relay;
+use eventbus::{Database, KafkaConfig, OutboxConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -46,7 +48,9 @@ async fn main() {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let table = format!("bench_{}", &run[20..]);
     let topic = format!("eventbus.bench.{}", &run[20..]);
-    let store = eventbus::connect(Database::Url(url), &table).await.unwrap();
+    let store = eventbus::outbox::connect(Database::Url(url), &table)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let Database::Postgres(pool) = store.database() else {
         panic!("the bench runs on PostgreSQL")

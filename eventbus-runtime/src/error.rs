@@ -1,4 +1,5 @@
-//! Error types.
+//! Every error type of the crate, in one place: what each says names the thing that is wrong and
+//! what to do.
 
 use uuid::Uuid;
 
@@ -21,6 +22,7 @@ pub enum PublishError {
     #[error("invalid event: {0}")]
     Invalid(String),
     /// Kafka did not take the event (Direct mode).
+    #[cfg(feature = "kafka")]
     #[error("Kafka did not accept event {event_id} for topic `{topic}`: {source}")]
     Kafka {
         /// The event id.
@@ -32,6 +34,7 @@ pub enum PublishError {
         source: rdkafka::error::KafkaError,
     },
     /// The outbox write failed (Transactional mode); the caller's transaction should roll back.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     #[error("cannot write event {event_id} to the outbox table `{table}`: {source}")]
     Outbox {
         /// The event id.
@@ -50,7 +53,7 @@ pub enum PublishError {
         /// The mode it needs.
         needs: &'static str,
         /// The bus's mode.
-        mode: crate::Mode,
+        mode: crate::config::Mode,
     },
 }
 
@@ -87,6 +90,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The database is unreachable or refused the migration.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     #[error("cannot use the database at {url}: {source}; check the URL and that the server is up")]
     Database {
         /// The URL, without its password.
@@ -96,6 +100,7 @@ pub enum StartError {
         source: sqlx::Error,
     },
     /// The Kafka client could not be created.
+    #[cfg(feature = "kafka")]
     #[error(
         "cannot create the Kafka client for {servers}: {source}; check the bootstrap servers and properties"
     )]
@@ -146,3 +151,62 @@ pub enum DecodeError {
 
 /// The error a handler returns.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a consumer could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// `start` was called before any handler was added.
+    #[error(
+        "the consumer `{group}` has no handlers: add one with `.on::<Event, _>(handler)` before `start`"
+    )]
+    NoHandlers {
+        /// The consumer group.
+        group: String,
+    },
+    /// The Kafka consumer could not be created or subscribed.
+    #[cfg(feature = "kafka")]
+    #[error("cannot consume {topics:?} as group `{group}`: {source}")]
+    Kafka {
+        /// The group.
+        group: String,
+        /// The topics.
+        topics: Vec<&'static str>,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The inbox table could not be created.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[error("cannot create the inbox table: {0}")]
+    Inbox(#[source] sqlx::Error),
+    /// The bus has no transport this build can consume from.
+    #[error(
+        "the consumer `{group}` cannot start on a {mode:?} bus: its consumers read from Kafka, and this build of eventbus has no `kafka` feature; enable it in Cargo.toml"
+    )]
+    NoTransport {
+        /// The group.
+        group: String,
+        /// The bus's mode.
+        mode: crate::config::Mode,
+    },
+}
+
+/// Why a relay stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The relay task panicked or was aborted.
+    #[error("the relay task ended abnormally: {0}")]
+    Task(String),
+}
+
+/// Why a replay of a dead-letter topic failed.
+#[cfg(feature = "kafka")]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot replay the dead-letter topic `{dead_letter_topic}`: {source}")]
+pub struct ReplayError {
+    pub(crate) dead_letter_topic: String,
+    #[source]
+    pub(crate) source: rdkafka::error::KafkaError,
+}

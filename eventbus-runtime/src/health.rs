@@ -5,11 +5,19 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, Producer as _};
 
-use crate::bus::Mode;
+#[cfg(feature = "kafka")]
 use crate::config::KafkaConfig;
+use crate::config::Mode;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::outbox::{Backlog, OutboxStore};
+
+/// What waits in an outbox (a build without a database has none).
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backlog {}
 
 /// One dependency's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +65,16 @@ pub struct Health {
 }
 
 impl Health {
+    /// Nothing checked yet.
+    pub(crate) fn of(mode: Mode) -> Self {
+        Health {
+            mode,
+            kafka: None,
+            database: None,
+            backlog: None,
+        }
+    }
+
     /// True when every dependency checked answered. The backlog is for alerting (a growing
     /// `oldest_pending`, dead rows) rather than for taking an instance out of service: the outbox
     /// keeps accepting events while the broker is away.
@@ -75,6 +93,7 @@ impl fmt::Display for Health {
         if let Some(database) = &self.database {
             write!(f, "; database {database}")?;
         }
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
         if let Some(b) = &self.backlog {
             write!(f, "; outbox {} pending", b.pending)?;
             if let Some(age) = b.oldest_pending {
@@ -86,6 +105,7 @@ impl fmt::Display for Health {
     }
 }
 
+#[cfg(feature = "kafka")]
 /// Asks the brokers of `kafka` for their metadata with `producer`'s client.
 pub(crate) async fn kafka(
     producer: Result<FutureProducer, String>,
@@ -125,6 +145,7 @@ pub(crate) async fn kafka(
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Reads the outbox's backlog: the database check and what waits.
 pub(crate) async fn outbox(store: &OutboxStore, timeout: Duration) -> (Check, Option<Backlog>) {
     let started = Instant::now();

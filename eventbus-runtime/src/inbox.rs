@@ -9,13 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgConnection;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::AssertSqlSafe;
+#[cfg(feature = "postgres")]
+use sqlx::{PgPool, Postgres, postgres::PgConnection};
+#[cfg(feature = "sqlite")]
+use sqlx::{Sqlite, SqlitePool, sqlite::SqliteConnection};
 use uuid::Uuid;
 
+use crate::config::check_table_name;
 use crate::error::{ConfigError, HandlerError};
-use crate::outbox::check_table_name;
 
 /// The inbox table of a consumer's database.
 #[derive(Clone, Debug)]
@@ -28,7 +30,9 @@ pub struct Inbox {
 
 #[derive(Clone, Debug)]
 enum InboxDb {
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
 }
 
@@ -36,31 +40,41 @@ enum InboxDb {
 #[derive(Debug)]
 pub enum InboxTx {
     /// On PostgreSQL.
+    #[cfg(feature = "postgres")]
     Postgres(sqlx::Transaction<'static, Postgres>),
     /// On SQLite.
+    #[cfg(feature = "sqlite")]
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
 impl InboxTx {
     /// The PostgreSQL connection of the transaction.
+    #[cfg(feature = "postgres")]
     pub fn postgres(&mut self) -> Result<&mut PgConnection, HandlerError> {
         match self {
+            #[cfg(feature = "postgres")]
             InboxTx::Postgres(tx) => Ok(&mut **tx),
+            #[cfg(feature = "sqlite")]
             InboxTx::Sqlite(_) => Err("the inbox is on SQLite, not PostgreSQL".into()),
         }
     }
 
     /// The SQLite connection of the transaction.
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(&mut self) -> Result<&mut SqliteConnection, HandlerError> {
         match self {
+            #[cfg(feature = "sqlite")]
             InboxTx::Sqlite(tx) => Ok(&mut **tx),
+            #[cfg(feature = "postgres")]
             InboxTx::Postgres(_) => Err("the inbox is on PostgreSQL, not SQLite".into()),
         }
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
+            #[cfg(feature = "postgres")]
             InboxTx::Postgres(tx) => tx.commit().await,
+            #[cfg(feature = "sqlite")]
             InboxTx::Sqlite(tx) => tx.commit().await,
         }
     }
@@ -79,6 +93,7 @@ fn sql(s: String) -> AssertSqlSafe<String> {
 
 impl Inbox {
     /// The inbox `table` (e.g. `eventbus_inbox`) in a PostgreSQL database.
+    #[cfg(feature = "postgres")]
     pub fn postgres(pool: PgPool, table: &str) -> Result<Self, ConfigError> {
         check_table_name(table)?;
         Ok(Inbox {
@@ -89,6 +104,7 @@ impl Inbox {
     }
 
     /// The inbox `table` in a SQLite database.
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(pool: SqlitePool, table: &str) -> Result<Self, ConfigError> {
         check_table_name(table)?;
         Ok(Inbox {
@@ -102,6 +118,7 @@ impl Inbox {
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         let t = &self.table;
         match &self.db {
+            #[cfg(feature = "postgres")]
             InboxDb::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(7201604191)").execute(&mut *tx).await?;
@@ -114,6 +131,7 @@ impl Inbox {
                 .await?;
                 tx.commit().await
             }
+            #[cfg(feature = "sqlite")]
             InboxDb::Sqlite(pool) => sqlx::raw_sql(sql(format!(
                 "CREATE TABLE IF NOT EXISTS {t} (consumer TEXT NOT NULL, event_id BLOB NOT NULL, \
                  processed_at INTEGER NOT NULL DEFAULT (unixepoch()), PRIMARY KEY (consumer, event_id)); \
@@ -146,7 +164,9 @@ impl Inbox {
             }};
         }
         match &self.db {
+            #[cfg(feature = "postgres")]
             InboxDb::Postgres(pool) => claim!(pool, InboxTx::Postgres),
+            #[cfg(feature = "sqlite")]
             InboxDb::Sqlite(pool) => claim!(pool, InboxTx::Sqlite),
         }
     }
@@ -155,6 +175,7 @@ impl Inbox {
     pub async fn purge(&self, age: Duration) -> Result<u64, sqlx::Error> {
         let t = &self.table;
         Ok(match &self.db {
+            #[cfg(feature = "postgres")]
             InboxDb::Postgres(pool) => sqlx::query(sql(format!(
                 "DELETE FROM {t} WHERE processed_at < now() - make_interval(secs => $1)"
             )))
@@ -162,6 +183,7 @@ impl Inbox {
             .execute(pool)
             .await?
             .rows_affected(),
+            #[cfg(feature = "sqlite")]
             InboxDb::Sqlite(pool) => sqlx::query(sql(format!(
                 "DELETE FROM {t} WHERE processed_at < unixepoch() - ?1"
             )))
@@ -176,12 +198,14 @@ impl Inbox {
     pub async fn processed(&self, consumer: &str) -> Result<i64, sqlx::Error> {
         let t = &self.table;
         match &self.db {
+            #[cfg(feature = "postgres")]
             InboxDb::Postgres(pool) => {
                 sqlx::query_scalar(sql(format!("SELECT count(*) FROM {t} WHERE consumer = $1")))
                     .bind(consumer)
                     .fetch_one(pool)
                     .await
             }
+            #[cfg(feature = "sqlite")]
             InboxDb::Sqlite(pool) => {
                 sqlx::query_scalar(sql(format!("SELECT count(*) FROM {t} WHERE consumer = ?1")))
                     .bind(consumer)

@@ -81,58 +81,64 @@
 //!
 //! # Modes (AD-003)
 //!
-//! [`EventBus::testing`] records in memory and dispatches to local subscriptions. The
-//! Transactional (outbox) and Direct (Kafka) modes share the same typed API.
+//! [`EventBus::testing`] records in memory and delivers to local consumers. The Transactional
+//! (outbox) and Direct (Kafka) modes share the same typed API.
+//!
+//! # Features
+//!
+//! | feature | enables | pulls in |
+//! |---|---|---|
+//! | `derive` | `#[derive(DomainEvent)]` and its siblings, `#[derive(Service)]`, `#[derive(Topic)]` | `eventbus-derive` |
+//! | `kafka` | the Direct mode, the relay, Kafka consumers, dead-letter topics, the embedded broker | `rdkafka` (librdkafka, built from source) |
+//! | `postgres` | the Transactional mode's outbox and the inbox on PostgreSQL | `sqlx` (postgres) |
+//! | `sqlite` | the same on SQLite, and the embedded default database | `sqlx` (sqlite) |
+//!
+//! All four are on by default. The Testing mode needs none of them.
+//!
+//! # Where things are
+//!
+//! The root holds what a service writes; the rest lives in its module: [`bus`] (the modes, the
+//! builder, the Testing recorder), [`config`], [`consumer`], [`envelope`], [`event`], [`error`],
+//! [`outbox`], [`relay`], [`dlq`], [`inbox`], [`health`], [`kafka`], [`types`].
 
-mod builder;
-mod bus;
+pub mod bus;
 pub mod config;
-pub mod config_file;
 pub mod consumer;
-mod envelope;
-mod error;
+#[cfg(feature = "kafka")]
+pub mod dlq;
+pub mod envelope;
+pub mod error;
 pub mod event;
 mod filter;
-mod health;
+pub mod health;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod inbox;
 mod include;
+#[cfg(feature = "kafka")]
 pub mod kafka;
-mod key;
-pub mod metrics;
+mod metrics;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod outbox;
-mod publisher;
+#[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]
 pub mod relay;
-pub mod routing;
-mod testing;
 pub mod types;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use builder::{Builder, Database, connect};
-pub use bus::{EventBus, Mode, Receipt, TopicPublisher};
-pub use config::{Backoff, KafkaConfig, OutboxConfig, Secret};
-pub use consumer::{
-    Consumer, ConsumerHandle, ConsumerHealth, ConsumerStats, EventHandler, Handler,
-    IntoHandlerResult, RetryPolicy, SubscribeError, Subscription, SubscriptionHandle, TxHandler,
-    sync_handler,
-};
-pub use envelope::{Envelope, EventContext, headers};
-pub use error::{ConfigError, DecodeError, HandlerError, PublishError, StartError};
+pub use bus::{EventBus, Receipt};
+pub use config::{Database, KafkaConfig, Mode, OutboxConfig};
+pub use consumer::RetryPolicy;
+pub use envelope::{Envelope, EventContext};
+pub use error::{HandlerError, PublishError, StartError};
 pub use event::{
-    AuditEvent, Category, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy,
-    RoutedTo, Service, SystemEvent, Topic, category,
+    AuditEvent, Category, DomainEvent, Event, IntegrationEvent, NotificationEvent, Service,
+    SystemEvent, Topic,
 };
 pub use filter::EventFilter;
-pub use health::{Check, Health};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use inbox::{Inbox, InboxTx};
-pub use kafka::EmbeddedKafka;
-pub use key::PartitionKey;
-pub use outbox::{Backlog, OutboxStore, OutboxTransaction, Replay};
-pub use publisher::{BoxFuture, EventPublisher, RawEvent};
-pub use relay::{Relay, RelayHandle, RelayStats};
-pub use testing::{HandlerFailure, Recorder};
 
 /// The derives: `#[derive(DomainEvent)]` and its siblings, `#[derive(Service)]`,
 /// `#[derive(Topic)]`.
@@ -140,3 +146,12 @@ pub use testing::{HandlerFailure, Recorder};
 pub use eventbus_derive::{
     AuditEvent, DomainEvent, IntegrationEvent, NotificationEvent, Service, SystemEvent, Topic,
 };
+
+/// A boxed, sendable future: what the publish methods return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Locks `m`, through a poisoned lock: the state behind each of the crate's locks stays valid when
+/// a holder panics (they hold no invariant across a panic point).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

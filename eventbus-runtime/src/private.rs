@@ -1,11 +1,10 @@
 //! What generated code reaches the runtime through (`eventbus::__private`). Not a public API.
 
+pub use crate::event::routing::MAX_TOPIC_LEN;
 pub use crate::event::{
-    AuditEvent, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy, RoutedTo,
-    Service, SystemEvent, Topic, category,
+    AuditEvent, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy, PartitionKey,
+    RoutedTo, Service, SystemEvent, Topic, category,
 };
-pub use crate::key::PartitionKey;
-pub use crate::routing::MAX_TOPIC_LEN;
 pub use crate::{BoxFuture, EventBus, PublishError, Receipt};
 pub use std::string::String;
 

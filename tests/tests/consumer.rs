@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eventbus::consumer::dlq;
+use eventbus::dlq;
 use eventbus::{
     Category, Database, EventBus, EventContext, EventFilter, Inbox, InboxTx, RetryPolicy,
 };
@@ -110,7 +110,7 @@ async fn a_poison_event_goes_to_the_dlq_while_other_keys_flow_and_replays_once_f
         assert!(
             d.header(dlq::ORIGINAL_OFFSET).is_some() && d.header(dlq::ORIGINAL_PARTITION).is_some()
         );
-        assert!(d.header(dlq::HANDLER).is_some());
+        assert!(d.header(dlq::FAILED_IN).is_some());
         assert_eq!(stats.dead_lettered(), 1);
         assert!(stats.retried() >= 2);
         {
@@ -204,7 +204,7 @@ fn effect_consumer(
     table: &str,
     run: &str,
     slow: Duration,
-) -> eventbus::Consumer<Petstore, JobTopic> {
+) -> eventbus::consumer::Consumer<Petstore, JobTopic> {
     let (table, run) = (table.to_owned(), run.to_owned());
     bus.consumer(group)
         .subscribe::<JobTopic>()

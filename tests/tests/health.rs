@@ -7,7 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use eventbus::{Check, EventBus, KafkaConfig, OutboxConfig};
+use eventbus::health::Check;
+use eventbus::{EventBus, KafkaConfig, OutboxConfig};
 use eventbus_tests::{OrderPlaced, OrderPlacedTopic, Petstore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

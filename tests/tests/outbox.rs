@@ -18,7 +18,7 @@ async fn bus_on(layer: &Layer) -> EventBus<Petstore> {
 }
 
 /// Enqueues `events` in one transaction, then commits or rolls back.
-async fn in_transaction<S: Service, E: Event + eventbus::OwnedBy<S>>(
+async fn in_transaction<S: Service, E: Event + eventbus::event::OwnedBy<S>>(
     bus: &EventBus<S>,
     events: &[E],
     commit: bool,

@@ -9,9 +9,12 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use eventbus::{
-    Backoff, Database, EventBus, KafkaConfig, OutboxConfig, OutboxStore, Relay, RelayHandle, Replay,
-};
+use eventbus::config::Backoff;
+use eventbus::outbox::OutboxStore;
+use eventbus::outbox::Replay;
+use eventbus::relay::Relay;
+use eventbus::relay::RelayHandle;
+use eventbus::{Database, EventBus, KafkaConfig, OutboxConfig};
 use eventbus_tests::{Blob, Petstore, Tick};
 use support::{Layer, Reader, Record};
 
@@ -377,7 +380,7 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
         wait_until(
             "the poison event is dead",
             Duration::from_secs(60),
-            async || stats.dead() >= 1,
+            async || stats.dead_lettered() >= 1,
         )
         .await;
         let dead = layer.store.dead().await.unwrap();

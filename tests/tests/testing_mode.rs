@@ -2,9 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use eventbus::{
-    Envelope, EventBus, EventContext, EventPublisher, Mode, PublishError, RawEvent, headers,
-};
+use eventbus::bus::EventPublisher;
+use eventbus::bus::RawEvent;
+use eventbus::envelope::headers;
+use eventbus::{Envelope, EventBus, EventContext, Mode, PublishError};
 use eventbus_tests::*;
 use uuid::Uuid;
 

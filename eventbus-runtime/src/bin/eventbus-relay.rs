@@ -16,7 +16,9 @@
 
 use std::process::ExitCode;
 
-use eventbus::{Database, KafkaConfig, OutboxConfig, Relay, Replay};
+use eventbus::outbox::Replay;
+use eventbus::relay::Relay;
+use eventbus::{Database, KafkaConfig, OutboxConfig};
 
 const USAGE: &str = "usage: eventbus-relay [run | migrate | status | dead | replay (--all | EVENT_ID...)]
 environment: EVENTBUS_DATABASE_URL, EVENTBUS_KAFKA_BROKERS, EVENTBUS_OUTBOX_* (see the eventbus docs)";
@@ -45,7 +47,7 @@ async fn run(args: &[String]) -> Result<(), String> {
     let url = std::env::var("EVENTBUS_DATABASE_URL").map_err(|_| {
         "EVENTBUS_DATABASE_URL is not set: give the outbox's database (postgres://...)".to_owned()
     })?;
-    let store = eventbus::connect(Database::Url(url), &config.table)
+    let store = eventbus::outbox::connect(Database::Url(url), &config.table)
         .await
         .map_err(|e| e.to_string())?;
     let db = |e: sqlx::Error| format!("database error on the outbox `{}`: {e}", config.table);
@@ -109,7 +111,7 @@ async fn run(args: &[String]) -> Result<(), String> {
                 "eventbus-relay: stopped; published {}, retried {}, dead {}",
                 stats.published(),
                 stats.retried(),
-                stats.dead()
+                stats.dead_lettered()
             );
         }
         other => return Err(format!("unknown command {other:?}\n{USAGE}")),

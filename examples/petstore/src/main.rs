@@ -295,7 +295,7 @@ async fn wire(
     notifications: &EventBus<Notifications>,
     seen: &Shared,
     run: &str,
-) -> Result<Vec<eventbus::ConsumerHandle>, eventbus::SubscribeError> {
+) -> Result<Vec<eventbus::consumer::ConsumerHandle>, eventbus::error::SubscribeError> {
     let this_run = || eventbus::EventFilter::new().tag(run);
     let retry =
         eventbus::RetryPolicy::exponential(Duration::from_millis(50), Duration::from_secs(1))
@@ -456,7 +456,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn summary(
     bus: &EventBus<Orders>,
     seen: &Shared,
-    consumers: &[eventbus::ConsumerHandle],
+    consumers: &[eventbus::consumer::ConsumerHandle],
     started: Instant,
     expected: u64,
 ) -> bool {
@@ -470,7 +470,7 @@ delivered per topic (this run):"
     }
     let relay = bus.relay_stats();
     let (published, relay_retried, relay_dead) = relay
-        .map(|r| (r.published(), r.retried(), r.dead()))
+        .map(|r| (r.published(), r.retried(), r.dead_lettered()))
         .unwrap_or_default();
     let stats: Vec<_> = consumers.iter().map(|c| c.stats()).collect();
     let handled: u64 = stats.iter().map(|s| s.handled()).sum();

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use eventbus::{Database, EmbeddedKafka, Envelope, KafkaConfig, OutboxStore};
+use eventbus::kafka::EmbeddedKafka;
+use eventbus::outbox::OutboxStore;
+use eventbus::{Database, Envelope, KafkaConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,7 +38,7 @@ pub async fn embedded() -> Layer {
     let kafka = EmbeddedKafka::start().expect("the mock cluster starts");
     let table = unique("t");
     let path = std::env::temp_dir().join(format!("{table}.db"));
-    let store = eventbus::connect(
+    let store = eventbus::outbox::connect(
         Database::Url(format!("sqlite://{}", path.display())),
         &table,
     )
@@ -70,7 +72,7 @@ pub async fn real() -> Option<Layer> {
         return None;
     };
     let table = unique("t");
-    let store = match eventbus::connect(Database::Url(url.clone()), &table).await {
+    let store = match eventbus::outbox::connect(Database::Url(url.clone()), &table).await {
         Ok(store) => store,
         Err(e) if !required => {
             eprintln!("real layer not run: {e}");
@@ -119,7 +121,7 @@ pub async fn transactional_bus(layer: &Layer) -> eventbus::EventBus<eventbus_tes
 pub async fn idle_order_consumer<S: eventbus::Service>(
     bus: &eventbus::EventBus<S>,
     group: &str,
-) -> eventbus::ConsumerHandle {
+) -> eventbus::consumer::ConsumerHandle {
     use eventbus_tests::{OrderPlaced, OrderPlacedTopic};
     let consumer = bus
         .consumer(group)

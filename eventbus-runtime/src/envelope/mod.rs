@@ -2,50 +2,23 @@
 //!
 //! Record key = partition key; record value = the payload (JSON); CloudEvents attributes travel as
 //! `ce_`-prefixed headers. Any CloudEvents consumer, in any language, can read our topics.
+//!
+//! One place for the attributes: their header names (`headers.rs`), how an [`Envelope`] writes
+//! them, and both decoders (`decode.rs`): [`Envelope::from_record`], and the consumer's fast path,
+//! which reads the attributes it needs from the raw headers without building an envelope.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+mod decode;
+pub mod headers;
+
+pub(crate) use decode::RawAttributes;
+pub(crate) use headers::{CLOUDEVENTS_VERSION, JSON};
+
 use crate::error::{DecodeError, PublishError};
 use crate::event::{Category, Event, Service};
-
-/// Header names (CloudEvents Kafka binding, binary mode; extensions are lower-case alphanumerics).
-pub mod headers {
-    /// `ce_specversion`: always `1.0`.
-    pub const SPEC_VERSION: &str = "ce_specversion";
-    /// `ce_id`: the event id (UUIDv7).
-    pub const ID: &str = "ce_id";
-    /// `ce_source`: the service that published the event.
-    pub const SOURCE: &str = "ce_source";
-    /// `ce_type`: the event type (`Event::EVENT_TYPE`).
-    pub const TYPE: &str = "ce_type";
-    /// `ce_time`: when the event was created (RFC 3339).
-    pub const TIME: &str = "ce_time";
-    /// `ce_subject`: the aggregate id of a domain event.
-    pub const SUBJECT: &str = "ce_subject";
-    /// `content-type`: the payload's media type.
-    pub const CONTENT_TYPE: &str = "content-type";
-    /// `ce_schemaversion` (extension): the event's schema version.
-    pub const SCHEMA_VERSION: &str = "ce_schemaversion";
-    /// `ce_category` (extension): the event category.
-    pub const CATEGORY: &str = "ce_category";
-    /// `ce_correlationid` (extension): the id shared by every event of one business flow.
-    pub const CORRELATION_ID: &str = "ce_correlationid";
-    /// `ce_causationid` (extension): the id of the event that caused this one.
-    pub const CAUSATION_ID: &str = "ce_causationid";
-    /// `ce_traceparent` (CloudEvents distributed-tracing extension): the W3C trace context.
-    pub const TRACEPARENT: &str = "ce_traceparent";
-    /// `ce_tenantid` (extension): the tenant the event belongs to.
-    pub const TENANT_ID: &str = "ce_tenantid";
-    /// `ce_tags` (extension): comma-separated labels for filtering.
-    pub const TAGS: &str = "ce_tags";
-}
-
-/// The CloudEvents spec version we write.
-pub(crate) const SPEC_VERSION: &str = "1.0";
-/// The payload's media type.
-pub(crate) const JSON: &str = "application/json";
 
 /// Correlation, causation and trace ids given to the events a bus publishes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,7 +169,7 @@ impl Envelope {
             .format(&Rfc3339)
             .unwrap_or_else(|_| self.time.unix_timestamp().to_string());
         let mut out = vec![
-            (headers::SPEC_VERSION, SPEC_VERSION.to_owned()),
+            (headers::SPEC_VERSION, CLOUDEVENTS_VERSION.to_owned()),
             (headers::ID, self.id.to_string()),
             (headers::SOURCE, self.source.clone()),
             (headers::TYPE, self.event_type.clone()),
@@ -222,79 +195,5 @@ impl Envelope {
             out.push((headers::TAGS, self.tags.join(",")));
         }
         out
-    }
-
-    /// Rebuilds an envelope from a record: its topic, key, headers and value.
-    pub fn from_record<'h>(
-        topic: &str,
-        key: Option<&[u8]>,
-        record_headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
-        payload: &[u8],
-    ) -> Result<Self, DecodeError> {
-        // Borrowed: a consumer reads every record through here, so no copy until the envelope.
-        let mut found: Vec<(&str, &str)> = Vec::with_capacity(16);
-        for (name, value) in record_headers {
-            let value = std::str::from_utf8(value).map_err(|_| DecodeError::BadHeader {
-                header: name.to_owned(),
-                reason: "not UTF-8".to_owned(),
-            })?;
-            found.push((name, value));
-        }
-        let get_str = |name: &str| found.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        let get = |name: &str| get_str(name).map(str::to_owned);
-        let require_str =
-            |name: &'static str| get_str(name).ok_or(DecodeError::MissingHeader(name));
-        let require = |name: &'static str| require_str(name).map(str::to_owned);
-        let bad = |header: &str, reason: String| DecodeError::BadHeader {
-            header: header.to_owned(),
-            reason,
-        };
-
-        let spec = require_str(headers::SPEC_VERSION)?;
-        if spec != SPEC_VERSION {
-            return Err(bad(
-                headers::SPEC_VERSION,
-                format!("unsupported version {spec}"),
-            ));
-        }
-        let id = require_str(headers::ID)?;
-        let time = require_str(headers::TIME)?;
-        let category = require_str(headers::CATEGORY)?;
-        let version = require_str(headers::SCHEMA_VERSION)?;
-        let key = key
-            .map(|k| String::from_utf8(k.to_vec()).map_err(|_| bad("key", "not UTF-8".to_owned())))
-            .transpose()?;
-        Ok(Envelope {
-            id: Uuid::parse_str(id).map_err(|e| bad(headers::ID, e.to_string()))?,
-            source: require(headers::SOURCE)?,
-            event_type: require(headers::TYPE)?,
-            time: OffsetDateTime::parse(time, &Rfc3339)
-                .map_err(|e| bad(headers::TIME, e.to_string()))?,
-            subject: get(headers::SUBJECT),
-            topic: topic.to_owned(),
-            key,
-            category: Category::parse(category)
-                .ok_or_else(|| bad(headers::CATEGORY, format!("unknown category {category:?}")))?,
-            version: version.parse().map_err(|_| {
-                bad(
-                    headers::SCHEMA_VERSION,
-                    format!("{version:?} is not a number"),
-                )
-            })?,
-            content_type: get(headers::CONTENT_TYPE).unwrap_or_else(|| JSON.to_owned()),
-            correlation_id: get(headers::CORRELATION_ID),
-            causation_id: get(headers::CAUSATION_ID),
-            traceparent: get(headers::TRACEPARENT),
-            tenant_id: get(headers::TENANT_ID),
-            tags: get_str(headers::TAGS)
-                .map(|t| {
-                    t.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            payload: payload.to_vec(),
-        })
     }
 }

@@ -1,35 +1,36 @@
-//! [`EventBus`]: the typed front door, bound to one service, over one of three modes.
+//! [`EventBus`]: the typed front door, bound to one service, over one of three modes, each in a
+//! file of its own: `direct.rs` (Kafka, feature `kafka`), `transactional.rs` (the outbox,
+//! features `postgres`/`sqlite`) and `testing.rs` (the in-memory transport). `builder.rs` builds
+//! the first two; `raw.rs` is the object-safe publisher for events known only at run time.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::consumer::Engine;
+pub(crate) mod builder;
+#[cfg(feature = "kafka")]
+mod direct;
+pub(crate) mod raw;
+pub(crate) mod testing;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod transactional;
+
+pub use builder::Builder;
+pub use raw::{EventPublisher, RawEvent};
+pub use testing::{HandlerFailure, Recorder};
+
+use crate::BoxFuture;
+pub use crate::config::Mode;
 use crate::envelope::{Envelope, EventContext};
 use crate::error::PublishError;
 use crate::event::{
     AcceptsAudit, AcceptsDomain, AcceptsIntegration, AcceptsNotification, AcceptsSystem, Event,
     OwnedBy, RoutedTo, Service, Topic,
 };
-use crate::outbox::{NewRow, OutboxStore, OutboxTransaction};
-use crate::publisher::{BoxFuture, EventPublisher};
-use crate::relay::{RelayHandle, RelayStats};
-use crate::testing::Recorder;
-
-/// How a bus delivers events (the seed's AD-003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Mode {
-    /// Events are written to the outbox inside the caller's database transaction; a relay
-    /// publishes them. The default wherever a database is configured.
-    Transactional,
-    /// Events are sent to Kafka and the broker's acknowledgement awaited.
-    Direct,
-    /// Events are recorded in memory and dispatched to local handlers; no broker.
-    Testing,
-}
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::outbox::{Generated, OutboxStore, OutboxTransaction};
+use testing::MemoryBroker;
 
 /// What a successful publish returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    fn recorded(envelope: &Envelope) -> Self {
+    pub(crate) fn recorded(envelope: &Envelope) -> Self {
         Receipt {
             event_id: envelope.id,
             topic: envelope.topic.clone(),
@@ -72,6 +73,20 @@ impl Receipt {
 /// let bus = EventBus::testing(Petstore);
 /// assert_eq!(bus.service(), "petstore");
 /// ```
+///
+/// # Metrics
+///
+/// Through the [`metrics`](https://docs.rs/metrics) facade (install any exporter before building
+/// buses; with none installed they cost an atomic add), labelled `service` and `mode`:
+///
+/// | metric | kind | what |
+/// |---|---|---|
+/// | `eventbus_published_total` | counter | events accepted: acknowledged by Kafka (Direct), written to the outbox (Transactional), recorded (Testing) |
+/// | `eventbus_publish_failures_total` | counter | publishes that returned an error |
+/// | `eventbus_publish_duration_seconds` | histogram | one `publish`, to the broker's acknowledgement in the Direct mode |
+///
+/// The relay's, the outbox's and the consumers' metrics are listed on [`crate::relay::RelayStats`],
+/// [`crate::outbox::Backlog`] and [`crate::consumer::ConsumerStats`].
 pub struct EventBus<S: Service> {
     core: Arc<Core>,
     context: EventContext,
@@ -101,11 +116,9 @@ impl<S: Service> std::fmt::Debug for EventBus<S> {
 /// The state every handle of one bus shares.
 struct Core {
     backend: Backend,
-    /// Consumers started on a Testing bus: published events are dispatched to them.
-    local: RwLock<Vec<(u64, Arc<Engine>)>>,
-    next_id: AtomicU64,
     /// The client health checks of a Transactional bus ask the brokers with, made on the first
     /// check (a Direct bus asks with its producer).
+    #[cfg(feature = "kafka")]
     health_client: std::sync::OnceLock<Result<rdkafka::producer::FutureProducer, String>>,
     /// `eventbus_published_total`, `eventbus_publish_failures_total` and
     /// `eventbus_publish_duration_seconds` of this bus, registered once.
@@ -114,50 +127,48 @@ struct Core {
     publish_duration: metrics::Histogram,
 }
 
+/// A bus's mode and its state.
 pub(crate) enum Backend {
-    Testing(Recorder),
-    Direct(DirectBackend),
-    Transactional(TransactionalBackend),
+    Testing(Arc<MemoryBroker>),
+    #[cfg(feature = "kafka")]
+    Direct(direct::DirectBackend),
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    Transactional(transactional::TransactionalBackend),
 }
 
-/// Direct mode: an idempotent producer; publish awaits the broker's acknowledgement.
-pub(crate) struct DirectBackend {
-    pub(crate) producer: rdkafka::producer::FutureProducer,
-    pub(crate) kafka: crate::KafkaConfig,
-    pub(crate) _embedded: Option<crate::kafka::EmbeddedKafka>,
-}
-
-/// Transactional mode: the outbox, and the relay the bus runs in process (if any).
-pub(crate) struct TransactionalBackend {
-    pub(crate) store: OutboxStore,
-    pub(crate) kafka: crate::KafkaConfig,
-    pub(crate) shards: u32,
-    pub(crate) wake: Arc<tokio::sync::Notify>,
-    pub(crate) relay: std::sync::Mutex<Option<RelayHandle>>,
-    pub(crate) relay_stats: Option<Arc<RelayStats>>,
-    pub(crate) _embedded: Option<crate::kafka::EmbeddedKafka>,
+/// Where the consumers of a bus read from.
+pub(crate) enum Transport {
+    /// The Testing mode's in-memory transport.
+    Memory(Arc<MemoryBroker>),
+    /// Kafka.
+    #[cfg(feature = "kafka")]
+    Kafka(crate::config::KafkaConfig),
+    /// Nothing this build can read (a Transactional bus built without the `kafka` feature).
+    #[allow(dead_code)]
+    Unavailable(Mode),
 }
 
 impl<S: Service> EventBus<S> {
     /// A bus in the Testing mode: events are recorded in memory ([`EventBus::recorded`]) and
-    /// dispatched to this bus's subscriptions; nothing leaves the process.
+    /// delivered to this bus's consumers; nothing leaves the process.
     pub fn testing(service: S) -> Self {
         let _ = service;
-        Self::with_backend(Backend::Testing(Recorder::default()))
+        Self::with_backend(Backend::Testing(Arc::default()))
     }
 
     pub(crate) fn with_backend(backend: Backend) -> Self {
         let mode = match backend {
-            Backend::Transactional(_) => "transactional",
-            Backend::Direct(_) => "direct",
             Backend::Testing(_) => "testing",
+            #[cfg(feature = "kafka")]
+            Backend::Direct(_) => "direct",
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Backend::Transactional(_) => "transactional",
         };
         let labels = [("service", S::NAME), ("mode", mode)];
         EventBus {
             core: Arc::new(Core {
                 backend,
-                local: RwLock::new(Vec::new()),
-                next_id: AtomicU64::new(1),
+                #[cfg(feature = "kafka")]
                 health_client: std::sync::OnceLock::new(),
                 published: metrics::counter!("eventbus_published_total", &labels),
                 publish_failures: metrics::counter!("eventbus_publish_failures_total", &labels),
@@ -168,16 +179,16 @@ impl<S: Service> EventBus<S> {
         }
     }
 
-    /// A builder for a Transactional or Direct bus; see [`crate::Builder`].
-    pub fn builder(service: S) -> crate::Builder<S> {
-        crate::Builder::new(service)
+    /// A builder for a Transactional or Direct bus; see [`Builder`].
+    pub fn builder(service: S) -> Builder<S> {
+        Builder::new(service)
     }
 
     /// The bus the environment describes (AD-008): `EVENTBUS_DATABASE_URL` (PostgreSQL or
     /// SQLite) and `EVENTBUS_KAFKA_BROKERS`; without them, the embedded defaults: a SQLite file
     /// and librdkafka's in-process mock cluster. Transactional, with an in-process relay.
     pub async fn from_env(service: S) -> Result<Self, crate::StartError> {
-        crate::Builder::new(service).from_env()?.build().await
+        Builder::new(service).from_env()?.build().await
     }
 
     /// A handle of the same bus (same mode, same recorder or broker) for another service, as when
@@ -209,7 +220,9 @@ impl<S: Service> EventBus<S> {
     pub fn mode(&self) -> Mode {
         match self.core.backend {
             Backend::Testing(_) => Mode::Testing,
+            #[cfg(feature = "kafka")]
             Backend::Direct(_) => Mode::Direct,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
             Backend::Transactional(_) => Mode::Transactional,
         }
     }
@@ -220,7 +233,8 @@ impl<S: Service> EventBus<S> {
     /// When the bus is not in the Testing mode: recording is a testing facility.
     pub fn recorded(&self) -> &Recorder {
         match &self.core.backend {
-            Backend::Testing(recorder) => recorder,
+            Backend::Testing(memory) => memory.recorder(),
+            #[allow(unreachable_patterns)]
             _ => panic!(
                 "EventBus::recorded is for the Testing mode; this bus is in the {:?} mode",
                 self.mode()
@@ -229,9 +243,11 @@ impl<S: Service> EventBus<S> {
     }
 
     /// The outbox of a Transactional bus: its pool (to begin transactions), dead rows, replay.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub fn outbox(&self) -> Option<&OutboxStore> {
         match &self.core.backend {
             Backend::Transactional(t) => Some(&t.store),
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
@@ -250,37 +266,47 @@ impl<S: Service> EventBus<S> {
     /// println!("{health}");          // "Testing mode"
     /// # }
     /// ```
-    pub async fn health(&self, timeout: std::time::Duration) -> crate::Health {
-        let mut health = crate::Health {
-            mode: self.mode(),
-            kafka: None,
-            database: None,
-            backlog: None,
+    pub async fn health(&self, timeout: std::time::Duration) -> crate::health::Health {
+        let mut health = crate::health::Health::of(self.mode());
+        #[cfg(feature = "kafka")]
+        let kafka_check = match self.transport() {
+            Transport::Kafka(kafka) => Some(async move {
+                crate::health::kafka(self.health_client(&kafka), &kafka, timeout).await
+            }),
+            _ => None,
         };
-        if let Some(kafka) = self.kafka() {
-            let kafka_check = crate::health::kafka(self.health_client(&kafka), &kafka, timeout);
-            match self.outbox() {
-                Some(store) => {
-                    let (kafka, (database, backlog)) =
-                        tokio::join!(kafka_check, crate::health::outbox(store, timeout));
-                    if let Some(b) = &backlog {
-                        crate::metrics::set_backlog(store.table(), b);
-                    }
-                    health.kafka = Some(kafka);
-                    health.database = Some(database);
-                    health.backlog = backlog;
+        #[cfg(not(feature = "kafka"))]
+        let kafka_check: Option<std::future::Ready<crate::health::Check>> = None;
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        if let Some(store) = self.outbox() {
+            let outbox = crate::health::outbox(store, timeout);
+            let (kafka, (database, backlog)) = match kafka_check {
+                Some(check) => {
+                    let (k, o) = tokio::join!(check, outbox);
+                    (Some(k), o)
                 }
-                None => health.kafka = Some(kafka_check.await),
+                None => (None, outbox.await),
+            };
+            if let Some(b) = &backlog {
+                crate::metrics::set_backlog(store.table(), b);
             }
+            health.kafka = kafka;
+            health.database = Some(database);
+            health.backlog = backlog;
+            return health;
+        }
+        if let Some(check) = kafka_check {
+            health.kafka = Some(check.await);
         }
         health
     }
 
     /// The client a health check asks the brokers with: the Direct mode's own producer, else one
     /// made on the first check.
+    #[cfg(feature = "kafka")]
     fn health_client(
         &self,
-        kafka: &crate::KafkaConfig,
+        kafka: &crate::config::KafkaConfig,
     ) -> Result<rdkafka::producer::FutureProducer, String> {
         match &self.core.backend {
             Backend::Direct(d) => Ok(d.producer.clone()),
@@ -293,7 +319,8 @@ impl<S: Service> EventBus<S> {
     }
 
     /// The counters of the relay this bus runs in process, if it runs one.
-    pub fn relay_stats(&self) -> Option<Arc<RelayStats>> {
+    #[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]
+    pub fn relay_stats(&self) -> Option<Arc<crate::relay::RelayStats>> {
         match &self.core.backend {
             Backend::Transactional(t) => t.relay_stats.clone(),
             _ => None,
@@ -303,8 +330,9 @@ impl<S: Service> EventBus<S> {
     /// Writes `event` to the outbox inside the caller's transaction (Transactional mode): it is
     /// published if and only if the transaction commits. Returns the event id.
     ///
-    /// In the Testing mode the event is recorded (and dispatched) at once; the Direct mode has no
+    /// In the Testing mode the event is recorded (and delivered) at once; the Direct mode has no
     /// outbox and returns [`PublishError::WrongMode`].
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub async fn enqueue<E, T>(&self, tx: &mut T, event: &E) -> Result<Uuid, PublishError>
     where
         E: Event + OwnedBy<S>,
@@ -314,13 +342,12 @@ impl<S: Service> EventBus<S> {
         let id = envelope.id;
         match &self.core.backend {
             Backend::Transactional(t) => {
-                let written = Self::insert::<E, T>(t, tx, &envelope).await;
+                let written = t.enqueue::<E, T>(tx, &envelope).await;
                 self.count_published(1, written.is_ok());
-                written?;
-                t.wake.notify_one();
-                Ok(id)
+                written.map(|()| id)
             }
-            Backend::Testing(_) => self.send(envelope).await.map(|_| id),
+            Backend::Testing(_) => self.send(envelope, None).await.map(|_| id),
+            #[cfg(feature = "kafka")]
             Backend::Direct(_) => Err(PublishError::WrongMode {
                 operation: "enqueue",
                 needs: "Transactional",
@@ -329,47 +356,9 @@ impl<S: Service> EventBus<S> {
         }
     }
 
-    /// Writes `envelope` (of an `E`) into `tx` with the statement the derive generated.
-    async fn insert<E: Event, T: OutboxTransaction>(
-        t: &TransactionalBackend,
-        tx: &mut T,
-        envelope: &Envelope,
-    ) -> Result<(), PublishError> {
-        if tx.dialect() != t.store.dialect() {
-            return Err(PublishError::Invalid(format!(
-                "the transaction is {:?} but this bus's outbox is {:?}: begin it on the bus's database",
-                tx.dialect(),
-                t.store.dialect()
-            )));
-        }
-        let statement = match tx.dialect() {
-            crate::outbox::Dialect::Postgres => E::OUTBOX_INSERT_POSTGRES,
-            crate::outbox::Dialect::Sqlite => E::OUTBOX_INSERT_SQLITE,
-        };
-        tx.insert(statement, &t.store.table, NewRow::new(envelope, t.shards))
-            .await
-            .map_err(|source| PublishError::Outbox {
-                event_id: envelope.id,
-                table: t.store.table.to_string(),
-                source,
-            })
-    }
-
     /// Publishes many events of one type: Direct mode sends them all, then awaits every
     /// acknowledgement; the Transactional mode writes them in one transaction.
     pub async fn publish_all<E>(&self, events: &[E]) -> Result<Vec<Receipt>, PublishError>
-    where
-        E: Event + OwnedBy<S>,
-    {
-        let result = self.publish_all_uncounted(events).await;
-        if !matches!(self.core.backend, Backend::Testing(_)) {
-            // (Testing: each event went through `send`, which counted it.)
-            self.count_published(events.len(), result.is_ok());
-        }
-        result
-    }
-
-    async fn publish_all_uncounted<E>(&self, events: &[E]) -> Result<Vec<Receipt>, PublishError>
     where
         E: Event + OwnedBy<S>,
     {
@@ -377,80 +366,31 @@ impl<S: Service> EventBus<S> {
             .iter()
             .map(|e| Envelope::new(e, &self.context))
             .collect::<Result<Vec<_>, _>>()?;
-        match &self.core.backend {
-            Backend::Direct(d) => {
-                let mut pending = Vec::with_capacity(envelopes.len());
-                for envelope in &envelopes {
-                    let record = crate::kafka::record(envelope, crate::kafka::headers(envelope));
-                    match d.producer.send_result(record) {
-                        Ok(delivery) => pending.push((envelope, delivery)),
-                        Err((source, _)) => {
-                            return Err(PublishError::Kafka {
-                                event_id: envelope.id,
-                                topic: envelope.topic.clone(),
-                                source,
-                            });
-                        }
-                    }
-                }
-                let mut receipts = Vec::with_capacity(pending.len());
-                for (envelope, delivery) in pending {
-                    receipts.push(delivered(envelope, delivery.await)?);
-                }
-                Ok(receipts)
-            }
-            Backend::Transactional(t) => {
-                let to_outbox = |source| PublishError::Outbox {
-                    event_id: envelopes.first().map(|e| e.id).unwrap_or_default(),
-                    table: t.store.table.to_string(),
-                    source,
-                };
-                // One transaction for the batch, whichever the dialect.
-                macro_rules! in_one_transaction {
-                    ($pool:expr) => {{
-                        let mut tx = $pool.begin().await.map_err(to_outbox)?;
-                        for envelope in &envelopes {
-                            Self::insert::<E, _>(t, &mut tx, envelope).await?;
-                        }
-                        tx.commit().await.map_err(to_outbox)?;
-                    }};
-                }
-                match &t.store.db {
-                    crate::outbox::Db::Postgres(pool) => in_one_transaction!(pool),
-                    crate::outbox::Db::Sqlite(pool) => in_one_transaction!(pool),
-                }
-                t.wake.notify_one();
-                Ok(envelopes.iter().map(Receipt::recorded).collect())
-            }
+        let result = match &self.core.backend {
             Backend::Testing(_) => {
+                // Each event goes through `send`, which counts it.
                 let mut receipts = Vec::with_capacity(envelopes.len());
                 for envelope in envelopes {
-                    receipts.push(self.send(envelope).await?);
+                    receipts.push(self.send(envelope, Some(Statement::of::<E>())).await?);
                 }
-                Ok(receipts)
+                return Ok(receipts);
             }
-        }
+            #[cfg(feature = "kafka")]
+            Backend::Direct(d) => d.send_all(&envelopes).await,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Backend::Transactional(t) => t.write(&envelopes, Some(Generated::of::<E>())).await,
+        };
+        self.count_published(events.len(), result.is_ok());
+        result
     }
 
     /// Stops the in-process relay after the batch in hand and flushes the producer.
     pub async fn shutdown(&self) {
         match &self.core.backend {
-            Backend::Transactional(t) => {
-                let relay = t
-                    .relay
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                if let Some(relay) = relay
-                    && let Err(e) = relay.shutdown().await
-                {
-                    tracing::warn!(error = %e, "eventbus: relay did not stop cleanly");
-                }
-            }
-            Backend::Direct(d) => {
-                use rdkafka::producer::Producer;
-                let _ = d.producer.flush(std::time::Duration::from_secs(10));
-            }
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Backend::Transactional(t) => t.shutdown().await,
+            #[cfg(feature = "kafka")]
+            Backend::Direct(d) => d.flush(),
             Backend::Testing(_) => {}
         }
     }
@@ -463,7 +403,7 @@ impl<S: Service> EventBus<S> {
         E: Event + OwnedBy<S>,
     {
         match Envelope::new(event, &self.context) {
-            Ok(envelope) => Box::pin(self.send(envelope)),
+            Ok(envelope) => Box::pin(self.send(envelope, Some(Statement::of::<E>()))),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
@@ -521,37 +461,33 @@ impl<S: Service> EventBus<S> {
         }
     }
 
-    /// The Kafka cluster of a Direct or Transactional bus.
-    pub(crate) fn kafka(&self) -> Option<crate::KafkaConfig> {
+    /// Where this bus's consumers read from.
+    pub(crate) fn transport(&self) -> Transport {
         match &self.core.backend {
-            Backend::Direct(d) => Some(d.kafka.clone()),
-            Backend::Transactional(t) => Some(t.kafka.clone()),
-            Backend::Testing(_) => None,
+            Backend::Testing(memory) => Transport::Memory(Arc::clone(memory)),
+            #[cfg(feature = "kafka")]
+            Backend::Direct(d) => Transport::Kafka(d.kafka.clone()),
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Backend::Transactional(t) => {
+                #[cfg(feature = "kafka")]
+                if let Some(kafka) = &t.kafka {
+                    return Transport::Kafka(kafka.clone());
+                }
+                let _ = t;
+                Transport::Unavailable(Mode::Transactional)
+            }
         }
     }
 
-    pub(crate) fn register_local(&self, engine: Arc<Engine>) -> u64 {
-        let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
-        self.core
-            .local
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((id, engine));
-        id
-    }
-
-    pub(crate) fn unregister_local(&self, id: u64) {
-        self.core
-            .local
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|(i, _)| *i != id);
-    }
-
-    /// Sends an envelope through the bus's mode, counted in the publish metrics.
-    async fn send(&self, envelope: Envelope) -> Result<Receipt, PublishError> {
+    /// Sends an envelope through the bus's mode, counted in the publish metrics. `statement`: the
+    /// generated outbox INSERT of its type, when the type is known at compile time.
+    async fn send(
+        &self,
+        envelope: Envelope,
+        statement: Option<Statement>,
+    ) -> Result<Receipt, PublishError> {
         let started = std::time::Instant::now();
-        let result = self.deliver(envelope).await;
+        let result = self.deliver(envelope, statement).await;
         self.count_published(1, result.is_ok());
         self.core
             .publish_duration
@@ -570,79 +506,41 @@ impl<S: Service> EventBus<S> {
     }
 
     /// Sends an envelope through the bus's mode.
-    async fn deliver(&self, envelope: Envelope) -> Result<Receipt, PublishError> {
+    async fn deliver(
+        &self,
+        envelope: Envelope,
+        statement: Option<Statement>,
+    ) -> Result<Receipt, PublishError> {
+        let _ = &statement;
         match &self.core.backend {
-            Backend::Testing(recorder) => {
+            Backend::Testing(memory) => {
                 let receipt = Receipt::recorded(&envelope);
-                recorder.record(envelope.clone());
-                self.dispatch_locally(&envelope, recorder).await;
+                memory.publish(&envelope).await;
                 Ok(receipt)
             }
-            Backend::Direct(d) => {
-                let record = crate::kafka::record(&envelope, crate::kafka::headers(&envelope));
-                let delivery =
-                    d.producer
-                        .send_result(record)
-                        .map_err(|(source, _)| PublishError::Kafka {
-                            event_id: envelope.id,
-                            topic: envelope.topic.clone(),
-                            source,
-                        })?;
-                delivered(&envelope, delivery.await)
-            }
+            #[cfg(feature = "kafka")]
+            Backend::Direct(d) => d.send(&envelope).await,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
             Backend::Transactional(t) => {
-                t.store.write(&envelope, t.shards).await.map_err(|source| {
-                    PublishError::Outbox {
-                        event_id: envelope.id,
-                        table: t.store.table.to_string(),
-                        source,
-                    }
-                })?;
-                t.wake.notify_one();
-                Ok(Receipt::recorded(&envelope))
+                let mut receipts = t.write(std::slice::from_ref(&envelope), statement).await?;
+                Ok(receipts.remove(0))
             }
-        }
-    }
-
-    /// Runs the local consumers for `envelope`; failures are recorded, not returned: a publisher
-    /// does not see its consumers' errors.
-    async fn dispatch_locally(&self, envelope: &Envelope, recorder: &Recorder) {
-        let engines: Vec<Arc<Engine>> = self
-            .core
-            .local
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(_, e)| Arc::clone(e))
-            .collect();
-        for engine in engines {
-            engine.deliver_locally(envelope, recorder).await;
         }
     }
 }
 
-/// The receipt of a delivery, or the error Kafka gave.
-fn delivered<Canceled>(
-    envelope: &Envelope,
-    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>,
-) -> Result<Receipt, PublishError> {
-    match result {
-        Ok(Ok(delivery)) => Ok(Receipt {
-            event_id: envelope.id,
-            topic: envelope.topic.clone(),
-            partition: Some(delivery.partition),
-            offset: Some(delivery.offset),
-        }),
-        Ok(Err((source, _))) => Err(PublishError::Kafka {
-            event_id: envelope.id,
-            topic: envelope.topic.clone(),
-            source,
-        }),
-        Err(_) => Err(PublishError::Kafka {
-            event_id: envelope.id,
-            topic: envelope.topic.clone(),
-            source: rdkafka::error::KafkaError::Canceled,
-        }),
+/// The generated outbox INSERT of an event type (see [`Event::OUTBOX_INSERT_POSTGRES`]).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+type Statement = Generated;
+/// Without a database there is no outbox statement to carry.
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+#[derive(Clone, Copy)]
+struct Statement;
+
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+impl Statement {
+    fn of<E: Event>() -> Self {
+        Statement
     }
 }
 
@@ -656,7 +554,7 @@ impl<S: Service> EventPublisher for EventBus<S> {
     }
 
     fn publish_envelope(&self, envelope: Envelope) -> BoxFuture<'_, Result<Receipt, PublishError>> {
-        Box::pin(self.send(envelope))
+        Box::pin(self.send(envelope, None))
     }
 }
 

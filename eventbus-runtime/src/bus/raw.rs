@@ -1,19 +1,14 @@
 //! The dynamic publisher: events known only at run time, behind an object-safe trait (the seed's
 //! `EventPublisher` adapter).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::BoxFuture;
 use crate::bus::Receipt;
 use crate::envelope::{Envelope, EventContext, JSON};
 use crate::error::PublishError;
 use crate::event::Category;
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An object-safe publisher: `Arc<dyn EventPublisher>` for code that does not know its events'
 /// types at compile time (plugins, bridges, the seed's `EventPublisher` callers).
@@ -128,7 +123,7 @@ impl RawEvent {
         context: &EventContext,
     ) -> Result<Envelope, PublishError> {
         let check = |what: &str, value: &str| -> Result<(), PublishError> {
-            crate::routing::check_segment(value)
+            crate::event::routing::check_segment(value)
                 .map_err(|reason| PublishError::Invalid(format!("{what} {value:?}: {reason}")))
         };
         check("service", service)?;
@@ -164,7 +159,7 @@ impl RawEvent {
                 format!("{service}.{}", self.name),
             ),
         };
-        crate::routing::check_topic(&topic).map_err(PublishError::Invalid)?;
+        crate::event::routing::check_topic(&topic).map_err(PublishError::Invalid)?;
         let payload =
             serde_json::to_vec(&self.payload).map_err(|source| PublishError::Serialize {
                 event: "raw event",

@@ -8,6 +8,12 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod key;
+pub mod routing;
+
+pub use key::PartitionKey;
+pub(crate) use key::fnv1a;
+
 /// The five event categories (the seed's AD-004).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Category {

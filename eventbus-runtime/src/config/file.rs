@@ -1,44 +1,5 @@
-//! A configuration file (the seed's AD-008): the settings of [`Builder::from_env`], in YAML, for
-//! deployments that keep configuration in files. Apply it where it belongs in the order you want,
-//! typically defaults → file → environment → code:
-//!
-//! ```no_run
-//! # use eventbus::{EventBus, Service};
-//! # #[derive(Service)] #[service(name = "petstore")] struct Petstore;
-//! # async fn run() -> Result<(), eventbus::StartError> {
-//! let bus = EventBus::builder(Petstore)
-//!     .config_file("eventbus.yaml")?   // what the file sets
-//!     .from_env()?                     // EVENTBUS_* variables win over the file
-//!     .build()
-//!     .await?;
-//! # Ok(()) }
-//! ```
-//!
-//! ```yaml
-//! mode: transactional                  # or direct
-//! database_url: postgres://app@db/petstore
-//! kafka:
-//!   brokers: kafka-1:9092,kafka-2:9092
-//!   sasl:                              # SASL_SSL with SCRAM
-//!     mechanism: SCRAM-SHA-512
-//!     username: petstore
-//!     password_env: KAFKA_PASSWORD     # the password is read from this variable, never the file
-//!   properties:                        # any librdkafka property
-//!     linger.ms: "5"
-//! outbox:
-//!   table: eventbus_outbox
-//!   batch_size: 500
-//!   poll_interval_ms: 500
-//!   max_attempts: 10
-//!   shards: 16
-//!   retention_secs: 0
-//!   dlq_topic: orders.outbox.dlq
-//! ```
-//!
-//! Every key is optional; an unknown key, a value of the wrong type or an invalid value is an
-//! error that names the file, the line and column, and the setting.
-//!
-//! [`Builder::from_env`]: crate::Builder::from_env
+//! The configuration file (AD-008), read by [`Builder::config_file`](crate::bus::Builder::config_file),
+//! whose documentation gives the format.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{KafkaConfig, OutboxConfig, Secret};
+use super::{KafkaConfig, OutboxConfig, Secret};
 use crate::error::ConfigError;
 
 /// The file's shape.
@@ -97,7 +58,7 @@ pub(crate) struct FileOutbox {
     max_attempts: Option<u32>,
     shards: Option<u32>,
     retention_secs: Option<u64>,
-    dlq_topic: Option<String>,
+    dead_letter_topic: Option<String>,
 }
 
 impl FileConfig {
@@ -126,7 +87,7 @@ impl FileConfig {
             ConfigError::invalid(
                 format!("file {shown}{at}"),
                 format!(
-                    "{}; the keys are mode, database_url, kafka (brokers, sasl, properties) and outbox (table, batch_size, poll_interval_ms, max_attempts, shards, retention_secs, dlq_topic)",
+                    "{}; the keys are mode, database_url, kafka (brokers, sasl, properties) and outbox (table, batch_size, poll_interval_ms, max_attempts, shards, retention_secs, dead_letter_topic)",
                     e.without_snippet()
                 ),
             )
@@ -185,8 +146,8 @@ impl FileOutbox {
         if let Some(v) = self.retention_secs {
             base.retention = Duration::from_secs(v);
         }
-        if let Some(v) = self.dlq_topic {
-            base.dlq_topic = Some(v);
+        if let Some(v) = self.dead_letter_topic {
+            base.dead_letter_topic = Some(v);
         }
         base
     }
@@ -202,7 +163,7 @@ mod tests {
             "mode: direct\n\
              database_url: sqlite:///tmp/x.db\n\
              kafka:\n  brokers: a:9092, b:9092\n  properties:\n    linger.ms: \"5\"\n\
-             outbox:\n  table: app.outbox\n  batch_size: 50\n  poll_interval_ms: 20\n  max_attempts: 3\n  shards: 4\n  retention_secs: 60\n  dlq_topic: app.dlq\n",
+             outbox:\n  table: app.outbox\n  batch_size: 50\n  poll_interval_ms: 20\n  max_attempts: 3\n  shards: 4\n  retention_secs: 60\n  dead_letter_topic: app.dead-letters\n",
             "eventbus.yaml",
         )
         .unwrap();
@@ -223,7 +184,7 @@ mod tests {
                 outbox.max_attempts,
                 outbox.shards,
                 outbox.retention,
-                outbox.dlq_topic.as_deref()
+                outbox.dead_letter_topic.as_deref()
             ),
             (
                 "app.outbox",
@@ -232,7 +193,7 @@ mod tests {
                 3,
                 4,
                 Duration::from_secs(60),
-                Some("app.dlq")
+                Some("app.dead-letters")
             )
         );
         // What the file does not set keeps its value.

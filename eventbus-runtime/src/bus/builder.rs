@@ -1,0 +1,272 @@
+//! Building a Transactional or Direct bus, with embedded defaults (AD-003, AD-008).
+
+use crate::bus::{Backend, EventBus};
+use crate::config::{Database, KafkaConfig, OutboxConfig};
+use crate::error::{ConfigError, StartError};
+use crate::event::Service;
+
+/// Builds an [`EventBus`] in the Transactional (default) or Direct mode.
+///
+/// Anything left unset takes the embedded default, so a new project runs with no setup: no
+/// database → a SQLite file in the temp dir; no broker → librdkafka's in-process mock cluster.
+///
+/// ```no_run
+/// # use eventbus::{EventBus, KafkaConfig, OutboxConfig, Service};
+/// # #[derive(Service)] #[service(name = "petstore")] struct Petstore;
+/// # async fn run() -> Result<(), eventbus::StartError> {
+/// let bus = EventBus::builder(Petstore)
+///     .database_url("postgres://app:secret@db/petstore")
+///     .kafka(KafkaConfig::new("kafka-1:9092,kafka-2:9092"))
+///     .outbox(OutboxConfig { batch_size: 1000, ..OutboxConfig::default() })
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Builder<S: Service> {
+    service: S,
+    kafka: Option<KafkaConfig>,
+    database: Option<Database>,
+    outbox: OutboxConfig,
+    direct: bool,
+    relay: bool,
+}
+
+impl<S: Service> Builder<S> {
+    pub(crate) fn new(service: S) -> Self {
+        Builder {
+            service,
+            kafka: None,
+            database: None,
+            outbox: OutboxConfig::default(),
+            direct: false,
+            relay: true,
+        }
+    }
+
+    /// The Kafka cluster.
+    pub fn kafka(mut self, kafka: KafkaConfig) -> Self {
+        self.kafka = Some(kafka);
+        self
+    }
+
+    /// The database of the outbox, by URL (`postgres://...`, `sqlite://...`).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(Database::Url(url.into()));
+        self
+    }
+
+    /// The database of the outbox, as a pool the application already has.
+    pub fn database(mut self, database: Database) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// Outbox and relay settings.
+    pub fn outbox(mut self, outbox: OutboxConfig) -> Self {
+        self.outbox = outbox;
+        self
+    }
+
+    /// The Direct mode: publish sends to Kafka and awaits the acknowledgement; no outbox.
+    pub fn direct(mut self) -> Self {
+        self.direct = true;
+        self
+    }
+
+    /// Runs no relay in this process (run `eventbus-relay` processes instead).
+    pub fn without_relay(mut self) -> Self {
+        self.relay = false;
+        self
+    }
+
+    /// Applies the YAML configuration file at `path` over what is set. The outbox settings are
+    /// checked at once; the error names the file, the line and the setting.
+    ///
+    #[doc = include_str!("../docs/config-file.md")]
+    pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let file = crate::config::file::FileConfig::read(path)?;
+        if let Some(mode) = file.mode {
+            self.direct = mode == crate::config::file::FileMode::Direct;
+        }
+        if let Some(url) = file.database_url {
+            self.database = Some(Database::Url(url));
+        }
+        if let Some(kafka) = file.kafka {
+            self.kafka = Some(kafka.into_config().map_err(|e| e.in_file(&shown))?);
+        }
+        if let Some(outbox) = file.outbox {
+            let outbox = outbox.apply(self.outbox.clone());
+            outbox.validate().map_err(|e| e.in_file(&shown))?;
+            self.outbox = outbox;
+        }
+        Ok(self)
+    }
+
+    /// Reads `EVENTBUS_DATABASE_URL`, `EVENTBUS_KAFKA_BROKERS` (and SASL settings, see
+    /// [`KafkaConfig::from_env`]), `EVENTBUS_MODE` (`transactional` or `direct`) and the
+    /// `EVENTBUS_OUTBOX_*` settings ([`OutboxConfig::from_env`]) over what is set.
+    pub fn from_env(mut self) -> Result<Self, ConfigError> {
+        if let Ok(url) = std::env::var("EVENTBUS_DATABASE_URL") {
+            self.database = Some(Database::Url(url));
+        }
+        if let Some(kafka) = KafkaConfig::from_env()? {
+            self.kafka = Some(kafka);
+        }
+        match std::env::var("EVENTBUS_MODE").as_deref() {
+            Ok("direct") => self.direct = true,
+            Ok("transactional") | Err(_) => {}
+            Ok(other) => {
+                return Err(ConfigError::invalid(
+                    "EVENTBUS_MODE",
+                    format!("{other:?} is not a mode: use `transactional` or `direct`"),
+                ));
+            }
+        }
+        self.outbox = self.outbox.from_env()?;
+        Ok(self)
+    }
+
+    /// Connects, migrates the outbox, and starts the in-process relay.
+    ///
+    /// Which modes a build offers follows the crate's features: the Direct mode and the relay need
+    /// `kafka`; the Transactional mode needs `postgres` or `sqlite` (the embedded default database
+    /// is SQLite).
+    pub async fn build(self) -> Result<EventBus<S>, StartError> {
+        let _ = &self.service;
+        self.outbox.validate()?;
+        if self.direct {
+            return self.build_direct();
+        }
+        self.build_transactional().await
+    }
+
+    #[cfg(feature = "kafka")]
+    fn build_direct(self) -> Result<EventBus<S>, StartError> {
+        let (kafka, embedded) = kafka_or_embedded(self.kafka)?;
+        let producer = crate::kafka::producer(&kafka)?;
+        Ok(EventBus::with_backend(Backend::Direct(
+            super::direct::DirectBackend {
+                producer,
+                kafka,
+                _embedded: embedded,
+            },
+        )))
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    fn build_direct(self) -> Result<EventBus<S>, StartError> {
+        Err(missing_feature("the Direct mode", "kafka"))
+    }
+
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    async fn build_transactional(self) -> Result<EventBus<S>, StartError> {
+        use std::sync::Arc;
+        let database = match self.database {
+            Some(d) => d,
+            None => default_database(S::NAME)?,
+        };
+        let store = crate::outbox::connect(database, &self.outbox.table).await?;
+        store
+            .migrate()
+            .await
+            .map_err(|source| StartError::Database {
+                url: format!("{:?} outbox `{}`", store.dialect(), store.table()),
+                source,
+            })?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        #[cfg(feature = "kafka")]
+        {
+            let (kafka, embedded) = kafka_or_embedded(self.kafka)?;
+            let relay = if self.relay {
+                Some(
+                    crate::relay::Relay::new(store.clone(), &kafka, self.outbox.clone())?
+                        .with_waker(Arc::clone(&wake))
+                        .spawn(),
+                )
+            } else {
+                None
+            };
+            let relay_stats = relay.as_ref().map(crate::relay::RelayHandle::stats);
+            Ok(EventBus::with_backend(Backend::Transactional(
+                super::transactional::TransactionalBackend {
+                    store,
+                    shards: self.outbox.shards,
+                    wake,
+                    kafka: Some(kafka),
+                    relay: std::sync::Mutex::new(relay),
+                    relay_stats,
+                    _embedded: embedded,
+                },
+            )))
+        }
+        #[cfg(not(feature = "kafka"))]
+        {
+            // No Kafka client in this build: events wait in the outbox for `eventbus-relay`.
+            let _ = (self.kafka, self.relay);
+            Ok(EventBus::with_backend(Backend::Transactional(
+                super::transactional::TransactionalBackend {
+                    store,
+                    shards: self.outbox.shards,
+                    wake,
+                },
+            )))
+        }
+    }
+
+    #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+    async fn build_transactional(self) -> Result<EventBus<S>, StartError> {
+        let _ = (self.kafka, self.database, self.relay);
+        Err(missing_feature(
+            "the Transactional mode",
+            "postgres` or `sqlite",
+        ))
+    }
+}
+
+/// The error of a mode this build was compiled without.
+#[allow(dead_code)]
+fn missing_feature(what: &str, feature: &str) -> StartError {
+    StartError::Config(ConfigError::invalid(
+        "mode",
+        format!(
+            "{what} needs the `{feature}` feature of eventbus: enable it in Cargo.toml (`eventbus = {{ version = \"..\", features = [\"{feature}\"] }}`)"
+        ),
+    ))
+}
+
+/// The configured cluster, or the embedded one.
+#[cfg(feature = "kafka")]
+fn kafka_or_embedded(
+    kafka: Option<KafkaConfig>,
+) -> Result<(KafkaConfig, Option<crate::kafka::EmbeddedKafka>), StartError> {
+    Ok(match kafka {
+        Some(k) => (k, None),
+        None => {
+            let embedded = crate::kafka::EmbeddedKafka::start()?;
+            (embedded.config(), Some(embedded))
+        }
+    })
+}
+
+/// The embedded default: a fresh SQLite file in the temp dir.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn default_database(service: &str) -> Result<Database, StartError> {
+    if cfg!(not(feature = "sqlite")) {
+        return Err(StartError::Config(ConfigError::invalid(
+            "database",
+            "is not set, and the embedded default (SQLite) needs the `sqlite` feature: set `database_url` (or EVENTBUS_DATABASE_URL) to your PostgreSQL database",
+        )));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let path = std::env::temp_dir().join(format!(
+        "eventbus-{service}-{}-{nanos}.db",
+        std::process::id()
+    ));
+    Ok(Database::Url(format!("sqlite://{}", path.display())))
+}

@@ -1,0 +1,103 @@
+//! [`OutboxConfig`]: the outbox table and its relay's settings.
+
+use std::time::Duration;
+
+use super::Backoff;
+use crate::error::ConfigError;
+
+/// The default outbox table; the migrations the crate ships are rendered for it.
+pub const DEFAULT_OUTBOX_TABLE: &str = "eventbus_outbox";
+
+/// The outbox and its relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxConfig {
+    /// The outbox table (an SQL identifier, optionally `schema.table`); the dead table is
+    /// `{table}_dead`.
+    pub table: String,
+    /// Rows the relay reads and sends per batch.
+    pub batch_size: usize,
+    /// How often the relay polls when no notification wakes it.
+    pub poll_interval: Duration,
+    /// Attempts before a row moves to the dead table.
+    pub max_attempts: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Shards: rows carry `hash(key) mod shards`; relays own shards (PostgreSQL advisory locks).
+    pub shards: u32,
+    /// How long sent rows are kept (`Duration::ZERO`: deleted at once).
+    pub retention: Duration,
+    /// Also dead-letter the events moved to the dead table to this topic, with the headers of
+    /// [`crate::dlq`] (replayable with [`crate::dlq::replay`]).
+    pub dead_letter_topic: Option<String>,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            table: DEFAULT_OUTBOX_TABLE.to_owned(),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 10,
+            backoff: Backoff::default(),
+            shards: 16,
+            retention: Duration::ZERO,
+            dead_letter_topic: None,
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// Checks every value; the error names the setting and what to do.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_table_name(&self.table)?;
+        if self.batch_size == 0 {
+            return Err(ConfigError::invalid(
+                "outbox batch_size",
+                "is 0: use at least 1",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "outbox max_attempts",
+                "is 0: use at least 1",
+            ));
+        }
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(ConfigError::invalid(
+                "outbox shards",
+                format!("is {}: use 1 to 1024", self.shards),
+            ));
+        }
+        if self.backoff.multiplier < 1.0 || self.backoff.initial > self.backoff.max {
+            return Err(ConfigError::invalid(
+                "outbox backoff",
+                "needs multiplier >= 1 and initial <= max",
+            ));
+        }
+        if let Some(dlq) = &self.dead_letter_topic {
+            crate::event::routing::check_topic(dlq)
+                .map_err(|e| ConfigError::invalid("outbox dead_letter_topic", e))?;
+        }
+        Ok(())
+    }
+}
+/// Checks an outbox table name: a lower-case SQL identifier, so it needs no quoting in any
+/// dialect, and short enough for PostgreSQL (63 bytes, with `_dead` and index suffixes).
+pub fn check_table_name(name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            "outbox table",
+            format!(
+                "{name:?} is not a plain SQL identifier: use 1 to 40 characters of `a-z`, `0-9` and `_`, not starting with a digit"
+            ),
+        ))
+    }
+}

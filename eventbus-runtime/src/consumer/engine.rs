@@ -1,0 +1,324 @@
+//! The engine: one record through its handlers. Decoding, the inbox transaction, retries with
+//! backoff, the circuit breaker, panics and attempt timeouts; shared by the Kafka poll loop and
+//! the Testing mode's in-memory transport.
+
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::breaker::Breaker;
+use super::handle::ConsumerStats;
+use super::handler::Plugin;
+use super::retry::RetryPolicy;
+use crate::BoxFuture;
+use crate::bus::testing::{HandlerFailure, Subscriber};
+use crate::envelope::Envelope;
+use crate::error::{DecodeError, HandlerError};
+use crate::filter::EventFilter;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::inbox::Inbox;
+
+/// The inbox transaction a handler may write in.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) type Tx = crate::inbox::InboxTx;
+/// Without a database feature there is no inbox, so no transaction.
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+pub(crate) type Tx = std::convert::Infallible;
+
+/// A handler at work on one record; it hands the inbox transaction back.
+pub(crate) type HandlerFuture = BoxFuture<'static, Result<Option<Tx>, HandlerError>>;
+
+/// A typed handler with its event type erased: decodes the payload (or says why it cannot) and
+/// starts the handler.
+pub(crate) type ErasedTyped =
+    Arc<dyn Fn(&[u8], Option<Tx>) -> Result<HandlerFuture, serde_json::Error> + Send + Sync>;
+
+/// Starts a route's handler on `payload`. A handler that panics while starting fails the
+/// attempt instead of the consumer.
+pub(crate) fn start_route(
+    route: &Route,
+    payload: &[u8],
+    tx: Option<Tx>,
+) -> Result<Result<HandlerFuture, serde_json::Error>, HandlerError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (route.call)(payload, tx)))
+        .map_err(panicked)
+}
+
+/// Polls a handler's future; a panic inside it becomes the attempt's error, so the record is
+/// retried and dead-lettered like any failure while the consumer keeps going.
+pub(crate) fn poll_guarded<T>(
+    handling: &mut BoxFuture<'_, Result<T, HandlerError>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, HandlerError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handling.as_mut().poll(cx)))
+        .unwrap_or_else(|panic| Poll::Ready(Err(panicked(panic))))
+}
+
+/// Awaits a handler's future with [`poll_guarded`].
+async fn guarded<T>(
+    mut handling: BoxFuture<'_, Result<T, HandlerError>>,
+) -> Result<T, HandlerError> {
+    std::future::poll_fn(|cx| poll_guarded(&mut handling, cx)).await
+}
+
+/// The error of a handler that panicked, with the panic's message.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> HandlerError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned());
+    HandlerError::from(format!("the handler panicked: {message}"))
+}
+
+/// One handler, its event type erased.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) topic: &'static str,
+    pub(crate) event_type: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) call: ErasedTyped,
+}
+
+/// Everything that handles a record, shared by the Kafka loop and the Testing bus.
+pub(crate) struct Engine {
+    pub(crate) group: String,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) plugins: Vec<Arc<dyn Plugin>>,
+    pub(crate) filter: EventFilter,
+    pub(crate) retry: RetryPolicy,
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) inbox: Option<Inbox>,
+    pub(crate) breaker: Breaker,
+    pub(crate) stats: Arc<ConsumerStats>,
+    /// No plugins, no inbox, a filter on headers only: a record can be handled from its raw
+    /// headers and payload, without an envelope.
+    pub(crate) fast: bool,
+}
+
+/// A first attempt the consumer's fast path made before the record reached its key's queue.
+pub(crate) enum FirstAttempt {
+    /// The handler failed at once.
+    Failed {
+        handler: &'static str,
+        error: HandlerError,
+    },
+    /// The handler is waiting (I/O, a timer): the record continues on a worker.
+    Running {
+        handler: &'static str,
+        handling: HandlerFuture,
+    },
+}
+
+/// The outcome of a record.
+pub(crate) enum Outcome {
+    Done,
+    Dead {
+        error: String,
+        handler: String,
+        attempts: u32,
+    },
+}
+
+impl Engine {
+    pub(crate) fn topics(&self) -> Vec<&'static str> {
+        let mut t: Vec<&'static str> = self.routes.iter().map(|r| r.topic).collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// The typed handlers of `envelope` (it passed the filter).
+    fn routes_for<'a>(&'a self, envelope: &'a Envelope) -> impl Iterator<Item = &'a Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.topic == envelope.topic && r.event_type == envelope.event_type)
+    }
+
+    /// True when some handler of this engine wants `envelope`.
+    pub(crate) fn wants(&self, envelope: &Envelope) -> bool {
+        self.filter.matches(envelope)
+            && (self.routes_for(envelope).next().is_some()
+                || self.plugins.iter().any(|p| p.filter().matches(envelope)))
+    }
+
+    /// One attempt: every wanted handler, inside the inbox transaction when there is one.
+    async fn attempt(&self, envelope: &Envelope) -> Result<(), (String, HandlerError)> {
+        let Some(mut tx) = self.begin(envelope).await? else {
+            return Ok(());
+        };
+        for route in self.routes_for(envelope) {
+            let failed = |e| (route.name.to_owned(), e);
+            let handling = start_route(route, &envelope.payload, tx)
+                .map_err(failed)?
+                .map_err(|source| {
+                    failed(HandlerError::from(DecodeError::Payload {
+                        event_type: envelope.event_type.clone(),
+                        id: envelope.id,
+                        source,
+                    }))
+                })?;
+            tx = self.finish(handling).await.map_err(failed)?;
+        }
+        for plugin in self.plugins.iter().filter(|p| p.filter().matches(envelope)) {
+            let failed = |e| (plugin.name().to_owned(), e);
+            let handling =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.handle(envelope)))
+                    .map_err(|panic| failed(panicked(panic)))?;
+            self.finish(handling).await.map_err(failed)?;
+        }
+        if let Some(tx) = tx {
+            commit(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one record with retries; returns whether it must go to the dead-letter topic.
+    /// `first` is the outcome of a first attempt made already (on the consumer's fast path).
+    pub(crate) async fn process(
+        &self,
+        envelope: &Envelope,
+        stop: &watch::Receiver<bool>,
+        first: Option<FirstAttempt>,
+    ) -> Outcome {
+        let (mut attempt, mut failed) = match first {
+            None if !self.wants(envelope) => {
+                self.stats.skipped.add(1);
+                return Outcome::Done;
+            }
+            None => (0, None),
+            Some(FirstAttempt::Failed { handler, error }) => (1, Some((handler.to_owned(), error))),
+            Some(FirstAttempt::Running { handler, handling }) => {
+                match self.finish(handling).await {
+                    Ok(_) => {
+                        self.succeeded();
+                        return Outcome::Done;
+                    }
+                    Err(error) => {
+                        self.breaker.record(false);
+                        (1, Some((handler.to_owned(), error)))
+                    }
+                }
+            }
+        };
+        loop {
+            if let Some((handler, error)) = failed.take() {
+                let Some(delay) = self.retry.after_failure(attempt) else {
+                    return Outcome::Dead {
+                        error: error.to_string(),
+                        handler,
+                        attempts: attempt,
+                    };
+                };
+                self.stats.retried.add(1);
+                tracing::warn!(event_id = %envelope.id, %handler, attempt, %error, "eventbus consumer: handler failed; retrying");
+                let mut stop = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            while let Some(wait) = self.breaker.open_for() {
+                tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
+            }
+            attempt += 1;
+            match self.attempt(envelope).await {
+                Ok(()) => {
+                    self.succeeded();
+                    return Outcome::Done;
+                }
+                Err(e) => {
+                    self.breaker.record(false);
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn succeeded(&self) {
+        self.breaker.record(true);
+        self.stats.handled.add(1);
+    }
+
+    /// Awaits a handler: panics become errors, and an attempt past the policy's timeout fails.
+    async fn finish<T>(
+        &self,
+        handling: BoxFuture<'_, Result<T, HandlerError>>,
+    ) -> Result<T, HandlerError> {
+        match self.retry.attempt_limit() {
+            None => guarded(handling).await,
+            Some(limit) => tokio::time::timeout(limit, guarded(handling))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HandlerError::from(format!(
+                        "the handler did not finish within {limit:?} (the retry policy's attempt timeout)"
+                    )))
+                }),
+        }
+    }
+
+    /// The inbox transaction of `envelope`: `Ok(None)` when the inbox has seen it (a duplicate,
+    /// counted), `Ok(Some(None))` without an inbox.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    async fn begin(
+        &self,
+        envelope: &Envelope,
+    ) -> Result<Option<Option<Tx>>, (String, HandlerError)> {
+        let Some(inbox) = &self.inbox else {
+            return Ok(Some(None));
+        };
+        // Boxed: the database futures are large, and this one runs only with an inbox; inline,
+        // they would make every record's future (and its moves) that large.
+        match Box::pin(inbox.begin(&self.group, envelope.id)).await {
+            Ok(Some(tx)) => Ok(Some(Some(tx))),
+            Ok(None) => {
+                self.stats.duplicates.add(1);
+                Ok(None)
+            }
+            Err(e) => Err(("inbox".into(), e.into())),
+        }
+    }
+
+    #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+    async fn begin(&self, _: &Envelope) -> Result<Option<Option<Tx>>, (String, HandlerError)> {
+        Ok(Some(None))
+    }
+}
+
+/// Commits the inbox transaction: the handlers' effects and the inbox row together.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+async fn commit(tx: Tx) -> Result<(), (String, HandlerError)> {
+    Box::pin(tx.commit())
+        .await
+        .map_err(|e| ("inbox commit".to_owned(), HandlerError::from(e)))
+}
+
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+async fn commit(tx: Tx) -> Result<(), (String, HandlerError)> {
+    match tx {}
+}
+
+/// The Testing mode: one attempt per event, failures recorded.
+impl Subscriber for Engine {
+    fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<HandlerFailure>> {
+        Box::pin(async move {
+            if !self.wants(envelope) {
+                return None;
+            }
+            match self.attempt(envelope).await {
+                Ok(()) => {
+                    self.stats.handled.add(1);
+                    None
+                }
+                Err((handler, error)) => Some(HandlerFailure {
+                    event_id: envelope.id,
+                    event_type: envelope.event_type.clone(),
+                    handler,
+                    error: error.to_string(),
+                }),
+            }
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! The Kafka poll loop: one stream for the whole run, the fast path that handles a record in
+//! the loop from its raw headers (`fast.rs`), the key queues and their workers (`queues.rs`), the
+//! offsets (`offsets.rs`) and the rebalance hooks (`rebalance.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_core::Stream as _;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Semaphore, watch};
+
+mod fast;
+mod hash;
+mod offsets;
+mod queues;
+mod rebalance;
+
+use super::engine::{Engine, FirstAttempt};
+use crate::config::KafkaConfig;
+use crate::envelope::Envelope;
+use crate::error::SubscribeError;
+use crate::event::fnv1a;
+use crate::lock;
+use hash::FastHash;
+use offsets::Offsets;
+use rebalance::RebalanceContext;
+
+/// Starts the poll loop of `engine`'s topics as group `group`: the task, and a flag that turns
+/// true once the group assigned this member partitions.
+#[allow(clippy::result_large_err)] // once per consumer, not per record
+pub(super) fn start(
+    kafka: &KafkaConfig,
+    group: &str,
+    engine: Arc<Engine>,
+    concurrency: usize,
+    dead_letter_topic: Option<String>,
+    stop: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, watch::Receiver<bool>), SubscribeError> {
+    let topics = engine.topics();
+    let (assigned, ready) = watch::channel(false);
+    let run = KafkaRun::new(
+        kafka,
+        group,
+        &topics,
+        engine,
+        concurrency,
+        dead_letter_topic,
+        assigned,
+    )
+    .map_err(|source| SubscribeError::Kafka {
+        group: group.to_owned(),
+        topics,
+        source,
+    })?;
+    Ok((tokio::spawn(run.run(stop)), ready))
+}
+
+/// Stores the offsets now safe to commit (auto-commit sends them).
+fn store<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    offsets: &Offsets,
+) {
+    let committable = offsets.take_committable();
+    if committable.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, next) in committable {
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+    }
+    let _ = consumer.store_offsets(&tpl);
+}
+
+struct Job {
+    record: Result<Envelope, BadRecord>,
+    topic: &'static str,
+    partition: i32,
+    offset: i64,
+}
+
+/// What the fast path did with a record.
+enum Inline {
+    /// Handled (or skipped) at once.
+    Done,
+    /// It goes to its key's queue, as an envelope, with the attempt made so far.
+    Queue(Option<FirstAttempt>),
+}
+
+/// Record headers, owned.
+type RawHeaders = Vec<(String, Vec<u8>)>;
+
+/// A record that is not a CloudEvents record of ours: kept whole for the dead-letter topic.
+struct BadRecord {
+    error: String,
+    headers: RawHeaders,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// A record as an envelope, or kept whole when it is not one of ours.
+fn record_of(message: &BorrowedMessage<'_>) -> Result<Envelope, BadRecord> {
+    let payload = message.payload().unwrap_or_default();
+    match message.headers() {
+        Some(h) => Envelope::from_record(
+            message.topic(),
+            message.key(),
+            h.iter().map(|h| (h.key, h.value.unwrap_or_default())),
+            payload,
+        ),
+        None => Envelope::from_record(message.topic(), message.key(), [], payload),
+    }
+    .map_err(|e| BadRecord {
+        error: e.to_string(),
+        headers: message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: payload.to_vec(),
+    })
+}
+
+/// A key's queue: the topic's index among the subscribed ones, the partition, the key's hash.
+/// Keys are hashed: two keys sharing a hash share a queue, which only costs parallelism.
+type QueueId = (u32, i32, u64);
+
+/// The records of one key waiting for its worker.
+#[derive(Default)]
+struct KeyQueue {
+    /// Each with the fast path's attempt, when it made one.
+    jobs: VecDeque<(Job, Option<FirstAttempt>)>,
+    /// A worker is draining this queue.
+    running: bool,
+}
+
+pub(super) struct KafkaRun {
+    consumer: Arc<StreamConsumer<RebalanceContext>>,
+    producer: FutureProducer,
+    engine: Arc<Engine>,
+    offsets: Arc<Offsets>,
+    permits: Arc<Semaphore>,
+    queues: Mutex<HashMap<QueueId, KeyQueue, FastHash>>,
+    /// How many key queues exist: 0 lets the fast path skip the lock (only the run loop adds
+    /// queues, so none can appear behind its back).
+    queued: AtomicUsize,
+    dead_letter_topic: Option<String>,
+    /// The subscribed topics' names, so records refer to them without allocating.
+    topics: Vec<&'static str>,
+}
+
+impl KafkaRun {
+    fn new(
+        kafka: &KafkaConfig,
+        group: &str,
+        topics: &[&'static str],
+        engine: Arc<Engine>,
+        concurrency: usize,
+        dead_letter_topic: Option<String>,
+        assigned: watch::Sender<bool>,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
+        let offsets = Arc::new(Offsets::default());
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "true")
+            // Topics appear when their first event is published: notice them within seconds,
+            // not librdkafka's default five minutes.
+            .set("topic.metadata.refresh.interval.ms", "2000")
+            // When the prefetch queue is full (a consumer slower than the fetcher, the normal case
+            // for handlers doing work), librdkafka's default postpones the next fetch by a whole
+            // second, and the consumer idles once it has drained the queue: re-check after 1 ms.
+            // No request is sent while the queue stays full, so this costs no broker traffic.
+            .set("fetch.queue.backoff.ms", "1");
+        let client = kafka.client_config();
+        // The classic group protocol: a member that dies hands its partitions over within 6 s.
+        // With `group.protocol=consumer` (KIP-848) the broker owns these timings.
+        if client.get("group.protocol") != Some("consumer") {
+            config
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500");
+        }
+        for (k, v) in client.config_map() {
+            config.set(k, v);
+        }
+        let consumer: StreamConsumer<RebalanceContext> =
+            config.create_with_context(RebalanceContext {
+                offsets: Arc::clone(&offsets),
+                assigned,
+            })?;
+        let producer = crate::kafka::producer(kafka).map_err(|e| match e {
+            crate::error::StartError::Kafka { source, .. } => source,
+            other => rdkafka::error::KafkaError::ClientCreation(other.to_string()),
+        })?;
+        // Ask for each topic once, as a producer: where topics are created on first use, this
+        // creates it, so the group's first assignment covers every topic (no rebalance later).
+        for topic in topics {
+            let _ = producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(5));
+        }
+        consumer.subscribe(topics)?;
+        Ok(KafkaRun {
+            consumer: Arc::new(consumer),
+            producer,
+            engine,
+            offsets,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            queues: Mutex::default(),
+            queued: AtomicUsize::new(0),
+            dead_letter_topic,
+            topics: topics.to_vec(),
+        })
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        // One stream for the whole run (`recv` would register a waker slot per record).
+        let mut records = this.consumer.stream();
+        let mut paused = false;
+        // Workers live in this set: if this task is aborted (a crash), they die with it.
+        let mut workers = tokio::task::JoinSet::new();
+        // Offsets are stored in bulk every 20 ms, off the record path (auto-commit sends them).
+        let flusher = Arc::clone(&this);
+        workers.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                store(&*flusher.consumer, &flusher.offsets);
+            }
+        });
+        let mut received = 0u32;
+        loop {
+            received = received.wrapping_add(1);
+            if received.is_multiple_of(1024) {
+                // Records that are ready and handled at once never make this task wait: give the
+                // runtime's other tasks a turn (on a current-thread runtime they would starve).
+                // Every 1,024 records (about a millisecond): each yield can wake another worker.
+                tokio::task::yield_now().await;
+                while workers.try_join_next().is_some() {}
+                // Also seen by the `select!` below; checked here too in case records keep it busy.
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            // The circuit breaker pauses every assigned partition while open.
+            match (this.engine.breaker.open_for(), paused) {
+                (Some(_), false) => {
+                    if let Ok(assigned) = this.consumer.assignment() {
+                        let _ = this.consumer.pause(&assigned);
+                        paused = true;
+                    }
+                }
+                (None, true) => {
+                    if let Ok(assigned) = this.consumer.assignment() {
+                        let _ = this.consumer.resume(&assigned);
+                    }
+                    paused = false;
+                }
+                _ => {}
+            }
+            // A record ready now is taken without the `select!` (which would register with the
+            // stop channel each time); only an empty queue waits on both.
+            let ready =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut records).poll_next(cx))).await;
+            let message = match ready {
+                Poll::Ready(message) => message,
+                Poll::Pending => {
+                    let next = std::future::poll_fn(|cx| Pin::new(&mut records).poll_next(cx));
+                    if paused {
+                        tokio::select! {
+                            m = next => m,
+                            _ = stop.changed() => break,
+                            () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        }
+                    } else {
+                        tokio::select! {
+                            m = next => m,
+                            _ = stop.changed() => break,
+                        }
+                    }
+                }
+            };
+            // The stream of a subscribed consumer does not end; if it did, so would this loop.
+            let Some(message) = message else {
+                break;
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "eventbus consumer: receive error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            // One topic (the usual case): every record is of it, no name to compare.
+            let topic_index = match this.topics.len() {
+                1 => Some(0),
+                _ => this.topics.iter().position(|t| *t == message.topic()),
+            };
+            let Some(topic_index) = topic_index else {
+                tracing::warn!(
+                    topic = message.topic(),
+                    "eventbus consumer: a record of a topic not subscribed; skipped"
+                );
+                continue;
+            };
+            let topic = this.topics[topic_index];
+            let (partition, offset) = (message.partition(), message.offset());
+            // One queue per key (per partition): in order within a key, in parallel across keys.
+            // A record without a key has no order to keep: a queue of its own.
+            let key_hash = message.key().map_or(offset as u64 ^ (1 << 63), fnv1a);
+            let queue_id = (topic_index as u32, partition, key_hash);
+            let first = match this.inline(&message, topic, queue_id) {
+                Inline::Done => {
+                    this.offsets.advance(topic, partition, offset);
+                    continue;
+                }
+                Inline::Queue(first) => first,
+            };
+            let job = Job {
+                record: record_of(&message),
+                topic,
+                partition,
+                offset,
+            };
+            drop(message);
+            this.offsets.begin(topic, partition, offset);
+            // The worker gives the permit back when the record is done.
+            let Ok(permit) = this.permits.acquire().await else {
+                break;
+            };
+            permit.forget();
+            // A key has at most one worker: it drains the key's queue, in order, then leaves.
+            let start_worker = {
+                let mut queues = lock(&this.queues);
+                let queue = queues.entry(queue_id).or_insert_with(|| {
+                    this.queued.fetch_add(1, Ordering::Release);
+                    KeyQueue::default()
+                });
+                queue.jobs.push_back((job, first));
+                !std::mem::replace(&mut queue.running, true)
+            };
+            if start_worker {
+                // Poll the worker once here; one that waits (I/O, a retry) continues as a task,
+                // polled anew by tokio.
+                let mut work = Box::pin(Arc::clone(&this).work(queue_id, stop.clone()));
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if work.as_mut().poll(&mut cx).is_pending() {
+                    workers.spawn(work);
+                }
+            }
+        }
+        // Shutdown: let the records in work finish (bounded), then commit.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !this.offsets.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        workers.abort_all();
+        store(&*this.consumer, &this.offsets);
+        let _ = this.consumer.commit_consumer_state(CommitMode::Sync);
+        this.consumer.unsubscribe();
+    }
+}

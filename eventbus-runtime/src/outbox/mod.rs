@@ -1,0 +1,355 @@
+//! The transactional outbox (AD-001, AD-003): tables, migrations, and the statements the bus and
+//! the relay run, for PostgreSQL and SQLite (features `postgres`, `sqlite`).
+//!
+//! A row is written by `EventBus::enqueue` inside the caller's transaction, with the statement the
+//! derive generated (`Event::OUTBOX_INSERT_POSTGRES` / `_SQLITE`); the relay reads rows in commit
+//! order, publishes them, and deletes them (or marks them sent, with a retention). After
+//! `max_attempts` a row moves to `{table}_dead`, from which it can be replayed.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`OutboxStore`], the migration, what an operator reads: backlog, dead rows, replay |
+//! | `statements.rs` | every statement, per dialect, built once per table |
+//! | `transaction.rs` | writing rows: [`OutboxTransaction`], the generated INSERT, one transaction of their own |
+//! | `rows.rs` | what the relay does to rows: fetch in commit order, mark sent, retry, move to dead |
+//! | `connect.rs` | [`connect`]: a store from a [`Database`](crate::config::Database) |
+
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+mod connect;
+mod rows;
+mod statements;
+mod transaction;
+
+pub use connect::connect;
+pub(crate) use rows::PendingRow;
+pub use statements::NEW_ROW_COLUMNS;
+pub(crate) use transaction::{Generated, WriteError};
+pub use transaction::{NewRow, OutboxTransaction};
+
+use crate::error::ConfigError;
+use statements::Statements;
+
+const POSTGRES_DDL: &str = include_str!("../../migrations/postgres.sql");
+const SQLITE_DDL: &str = include_str!("../../migrations/sqlite.sql");
+
+/// The SQL dialects the outbox speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL 13 or newer.
+    Postgres,
+    /// SQLite 3.35 or newer.
+    Sqlite,
+}
+
+/// The migration creating the outbox, the dead table, their indexes and (PostgreSQL) the
+/// notification trigger, for `table`. Idempotent.
+pub fn migration(dialect: Dialect, table: &str) -> Result<String, ConfigError> {
+    crate::config::check_table_name(table)?;
+    let ddl = match dialect {
+        Dialect::Postgres => POSTGRES_DDL,
+        Dialect::Sqlite => SQLITE_DDL,
+    };
+    Ok(ddl.replace(crate::config::DEFAULT_OUTBOX_TABLE, table))
+}
+
+/// A stable shard for `key` (FNV-1a, 64 bits): the same key lands on the same shard in every
+/// process and version. Rows without a key are spread by event id.
+pub fn shard_of(key: Option<&str>, event_id: &Uuid, shards: u32) -> i32 {
+    let bytes: &[u8] = match key {
+        Some(k) => k.as_bytes(),
+        None => event_id.as_bytes(),
+    };
+    (crate::event::fnv1a(bytes) % u64::from(shards.max(1))) as i32
+}
+
+/// What waits in an outbox (the seed's AD-007 "queue depth"): for a health check or a gauge.
+///
+/// Also exported through the `metrics` facade as gauges labelled `table`, read every 5 s by each
+/// relay and by each [`EventBus::health`](crate::EventBus::health):
+///
+/// | metric | what |
+/// |---|---|
+/// | `eventbus_outbox_pending` | rows waiting |
+/// | `eventbus_outbox_oldest_pending_seconds` | the oldest waiting row's age |
+/// | `eventbus_outbox_dead` | rows in the dead table |
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Rows not yet published.
+    pub pending: i64,
+    /// How long the oldest of them has waited; `None` when nothing waits. A relay that keeps up
+    /// holds this under a second; one that grows means the relay is down or failing.
+    pub oldest_pending: Option<std::time::Duration>,
+    /// Rows in the dead table, waiting for an operator (`eventbus-relay dead`, `replay`).
+    pub dead: i64,
+}
+
+/// A dead row, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEvent {
+    /// The event id.
+    pub event_id: Uuid,
+    /// Its topic.
+    pub topic: String,
+    /// Its CloudEvents type.
+    pub event_type: String,
+    /// Its partition key.
+    pub key: Option<String>,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub error: String,
+}
+
+/// Which dead rows to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Every dead row.
+    All,
+    /// These events.
+    Events(Vec<Uuid>),
+}
+
+/// The database an outbox lives in, with its statements for one table.
+#[derive(Clone)]
+pub struct OutboxStore {
+    pub(crate) db: Db,
+    pub(crate) table: Arc<str>,
+    pub(super) sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for OutboxStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxStore")
+            .field("dialect", &self.dialect())
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+/// A connection pool of either dialect.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+pub(super) fn sql(s: &str) -> AssertSqlSafe<String> {
+    // Every statement is built from constants and a validated table name.
+    AssertSqlSafe(s.to_owned())
+}
+
+pub(super) fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+impl OutboxStore {
+    /// The outbox in `pool`'s PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(pool: sqlx::PgPool, table: &str) -> Result<Self, ConfigError> {
+        crate::config::check_table_name(table)?;
+        Ok(OutboxStore {
+            db: Db::Postgres(pool),
+            table: table.into(),
+            sql: Arc::new(Statements::new(Dialect::Postgres, table)),
+        })
+    }
+
+    /// The outbox in `pool`'s SQLite database.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(pool: sqlx::SqlitePool, table: &str) -> Result<Self, ConfigError> {
+        crate::config::check_table_name(table)?;
+        Ok(OutboxStore {
+            db: Db::Sqlite(pool),
+            table: table.into(),
+            sql: Arc::new(Statements::new(Dialect::Sqlite, table)),
+        })
+    }
+
+    /// The database, to build a bus or begin transactions on.
+    pub fn database(&self) -> crate::config::Database {
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => crate::config::Database::Postgres(pool.clone()),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => crate::config::Database::Sqlite(pool.clone()),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Creates the tables if they do not exist. Safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let ddl = migration(self.dialect(), &self.table)
+            .map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                // Serialize concurrent migrations (CREATE ... IF NOT EXISTS races otherwise).
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7201604190)")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+                tx.commit().await
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => sqlx::raw_sql(AssertSqlSafe(ddl))
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Puts dead rows back into the outbox (at its end, with fresh attempts); returns how many.
+    pub async fn replay(&self, which: Replay) -> Result<u64, sqlx::Error> {
+        match (&self.db, which) {
+            #[cfg(feature = "postgres")]
+            (Db::Postgres(pool), Replay::All) => Ok(sqlx::query(sql(&self.sql.replay_all[0]))
+                .execute(pool)
+                .await?
+                .rows_affected()),
+            #[cfg(feature = "postgres")]
+            (Db::Postgres(pool), Replay::Events(ids)) => {
+                Ok(sqlx::query(sql(&self.sql.replay_some[0]))
+                    .bind(ids)
+                    .execute(pool)
+                    .await?
+                    .rows_affected())
+            }
+            #[cfg(feature = "sqlite")]
+            (Db::Sqlite(pool), Replay::All) => {
+                let [insert, delete] = &self.sql.replay_all[..] else {
+                    unreachable!("SQLite replays in two statements")
+                };
+                let mut tx = pool.begin().await?;
+                let replayed = sqlx::query(sql(insert))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(sql(delete)).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(replayed)
+            }
+            #[cfg(feature = "sqlite")]
+            (Db::Sqlite(pool), Replay::Events(ids)) => {
+                let [insert, delete] = &self.sql.replay_some[..] else {
+                    unreachable!("SQLite replays in two statements")
+                };
+                let mut tx = pool.begin().await?;
+                let mut replayed = 0;
+                for id in ids {
+                    replayed += sqlx::query(sql(insert))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    sqlx::query(sql(delete)).bind(id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(replayed)
+            }
+        }
+    }
+
+    /// The dead rows, oldest first.
+    pub async fn dead(&self) -> Result<Vec<DeadEvent>, sqlx::Error> {
+        let rows = match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => sqlx::query(sql(&self.sql.dead))
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| dead_row(&r))
+                .collect::<Result<Vec<_>, _>>()?,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.dead))
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| dead_row(&r))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// Rows not yet published.
+    pub async fn pending(&self) -> Result<i64, sqlx::Error> {
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(sql(&self.sql.pending))
+                    .fetch_one(pool)
+                    .await
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(sql(&self.sql.pending))
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+    }
+}
+
+impl OutboxStore {
+    /// What waits: pending rows, the age of the oldest, dead rows (one statement).
+    pub async fn backlog(&self) -> Result<Backlog, sqlx::Error> {
+        let (pending, oldest, dead): (i64, Option<f64>, i64) = match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                sqlx::query_as(sql(&self.sql.backlog))
+                    .fetch_one(pool)
+                    .await?
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                sqlx::query_as(sql(&self.sql.backlog))
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(Backlog {
+            pending,
+            oldest_pending: oldest.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+            dead,
+        })
+    }
+}
+
+fn dead_row<R: Row>(r: &R) -> Result<DeadEvent, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    String: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    Option<String>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    i32: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+{
+    Ok(DeadEvent {
+        event_id: r.try_get(0usize)?,
+        topic: r.try_get(1usize)?,
+        event_type: r.try_get(2usize)?,
+        key: r.try_get(3usize)?,
+        attempts: r.try_get(4usize)?,
+        error: r.try_get(5usize)?,
+    })
+}

@@ -1,0 +1,151 @@
+//! Every statement the outbox runs, per dialect, for one table: built once when the store is
+//! made, from constants and the validated table name. A step that takes two statements on a
+//! dialect is a list, each statement bound on its own, run in one transaction.
+
+use super::Dialect;
+
+/// The columns a new row sets, in the order of the INSERT's values. The outbox INSERT the code
+/// generator emits for each event (`Event::OUTBOX_INSERT_POSTGRES`) lists the same; a test runs
+/// those against the migrated table.
+pub const NEW_ROW_COLUMNS: &str =
+    "event_id, topic, partition_key, event_type, version, headers, payload, shard";
+
+/// The columns a dead row keeps from its outbox row (besides the id and the last error).
+const DEAD_ROW_COLUMNS: &str = "event_id, topic, partition_key, event_type, version, headers, payload, created_at, attempts, shard";
+
+/// Every statement of one outbox table.
+pub(crate) struct Statements {
+    /// PostgreSQL: the keys held back by an earlier row (backing off, or not yet readable).
+    pub(super) blocked: String,
+    pub(super) fetch: String,
+    pub(super) delete_sent: String,
+    pub(super) mark_sent: String,
+    pub(super) retry: String,
+    /// Moves a row to the dead table (binds: id, error).
+    pub(super) to_dead: Vec<String>,
+    pub(super) purge: String,
+    pub(super) replay_all: Vec<String>,
+    /// Replays the given events: PostgreSQL takes them all at once (an array); SQLite one event
+    /// id per execution (it stores ids as blobs).
+    pub(super) replay_some: Vec<String>,
+    pub(super) dead: String,
+    pub(super) pending: String,
+    pub(super) backlog: String,
+    /// The INSERT of an event whose type is not known at compile time (binds the eight
+    /// [`NEW_ROW_COLUMNS`]).
+    pub(super) insert: String,
+}
+
+impl Statements {
+    pub(super) fn new(dialect: Dialect, t: &str) -> Self {
+        let new = NEW_ROW_COLUMNS;
+        let cols = DEAD_ROW_COLUMNS;
+        let moved = cols.replace("attempts", "attempts + 1");
+        match dialect {
+            Dialect::Postgres => Statements {
+                // Commit order (ARCHITECTURE.md): only rows of transactions older than every
+                // running one (xid below the snapshot's xmin), in id order. A key whose earlier row
+                // is backing off or not yet readable (`blocked`, read in the same snapshot) holds
+                // its later rows back; other keys flow. Two cheap statements beat one anti-join.
+                blocked: format!(
+                    "SELECT partition_key, min(id) FROM {t} \
+                     WHERE sent_at IS NULL AND shard = ANY($1) AND partition_key IS NOT NULL \
+                       AND (next_attempt_at > now() OR xid >= pg_snapshot_xmin(pg_current_snapshot())) \
+                     GROUP BY partition_key"
+                ),
+                fetch: format!(
+                    "SELECT id, event_id, topic, partition_key, headers, payload, attempts FROM {t} \
+                     WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
+                       AND xid < pg_snapshot_xmin(pg_current_snapshot()) AND NOT (id = ANY($3)) \
+                     ORDER BY id LIMIT $2"
+                ),
+                delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
+                mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),
+                retry: format!(
+                    "UPDATE {t} SET attempts = attempts + $4, last_error = $2, \
+                     next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1"
+                ),
+                to_dead: vec![format!(
+                    "WITH moved AS (DELETE FROM {t} WHERE id = $1 RETURNING *) \
+                     INSERT INTO {t}_dead (id, {cols}, last_error) \
+                     SELECT id, {moved}, $2 FROM moved"
+                )],
+                purge: format!(
+                    "DELETE FROM {t} WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)"
+                ),
+                replay_all: vec![format!(
+                    "WITH moved AS (DELETE FROM {t}_dead RETURNING *) \
+                     INSERT INTO {t} ({new}) SELECT {new} FROM moved ORDER BY id"
+                )],
+                replay_some: vec![format!(
+                    "WITH moved AS (DELETE FROM {t}_dead WHERE event_id = ANY($1) RETURNING *) \
+                     INSERT INTO {t} ({new}) SELECT {new} FROM moved ORDER BY id"
+                )],
+                dead: format!(
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
+                ),
+                pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
+                backlog: format!(
+                    "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8, \
+                     (SELECT count(*) FROM {t}_dead) FROM {t} WHERE sent_at IS NULL"
+                ),
+                insert: format!("INSERT INTO {t} ({new}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            },
+            Dialect::Sqlite => Statements {
+                blocked: String::new(),
+                // SQLite has one writer at a time: ids are in commit order.
+                fetch: format!(
+                    "SELECT o.id, o.event_id, o.topic, o.partition_key, o.headers, o.payload, o.attempts \
+                     FROM {t} o \
+                     WHERE o.sent_at IS NULL AND o.next_attempt_at <= ?1 \
+                       AND (o.partition_key IS NULL OR NOT EXISTS ( \
+                         SELECT 1 FROM {t} p WHERE p.sent_at IS NULL \
+                           AND p.partition_key = o.partition_key AND p.id < o.id \
+                           AND p.next_attempt_at > ?1)) \
+                       AND o.id NOT IN (SELECT value FROM json_each(?3)) \
+                     ORDER BY o.id LIMIT ?2"
+                ),
+                delete_sent: format!(
+                    "DELETE FROM {t} WHERE id IN (SELECT value FROM json_each(?1))"
+                ),
+                mark_sent: format!(
+                    "UPDATE {t} SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                     WHERE id IN (SELECT value FROM json_each(?1))"
+                ),
+                retry: format!(
+                    "UPDATE {t} SET attempts = attempts + ?4, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1"
+                ),
+                to_dead: vec![
+                    format!(
+                        "INSERT INTO {t}_dead (id, {cols}, last_error) \
+                         SELECT id, {moved}, ?2 FROM {t} WHERE id = ?1"
+                    ),
+                    format!("DELETE FROM {t} WHERE id = ?1"),
+                ],
+                purge: format!(
+                    "DELETE FROM {t} WHERE sent_at IS NOT NULL \
+                     AND sent_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ?1 || ' seconds')"
+                ),
+                replay_all: vec![
+                    format!("INSERT INTO {t} ({new}) SELECT {new} FROM {t}_dead ORDER BY id"),
+                    format!("DELETE FROM {t}_dead"),
+                ],
+                replay_some: vec![
+                    format!(
+                        "INSERT INTO {t} ({new}) SELECT {new} FROM {t}_dead WHERE event_id = ?1"
+                    ),
+                    format!("DELETE FROM {t}_dead WHERE event_id = ?1"),
+                ],
+                dead: format!(
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
+                ),
+                pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
+                backlog: format!(
+                    "SELECT count(*), (julianday('now') - julianday(min(created_at))) * 86400.0, \
+                     (SELECT count(*) FROM {t}_dead) FROM {t} WHERE sent_at IS NULL"
+                ),
+                insert: format!("INSERT INTO {t} ({new}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            },
+        }
+    }
+}

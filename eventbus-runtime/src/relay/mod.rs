@@ -1,0 +1,331 @@
+//! The relay: reads the outbox in commit order and publishes to Kafka (AD-001, AD-006).
+//!
+//! - **Order per key = commit order**: see [`crate::outbox`]'s fetch statement; a key whose
+//!   earlier row failed waits for it, other keys flow.
+//! - **Scale out** (PostgreSQL): rows carry `shard = hash(key) mod shards`; each relay holds a
+//!   session advisory lock per shard it owns and a shared "member" lock, and rebalances to its
+//!   fair share, so any number of relays split the work with no double ownership.
+//! - **Low latency**: LISTEN/NOTIFY (PostgreSQL) or an in-process notify (SQLite) wakes it; the
+//!   poll interval is the fallback.
+//! - **Failures**: exponential backoff with jitter and a cap; after `max_attempts` the row moves
+//!   to the dead table (and the dead-letter topic, when configured). Nothing is dropped silently.
+//! - **Shutdown** finishes the batch in hand, then releases its shards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+mod send;
+mod shards;
+
+use crate::config::{KafkaConfig, OutboxConfig};
+use crate::error::{ConfigError, RelayError, StartError};
+use crate::metrics::Counted;
+use crate::outbox::{Db, OutboxStore};
+use shards::Ownership;
+
+/// Counters a relay keeps; cheap to read at any time.
+///
+/// Also exported through the `metrics` facade, labelled `table`:
+///
+/// | metric | what |
+/// |---|---|
+/// | `eventbus_relay_published_total` | events the relay got acknowledged |
+/// | `eventbus_relay_retried_total` | failed sends to be retried |
+/// | `eventbus_relay_dead_lettered_total` | events moved to the dead table (and the dead-letter topic) |
+/// | `eventbus_relay_batches_total` | batches sent |
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    published: Counted,
+    retried: Counted,
+    dead_lettered: Counted,
+    batches: Counted,
+}
+
+impl RelayStats {
+    /// The counters of the relay of outbox `table`, exported with its name.
+    fn new(table: &str) -> Self {
+        let counter =
+            |name: &'static str| Counted::new(metrics::counter!(name, "table" => table.to_owned()));
+        RelayStats {
+            published: counter("eventbus_relay_published_total"),
+            retried: counter("eventbus_relay_retried_total"),
+            dead_lettered: counter("eventbus_relay_dead_lettered_total"),
+            batches: counter("eventbus_relay_batches_total"),
+        }
+    }
+}
+
+impl RelayStats {
+    /// Events acknowledged by Kafka.
+    pub fn published(&self) -> u64 {
+        self.published.get()
+    }
+    /// Failed attempts that will be retried.
+    pub fn retried(&self) -> u64 {
+        self.retried.get()
+    }
+    /// Events dead-lettered: moved to the dead table (and to the dead-letter topic, when one is
+    /// configured).
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.get()
+    }
+    /// Batches sent.
+    pub fn batches(&self) -> u64 {
+        self.batches.get()
+    }
+}
+
+/// The relay of one outbox.
+pub struct Relay {
+    store: OutboxStore,
+    producer: FutureProducer,
+    config: OutboxConfig,
+    wake: Arc<Notify>,
+    stats: Arc<RelayStats>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct RelayHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    stats: Arc<RelayStats>,
+}
+
+impl RelayHandle {
+    /// The relay's counters.
+    pub fn stats(&self) -> Arc<RelayStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops after the batch in hand, releasing the relay's shards.
+    pub async fn shutdown(self) -> Result<Arc<RelayStats>, RelayError> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .map_err(|e| RelayError::Task(e.to_string()))?;
+        Ok(self.stats)
+    }
+
+    /// Kills the relay at once, as a crash would (tests use this): rows it sent but had not yet
+    /// marked are sent again by whoever owns their shard next.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+impl Relay {
+    /// A relay for `store`, publishing with an idempotent producer to `kafka`.
+    pub fn new(
+        store: OutboxStore,
+        kafka: &KafkaConfig,
+        config: OutboxConfig,
+    ) -> Result<Self, StartError> {
+        config.validate()?;
+        if config.table != store.table() {
+            return Err(StartError::Config(ConfigError::invalid(
+                "outbox table",
+                format!(
+                    "{:?} differs from the store's table {:?}: build both from one OutboxConfig",
+                    config.table,
+                    store.table()
+                ),
+            )));
+        }
+        Ok(Relay {
+            producer: crate::kafka::producer(kafka)?,
+            config,
+            wake: Arc::new(Notify::new()),
+            stats: Arc::new(RelayStats::new(store.table())),
+            store,
+        })
+    }
+
+    /// The notifier that wakes this relay (the bus notifies it after each SQLite enqueue).
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Uses `wake` to be woken (shared with a bus).
+    pub(crate) fn with_waker(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    /// Runs the relay as a tokio task.
+    pub fn spawn(self) -> RelayHandle {
+        let (stop, stopped) = watch::channel(false);
+        let stats = Arc::clone(&self.stats);
+        let task = tokio::spawn(self.run(stopped));
+        RelayHandle { stop, task, stats }
+    }
+
+    /// Runs until `stop` turns true. Database and broker errors are logged and retried with
+    /// backoff: a relay outlives outages.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut shards = Ownership::of(&self.store.db, &self.config);
+        let mut listener: Option<Listener> = None;
+        let mut idle = Duration::from_millis(1);
+        let mut last_purge = Instant::now();
+        // The outbox gauges: read at the first pass, then every 5 s.
+        let mut last_gauges: Option<Instant> = None;
+        let mut outage = 0u32;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            #[cfg(feature = "postgres")]
+            if let (Db::Postgres(pool), None) = (&self.store.db, &listener) {
+                listener = listen(pool, self.store.table()).await;
+            }
+            let owned = match shards.refresh().await {
+                Ok(owned) => owned,
+                Err(e) => {
+                    outage += 1;
+                    tracing::warn!(error = %e, "eventbus relay: cannot own shards; retrying");
+                    wait(&mut stop, self.config.backoff.delay(outage)).await;
+                    continue;
+                }
+            };
+            let sent = match self.drain(&owned).await {
+                Ok(n) => {
+                    outage = 0;
+                    n
+                }
+                Err(e) => {
+                    outage += 1;
+                    tracing::warn!(error = %e, table = %self.store.table(), "eventbus relay: outbox unavailable; retrying");
+                    listener = None;
+                    wait(&mut stop, self.config.backoff.delay(outage)).await;
+                    continue;
+                }
+            };
+            if last_gauges.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                last_gauges = Some(Instant::now());
+                match self.store.backlog().await {
+                    Ok(backlog) => crate::metrics::set_backlog(self.store.table(), &backlog),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "eventbus relay: cannot read the backlog")
+                    }
+                }
+            }
+            if !self.config.retention.is_zero() && last_purge.elapsed() > Duration::from_secs(10) {
+                last_purge = Instant::now();
+                if let Err(e) = self.store.purge(self.config.retention).await {
+                    tracing::warn!(error = %e, "eventbus relay: cannot purge sent rows");
+                }
+            }
+            if sent >= self.config.batch_size {
+                idle = Duration::from_millis(1);
+                continue;
+            }
+            if sent > 0 {
+                idle = Duration::from_millis(1);
+            }
+            // Wait for a notification, the idle backoff (rows may be committed just after a
+            // wake), or shutdown.
+            let timeout = idle.min(self.config.poll_interval);
+            let woke = tokio::select! {
+                () = self.wake.notified() => true,
+                n = recv(&mut listener) => n,
+                () = tokio::time::sleep(timeout) => false,
+                _ = stop.changed() => false,
+            };
+            idle = if woke {
+                Duration::from_millis(1)
+            } else {
+                (idle * 2).min(self.config.poll_interval)
+            };
+        }
+        let _ = self.producer.flush(Duration::from_secs(10));
+        shards.release().await;
+    }
+
+    /// Publishes batches from `shards` until a batch comes back short; returns rows handled.
+    ///
+    /// While Kafka acknowledges one batch, the next is read (without the rows in flight), so the
+    /// database and the broker work at the same time. At most [`MAX_PIPELINED`] batches per call,
+    /// so the caller can rebalance shards and see a shutdown.
+    pub async fn drain(&self, shards: &[i32]) -> Result<usize, sqlx::Error> {
+        if shards.is_empty() {
+            return Ok(0);
+        }
+        let batch = self.config.batch_size;
+        let mut rows = self.store.fetch(shards, batch, &[]).await?;
+        let mut total = 0;
+        for round in 1..=MAX_PIPELINED {
+            if rows.is_empty() {
+                break;
+            }
+            total += rows.len();
+            let read_next = rows.len() >= batch && round < MAX_PIPELINED;
+            let in_flight: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let next = async {
+                if read_next {
+                    self.store.fetch(shards, batch, &in_flight).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (failed_keys, next) = tokio::join!(self.send(&rows), next);
+            let failed_keys = failed_keys?;
+            rows = next?;
+            // A key that failed in this batch holds back its rows of the next one.
+            rows.retain(|r| r.key.as_ref().is_none_or(|k| !failed_keys.contains(k)));
+        }
+        Ok(total)
+    }
+}
+
+/// The notifications of the outbox's trigger (PostgreSQL).
+#[cfg(feature = "postgres")]
+type Listener = sqlx::postgres::PgListener;
+/// SQLite has no notifications (an in-process notify wakes the relay instead).
+#[cfg(not(feature = "postgres"))]
+type Listener = std::convert::Infallible;
+
+#[cfg(feature = "postgres")]
+async fn listen(pool: &sqlx::PgPool, channel: &str) -> Option<Listener> {
+    let mut listener = Listener::connect_with(pool).await.ok()?;
+    listener.listen(channel).await.ok()?;
+    Some(listener)
+}
+
+/// Waits for a notification; true when one came (or the listener broke: read anyway).
+async fn recv(listener: &mut Option<Listener>) -> bool {
+    match listener {
+        #[cfg(feature = "postgres")]
+        Some(l) => {
+            if l.recv().await.is_err() {
+                *listener = None;
+            }
+            true
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(never) => match *never {},
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait(stop: &mut watch::Receiver<bool>, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Batches one `drain` call sends back to back.
+pub const MAX_PIPELINED: usize = 8;

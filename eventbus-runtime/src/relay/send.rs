@@ -1,0 +1,185 @@
+//! Sending a batch: every row to the producer, then every acknowledgement; a rejected batch is
+//! retried row by row so only the culprit counts an attempt; failures back off or go to the dead
+//! table (and the dead-letter topic).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers as _;
+use rdkafka::producer::FutureRecord;
+
+use super::Relay;
+use crate::dlq::{DeadLetter, RELAY};
+use crate::outbox::PendingRow;
+
+impl Relay {
+    /// Sends one batch; marks what Kafka acknowledged, schedules or buries what it did not.
+    /// Returns the keys that failed.
+    pub(super) async fn send(&self, rows: &[PendingRow]) -> Result<HashSet<String>, sqlx::Error> {
+        let mut in_flight = Vec::with_capacity(rows.len());
+        let mut failed: Vec<(&PendingRow, KafkaError)> = Vec::new();
+        let mut blocked: HashSet<&str> = HashSet::new();
+        for row in rows {
+            if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
+                continue; // an earlier row of this key failed: keep the order, retry later
+            }
+            let mut record = FutureRecord::to(&row.topic)
+                .payload(row.payload.as_slice())
+                .headers(crate::kafka::headers_from_json(&row.headers));
+            if let Some(key) = row.key.as_deref() {
+                record = record.key(key);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => in_flight.push((row, delivery)),
+                Err((e, _)) => {
+                    if let Some(key) = row.key.as_deref() {
+                        blocked.insert(key);
+                    }
+                    failed.push((row, e));
+                }
+            }
+        }
+        let mut sent = Vec::with_capacity(in_flight.len());
+        let mut rejected: Vec<(&PendingRow, KafkaError)> = Vec::new();
+        for (row, delivery) in in_flight {
+            match delivery.await {
+                Ok(Ok(_)) => sent.push(row.id),
+                Ok(Err((e, _))) => rejected.push((row, e)),
+                Err(_) => rejected.push((row, KafkaError::Canceled)),
+            }
+        }
+        // A broker rejects a whole record batch for one bad record (too large, say): send each
+        // rejected row alone, in order, so only the culprit counts an attempt. A key whose row
+        // fails here holds its later rows back, unattempted. (Outages are not isolated: every
+        // row would wait out the timeout again.)
+        if rejected.len() > 1 && rejected.iter().any(|(_, e)| !is_outage(e)) {
+            for (row, _) in rejected {
+                if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
+                    continue;
+                }
+                match self.send_one(row).await {
+                    Ok(()) => sent.push(row.id),
+                    Err(error) => {
+                        if let Some(key) = row.key.as_deref() {
+                            blocked.insert(key);
+                        }
+                        failed.push((row, error));
+                    }
+                }
+            }
+        } else {
+            failed.extend(rejected);
+        }
+        self.store
+            .sent(&sent, !self.config.retention.is_zero())
+            .await?;
+        self.stats.published.add(sent.len() as u64);
+        self.stats.batches.add(1);
+        let failed_keys: HashSet<String> = failed
+            .iter()
+            .filter_map(|(row, _)| row.key.clone())
+            .chain(blocked.iter().map(|k| (*k).to_owned()))
+            .collect();
+        for (row, error) in failed {
+            // An outage (timeouts, brokers down) is not the event's fault: it is retried with
+            // backoff for as long as it lasts, without using up the event's attempts.
+            let outage = is_outage(&error);
+            let error = error.to_string();
+            let attempt = row.attempts as u32 + u32::from(!outage);
+            if !outage && attempt >= self.config.max_attempts {
+                tracing::error!(event_id = %row.event_id, topic = %row.topic, attempts = attempt, %error,
+                    "eventbus relay: event moved to the dead table");
+                self.dead_letter(row, &error, attempt).await;
+                self.store.kill(row.id, &error).await?;
+                self.stats.dead_lettered.add(1);
+            } else {
+                tracing::warn!(event_id = %row.event_id, topic = %row.topic, attempt, %error,
+                    "eventbus relay: publish failed; will retry");
+                self.store
+                    .retry_later(
+                        row.id,
+                        &error,
+                        self.config.backoff.delay(attempt.max(1)),
+                        !outage,
+                    )
+                    .await?;
+                self.stats.retried.add(1);
+            }
+        }
+        Ok(failed_keys)
+    }
+
+    /// Sends one row and awaits its acknowledgement.
+    async fn send_one(&self, row: &PendingRow) -> Result<(), KafkaError> {
+        let mut record = FutureRecord::to(&row.topic)
+            .payload(row.payload.as_slice())
+            .headers(crate::kafka::headers_from_json(&row.headers));
+        if let Some(key) = row.key.as_deref() {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(0))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+    }
+
+    /// Dead-letters an event moved to the dead table to the configured topic (with the headers
+    /// of [`crate::dlq`], so [`crate::dlq::replay`] puts it back); a failure here is logged (the
+    /// row is in the dead table either way).
+    async fn dead_letter(&self, row: &PendingRow, error: &str, attempts: u32) {
+        let Some(topic) = &self.config.dead_letter_topic else {
+            return;
+        };
+        let original = crate::kafka::headers_from_json(&row.headers);
+        let letter = DeadLetter {
+            topic: &row.topic,
+            partition: None,
+            offset: None,
+            error,
+            attempts,
+            failed_in: RELAY,
+            group: None,
+        };
+        let headers = letter.headers(
+            original
+                .iter()
+                .map(|h| (h.key, h.value.unwrap_or_default())),
+        );
+        let mut record = FutureRecord::to(topic)
+            .payload(row.payload.as_slice())
+            .headers(headers);
+        if let Some(key) = row.key.as_deref() {
+            record = record.key(key);
+        }
+        match self.producer.send(record, Duration::from_secs(5)).await {
+            Ok(_) => {}
+            Err((e, _)) => {
+                tracing::error!(event_id = %row.event_id, dead_letter_topic = %topic, error = %e, "eventbus relay: cannot publish to the dead-letter topic")
+            }
+        }
+    }
+}
+
+/// True for failures of the path to Kafka rather than of the record.
+fn is_outage(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(error, KafkaError::Canceled)
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::MessageTimedOut
+                    | C::AllBrokersDown
+                    | C::BrokerTransportFailure
+                    | C::QueueFull
+                    | C::RequestTimedOut
+                    | C::NetworkException
+                    | C::NotLeaderForPartition
+                    | C::LeaderNotAvailable
+                    | C::NotEnoughReplicas
+                    | C::NotEnoughReplicasAfterAppend
+                    | C::UnknownTopicOrPartition
+            )
+        )
+}
