@@ -137,6 +137,17 @@ pub struct Blob {
     pub data: String,
 }
 
+/// An event the dead-letter tests send alone to its topic (whose size limit they change).
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(topic = "eventbus.tests.letters")]
+pub struct Letter {
+    /// The key.
+    #[event(key)]
+    pub key: String,
+    /// Filler.
+    pub data: String,
+}
+
 /// The payments service, generated from `schemas/payments.yaml` by `build.rs`.
 pub mod payments_schema {
     eventbus::include_events!("payments");

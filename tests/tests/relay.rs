@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use eventbus::config::Backoff;
+use eventbus::dlq;
 use eventbus::outbox::OutboxStore;
 use eventbus::outbox::Replay;
 use eventbus::relay::Relay;
 use eventbus::relay::RelayHandle;
 use eventbus::{Database, EventBus, KafkaConfig, OutboxConfig};
-use eventbus_tests::{Blob, Petstore, Tick};
+use eventbus_tests::{Blob, Letter, Petstore, Tick};
 use support::{Layer, Reader, Record};
 
 fn outbox(layer: &Layer) -> OutboxConfig {
@@ -437,6 +438,117 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
             layer.name
         );
         handle.shutdown().await.unwrap();
+    }
+}
+
+/// The relay and the consumers dead-letter with one vocabulary: what the relay gives up on, the
+/// replay API puts back on its topic. Embedded: the mock broker refuses the first produce request;
+/// real: the topic's size limit refuses the record until it is raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_dead_letter_is_replayed_by_the_replay_api() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let mock = MockCluster::new(1).unwrap();
+    let embedded = support::embedded().await;
+    let on_mock = Layer {
+        kafka: KafkaConfig::new(&mock.bootstrap_servers()),
+        ..embedded
+    };
+    let mut layers = vec![(on_mock, Some(&mock))];
+    if let Some(real) = support::real().await {
+        layers.push((real, None));
+    }
+    for (layer, mock) in layers {
+        let run = run_id("letter");
+        let dead_letters = format!("eventbus.tests.dead-letters.{run}");
+        let limit = 2_000;
+        let letter = Letter {
+            key: format!("{run}-k"),
+            data: "x".repeat(2 * limit),
+        };
+        match mock {
+            Some(mock) => mock.request_errors(
+                RDKafkaApiKey::Produce,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+            ),
+            None => set_topic_limit(&layer.kafka, Letter::TOPIC, limit).await,
+        }
+        let dlq_reader = Reader::at_end(&layer.kafka, &dead_letters).await;
+        let reader = Reader::at_end(&layer.kafka, Letter::TOPIC).await;
+        let bus = writer_bus(&layer).await;
+        let receipt = bus.publish(&letter).await.unwrap();
+        let handle = relay(
+            &layer.store,
+            &layer.kafka,
+            OutboxConfig {
+                max_attempts: 1,
+                dead_letter_topic: Some(dead_letters.clone()),
+                ..outbox(&layer)
+            },
+        );
+        let stats = handle.stats();
+        wait_until(
+            "the relay dead-letters the event",
+            Duration::from_secs(60),
+            async || stats.dead_lettered() >= 1,
+        )
+        .await;
+        handle.shutdown().await.unwrap();
+        let ours = |r: &Record| r.key.as_deref() == Some(letter.key.as_str());
+        let dead = tokio::task::block_in_place(|| {
+            dlq_reader.read(Duration::from_secs(30), |got| got.iter().any(ours))
+        });
+        let dead = dead
+            .iter()
+            .find(|r| ours(r))
+            .unwrap_or_else(|| panic!("{}: the dead letter reaches {dead_letters}", layer.name));
+        assert_eq!(
+            dead.header(dlq::ORIGINAL_TOPIC).as_deref(),
+            Some(Letter::TOPIC)
+        );
+        assert_eq!(dead.header(dlq::FAILED_IN).as_deref(), Some(dlq::RELAY));
+        assert_eq!(dead.header(dlq::ATTEMPTS).as_deref(), Some("1"));
+        assert!(
+            dead.header(dlq::ERROR).is_some(),
+            "{}: the error travels",
+            layer.name
+        );
+        assert_eq!(dead.envelope().id, receipt.event_id);
+
+        // The cause is fixed; the replay API puts the event back where it was bound.
+        if mock.is_none() {
+            set_topic_limit(&layer.kafka, Letter::TOPIC, 100 * limit).await;
+        }
+        let replayed = dlq::replay(
+            &layer.kafka,
+            &dead_letters,
+            dlq::Which::Events(vec![receipt.event_id]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            replayed, 1,
+            "{}: the relay's dead letter is replayable",
+            layer.name
+        );
+        let arrived = tokio::task::block_in_place(|| {
+            reader.read(Duration::from_secs(30), |got| got.iter().any(ours))
+        });
+        let arrived = arrived.iter().find(|r| ours(r)).unwrap_or_else(|| {
+            panic!(
+                "{}: the replayed event arrives on {}",
+                layer.name,
+                Letter::TOPIC
+            )
+        });
+        assert_eq!(arrived.envelope().id, receipt.event_id);
+        assert_eq!(arrived.envelope().decode::<Letter>().unwrap(), letter);
+        assert!(
+            arrived.header(dlq::ORIGINAL_TOPIC).is_none(),
+            "{}: the dead-letter headers are gone",
+            layer.name
+        );
     }
 }
 

@@ -154,9 +154,11 @@ mod tests {
         let offsets = Offsets::default();
         offsets.begin(T, 0, 5);
         offsets.advance(T, 1, 7);
-        let mut got = offsets.take_committable();
-        got.sort_unstable();
-        assert_eq!(got, [(T, 0, 5), (T, 1, 8)]);
+        assert_eq!(
+            offsets.take_committable(),
+            [(T, 1, 8)],
+            "partition 0 has nothing finished, so nothing new to commit"
+        );
         offsets.forget([(T, 0)].into_iter());
         assert!(
             offsets.idle(),
