@@ -18,7 +18,7 @@ pub enum PublishError {
         #[source]
         source: serde_json::Error,
     },
-    /// An event built at run time (see [`crate::RawEvent`]) has an invalid name or route.
+    /// An event built at run time (see [`crate::bus::RawEvent`]) has an invalid name or route.
     #[error("invalid event: {0}")]
     Invalid(String),
     /// Kafka did not take the event (Direct mode).

@@ -101,6 +101,13 @@
 //! builder, the Testing recorder), [`config`], [`consumer`], [`envelope`], [`event`], [`error`],
 //! [`outbox`], [`relay`], [`dlq`], [`inbox`], [`health`], [`kafka`], [`types`].
 
+// A build without every backend leaves parts unused that the others share (the engine's Kafka
+// half, the relay's row operations): allowed there, denied in the default build by clippy.
+#![cfg_attr(
+    not(all(feature = "kafka", feature = "postgres", feature = "sqlite")),
+    allow(dead_code, unused_imports, unused_variables, unreachable_code)
+)]
+
 pub mod bus;
 pub mod config;
 pub mod consumer;

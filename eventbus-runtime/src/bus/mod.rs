@@ -9,9 +9,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub(crate) mod builder;
-mod publish;
 #[cfg(feature = "kafka")]
 mod direct;
+mod publish;
 pub(crate) mod raw;
 pub(crate) mod testing;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -365,7 +365,7 @@ impl<S: Service> EventBus<S> {
             .iter()
             .map(|e| Envelope::new(e, &self.context))
             .collect::<Result<Vec<_>, _>>()?;
-        let result = match &self.core.backend {
+        let result: Result<Vec<Receipt>, PublishError> = match &self.core.backend {
             Backend::Testing(_) => {
                 // Each event goes through `send`, which counts it.
                 let mut receipts = Vec::with_capacity(envelopes.len());
