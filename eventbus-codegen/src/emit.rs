@@ -140,28 +140,23 @@ pub fn event(def: &EventDef) -> TokenStream {
 
     let event_type = concat(krate, dotted(def.event_type_parts()));
 
-    // Outbox statements (DESIGN.md, "Outbox and relay"): one row per event.
-    let insert = |placeholders: [&str; 5]| {
-        let [id, key, headers, payload, shard] = placeholders;
-        concat(
-            krate,
-            vec![
-                Part::Lit(format!(
-                    "INSERT INTO {} (event_id, topic, partition_key, event_type, version, headers, payload, shard) VALUES ({id}, '",
-                    crate::OUTBOX_TABLE
-                )),
-                Part::Const(quote!(__TOPIC)),
-                Part::Lit(format!("', {key}, '")),
-                Part::Const(quote!(__EVENT_TYPE)),
-                Part::Lit(format!(
-                    "', {}, {headers}, {payload}, {shard})",
-                    def.version.value
-                )),
-            ],
-        )
+    // The outbox INSERT of this type, from the one definition of the table (`eventbus-core`):
+    // what the type knows (topic, event type, version) written in, the rest bound.
+    let insert = |dialect: eventbus_core::outbox::Dialect| {
+        use eventbus_core::outbox::Piece;
+        let parts = eventbus_core::outbox::insert_generated(dialect, crate::OUTBOX_TABLE)
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => Part::Lit(text),
+                Piece::Topic => Part::Const(quote!(__TOPIC)),
+                Piece::EventType => Part::Const(quote!(__EVENT_TYPE)),
+                Piece::Version => Part::Lit(def.version.value.to_string()),
+            })
+            .collect();
+        concat(krate, parts)
     };
-    let insert_pg = insert(["$1", "$2", "$3", "$4", "$5"]);
-    let insert_sqlite = insert(["?1", "?2", "?3", "?4", "?5"]);
+    let insert_pg = insert(eventbus_core::outbox::Dialect::Postgres);
+    let insert_sqlite = insert(eventbus_core::outbox::Dialect::Sqlite);
 
     // Key fields are read through `KeyField<Event>`, spanned at the field's type, so a type that
     // cannot be a key is reported once, there, naming the event.

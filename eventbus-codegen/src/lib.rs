@@ -14,8 +14,8 @@ pub mod naming;
 
 pub use model::Category;
 
-/// The default outbox table (DESIGN.md, "Outbox and relay").
-pub const OUTBOX_TABLE: &str = "eventbus_outbox";
+/// The default outbox table (its one definition: `eventbus-core`).
+pub const OUTBOX_TABLE: &str = eventbus_core::outbox::DEFAULT_TABLE;
 
 /// Formats generated tokens as a Rust file with prettyplease (for `build.rs` output and golden
 /// tests). Returns the tokens' text unformatted when they are not a valid file, so the caller

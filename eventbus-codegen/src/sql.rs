@@ -1,50 +1,81 @@
-//! The outbox migrations, from askama templates (`templates/outbox_*.sql`).
+//! The outbox migrations, from askama templates (`templates/outbox_*.sql`): the indexes and the
+//! trigger are written there, the columns come from the table's one definition
+//! (`eventbus_core::outbox::COLUMNS`).
 //!
 //! The runtime ships them rendered for the default table (`eventbus-runtime/migrations/`) and
 //! substitutes the configured name; a test keeps those files equal to these templates, and
 //! `eventbus-codegen migrations` renders them for any table.
 
 use askama::Template;
-
-/// The SQL dialects of the outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL 13 or newer.
-    Postgres,
-    /// SQLite 3.35 or newer.
-    Sqlite,
-}
+pub use eventbus_core::outbox::Dialect;
+use eventbus_core::outbox::{COLUMNS, check_table_name};
 
 #[derive(Template)]
 #[template(path = "outbox_postgres.sql", escape = "none")]
 struct Postgres<'a> {
     table: &'a str,
+    outbox_columns: String,
+    dead_columns: String,
 }
 
 #[derive(Template)]
 #[template(path = "outbox_sqlite.sql", escape = "none")]
 struct Sqlite<'a> {
     table: &'a str,
+    outbox_columns: String,
+    dead_columns: String,
+}
+
+/// The column lines of the outbox table (or of its dead table) in `dialect`: names aligned, each
+/// column's comment above it.
+fn column_lines(dialect: Dialect, dead: bool) -> String {
+    let columns: Vec<_> = COLUMNS
+        .iter()
+        .filter_map(|c| {
+            let ty = if dead {
+                c.in_dead(dialect)
+            } else {
+                c.in_outbox(dialect)
+            }?;
+            Some((c.name, ty, if dead { None } else { c.note(dialect) }))
+        })
+        .collect();
+    let width = columns
+        .iter()
+        .map(|(name, _, _)| name.len())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    columns
+        .iter()
+        .map(|(name, ty, note)| {
+            let note = note.map(|n| format!("    -- {n}\n")).unwrap_or_default();
+            format!("{note}    {name:<width$}{ty}")
+        })
+        .collect::<Vec<_>>()
+        .join(",\n")
 }
 
 /// The migration creating `table` (the outbox), `{table}_dead`, their indexes and, on
 /// PostgreSQL, the notification trigger. `table` must be a plain lower-case SQL identifier of at
 /// most 40 characters.
 pub fn outbox_migration(dialect: Dialect, table: &str) -> Result<String, String> {
-    let valid = !table.is_empty()
-        && table.len() <= 40
-        && table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && table
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid {
-        return Err(format!(
-            "outbox table {table:?} is not a plain SQL identifier: use 1 to 40 characters of `a-z`, `0-9` and `_`, not starting with a digit"
-        ));
-    }
+    check_table_name(table).map_err(|e| format!("outbox table {e}"))?;
+    let (outbox_columns, dead_columns) =
+        (column_lines(dialect, false), column_lines(dialect, true));
     let rendered = match dialect {
-        Dialect::Postgres => Postgres { table }.render(),
-        Dialect::Sqlite => Sqlite { table }.render(),
+        Dialect::Postgres => Postgres {
+            table,
+            outbox_columns,
+            dead_columns,
+        }
+        .render(),
+        Dialect::Sqlite => Sqlite {
+            table,
+            outbox_columns,
+            dead_columns,
+        }
+        .render(),
     };
     rendered.map_err(|e| format!("cannot render the outbox migration: {e}"))
 }

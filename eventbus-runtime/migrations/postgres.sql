@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS eventbus_outbox_dead (
     payload       BYTEA       NOT NULL,
     created_at    TIMESTAMPTZ NOT NULL,
     attempts      INTEGER     NOT NULL,
-    shard         INTEGER     NOT NULL,
     last_error    TEXT        NOT NULL,
+    shard         INTEGER     NOT NULL,
     failed_at     TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 

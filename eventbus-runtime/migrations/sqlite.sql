@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS eventbus_outbox_dead (
     payload       BLOB    NOT NULL,
     created_at    TEXT    NOT NULL,
     attempts      INTEGER NOT NULL,
-    shard         INTEGER NOT NULL,
     last_error    TEXT    NOT NULL,
+    shard         INTEGER NOT NULL,
     failed_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );

@@ -6,7 +6,7 @@ use super::Backoff;
 use crate::error::ConfigError;
 
 /// The default outbox table; the migrations the crate ships are rendered for it.
-pub const DEFAULT_OUTBOX_TABLE: &str = "eventbus_outbox";
+pub const DEFAULT_OUTBOX_TABLE: &str = eventbus_core::outbox::DEFAULT_TABLE;
 
 /// The outbox and its relay.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,23 +81,9 @@ impl OutboxConfig {
         Ok(())
     }
 }
-/// Checks an outbox table name: a lower-case SQL identifier, so it needs no quoting in any
-/// dialect, and short enough for PostgreSQL (63 bytes, with `_dead` and index suffixes).
+/// Checks an outbox (or inbox) table name: a lower-case SQL identifier of at most 40 characters,
+/// so it needs no quoting in any dialect.
 pub fn check_table_name(name: &str) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= 40
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            "outbox table",
-            format!(
-                "{name:?} is not a plain SQL identifier: use 1 to 40 characters of `a-z`, `0-9` and `_`, not starting with a digit"
-            ),
-        ))
-    }
+    eventbus_core::outbox::check_table_name(name)
+        .map_err(|problem| ConfigError::invalid("outbox table", problem))
 }

@@ -1,5 +1,5 @@
 //! Partition keys: what a key field may hold, and how a key is hashed (the outbox's shard, the
-//! consumer's key queue).
+//! consumer's key queue, with [`eventbus_core::fnv1a`]).
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -83,21 +83,4 @@ impl<T: PartitionKey> PartitionKey for Option<T> {
     }
 }
 
-/// FNV-1a, 64 bits: a key's hash, the same in every process and version (shards are stored with
-/// the rows, so it must never change).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fnv1a_is_the_published_function() {
-        // Test vectors of the FNV-1a 64-bit reference.
-        assert_eq!(super::fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(super::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(super::fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
-    }
-}
+pub(crate) use eventbus_core::fnv1a;

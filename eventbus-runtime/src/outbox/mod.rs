@@ -26,7 +26,6 @@ mod transaction;
 
 pub use connect::connect;
 pub(crate) use rows::PendingRow;
-pub use statements::NEW_ROW_COLUMNS;
 pub(crate) use transaction::{Generated, WriteError};
 pub use transaction::{NewRow, OutboxTransaction};
 
@@ -36,14 +35,7 @@ use statements::Statements;
 const POSTGRES_DDL: &str = include_str!("../../migrations/postgres.sql");
 const SQLITE_DDL: &str = include_str!("../../migrations/sqlite.sql");
 
-/// The SQL dialects the outbox speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL 13 or newer.
-    Postgres,
-    /// SQLite 3.35 or newer.
-    Sqlite,
-}
+pub use eventbus_core::outbox::Dialect;
 
 /// The migration creating the outbox, the dead table, their indexes and (PostgreSQL) the
 /// notification trigger, for `table`. Idempotent.

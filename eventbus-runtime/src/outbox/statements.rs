@@ -1,17 +1,10 @@
 //! Every statement the outbox runs, per dialect, for one table: built once when the store is
-//! made, from constants and the validated table name. A step that takes two statements on a
+//! made, from the table's one definition (`eventbus_core::outbox`) and the validated table name. A step that takes two statements on a
 //! dialect is a list, each statement bound on its own, run in one transaction.
 
+use eventbus_core::outbox::{dead_row_columns, insert_any, new_row_columns};
+
 use super::Dialect;
-
-/// The columns a new row sets, in the order of the INSERT's values. The outbox INSERT the code
-/// generator emits for each event (`Event::OUTBOX_INSERT_POSTGRES`) lists the same; a test runs
-/// those against the migrated table.
-pub const NEW_ROW_COLUMNS: &str =
-    "event_id, topic, partition_key, event_type, version, headers, payload, shard";
-
-/// The columns a dead row keeps from its outbox row (besides the id and the last error).
-const DEAD_ROW_COLUMNS: &str = "event_id, topic, partition_key, event_type, version, headers, payload, created_at, attempts, shard";
 
 /// Every statement of one outbox table.
 pub(crate) struct Statements {
@@ -31,15 +24,14 @@ pub(crate) struct Statements {
     pub(super) dead: String,
     pub(super) pending: String,
     pub(super) backlog: String,
-    /// The INSERT of an event whose type is not known at compile time (binds the eight
-    /// [`NEW_ROW_COLUMNS`]).
+    /// The INSERT of an event whose type is not known at compile time (binds all eight values).
     pub(super) insert: String,
 }
 
 impl Statements {
     pub(super) fn new(dialect: Dialect, t: &str) -> Self {
-        let new = NEW_ROW_COLUMNS;
-        let cols = DEAD_ROW_COLUMNS;
+        let new = new_row_columns();
+        let cols = dead_row_columns();
         let moved = cols.replace("attempts", "attempts + 1");
         match dialect {
             Dialect::Postgres => Statements {
@@ -89,7 +81,7 @@ impl Statements {
                     "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8, \
                      (SELECT count(*) FROM {t}_dead) FROM {t} WHERE sent_at IS NULL"
                 ),
-                insert: format!("INSERT INTO {t} ({new}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                insert: insert_any(dialect, t),
             },
             Dialect::Sqlite => Statements {
                 blocked: String::new(),
@@ -144,7 +136,7 @@ impl Statements {
                     "SELECT count(*), (julianday('now') - julianday(min(created_at))) * 86400.0, \
                      (SELECT count(*) FROM {t}_dead) FROM {t} WHERE sent_at IS NULL"
                 ),
-                insert: format!("INSERT INTO {t} ({new}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                insert: insert_any(dialect, t),
             },
         }
     }
