@@ -187,7 +187,7 @@ struct AsyncApi {
     schemas: Vec<(String, String)>,
 }
 
-/// CloudEvents 1.0 Kafka binary-mode headers of a message (DESIGN.md, "Wire format").
+/// CloudEvents 1.0 Kafka binary-mode headers of a message (README, "Wire format").
 fn headers(s: &ServiceSchema, e: &EventSchema, event_type: &str) -> Value {
     let string = |d: &str| json!({"type": "string", "description": d});
     let mut props = serde_json::Map::new();

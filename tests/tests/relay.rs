@@ -1,4 +1,4 @@
-//! The relay under load and under failure, on both layers (DESIGN.md, "Outbox and relay"):
+//! The relay under load and under failure, on both layers (ARCHITECTURE.md, "One record, from `publish` to the offset commit"):
 //! order and loss with concurrent writers and several relays, a relay crash, broker faults, and
 //! a poison event.
 

@@ -1,4 +1,4 @@
-//! Test layers (DESIGN.md, "Test layers"): the embedded layer (SQLite + librdkafka's mock
+//! Test layers (README, "Workspace"; ARCHITECTURE.md): the embedded layer (SQLite + librdkafka's mock
 //! cluster, runs everywhere) and the real layer (PostgreSQL + Apache Kafka started by
 //! `scripts/services`). A real-layer test fails, never skips, when `EVENTBUS_REQUIRE_SERVICES=1`.
 
