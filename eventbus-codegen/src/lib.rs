@@ -7,6 +7,7 @@
 //!
 //! Users do not call this crate directly: they write `#[derive(eventbus::DomainEvent)]`.
 
+pub mod check;
 pub mod derive;
 pub mod emit;
 pub mod model;

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use proc_macro2::{Ident, Span};
 use syn::{Path, Type, Visibility};
 
+use crate::check::{Declared, DeclaredField, DeclaredTopic};
+
 /// Kafka's limit on the length of a topic name.
-pub const MAX_TOPIC_LEN: usize = 249;
+pub const MAX_TOPIC_LEN: usize = eventbus_core::naming::MAX_TOPIC_LEN;
 
 /// The five event categories of the seed's AD-004.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -279,6 +281,69 @@ impl EventDef {
     /// The partition key: the explicit key field, else the category's default (aggregate id,
     /// actor, recipient), else none.
     pub fn key_source(&self) -> KeySource {
+        let declared = self.declared();
+        match declared.key_field() {
+            Some(name) => self
+                .fields
+                .iter()
+                .find(|f| f.ident == name)
+                .map_or(KeySource::None, |f| KeySource::Field(f.ident.clone())),
+            None => KeySource::None,
+        }
+    }
+
+    /// The default topic's parts; see [`Declared::default_topic_parts`].
+    pub fn default_topic_parts(&self) -> Vec<Option<String>> {
+        self.declared().default_topic_parts()
+    }
+
+    /// The CloudEvents type's parts; see [`Declared::event_type_parts`].
+    pub fn event_type_parts(&self) -> Vec<Option<String>> {
+        self.declared().event_type_parts()
+    }
+
+    /// The event as the rules of [`crate::check`] see it.
+    pub fn declared(&self) -> Declared {
+        Declared {
+            ident: self.ident.to_string(),
+            at: self.at.clone(),
+            category: self.category,
+            name: self.name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            aggregate: self.aggregate.clone(),
+            target: self.target.clone(),
+            audit_category: self.audit_category.clone(),
+            channel: self.channel.clone(),
+            kind: self.kind.clone(),
+            topic: match &self.topic {
+                TopicRoute::Default => DeclaredTopic::Default,
+                TopicRoute::Name(name) => DeclaredTopic::Name(name.clone()),
+                TopicRoute::Shared(_) => DeclaredTopic::Shared,
+            },
+            fields: self
+                .fields
+                .iter()
+                .map(|f| DeclaredField {
+                    name: f.ident.to_string(),
+                    roles: f.roles.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Declared {
+    /// The field carrying `role`, if any.
+    pub fn field_with(&self, role: FieldRole) -> Option<&DeclaredField> {
+        self.fields
+            .iter()
+            .find(|f| f.roles.iter().any(|r| r.value == role))
+    }
+
+    /// The partition key's field: the explicit key field, else the category's default (aggregate
+    /// id, actor, recipient), else none.
+    pub fn key_field(&self) -> Option<&str> {
         let fallback = match self.category {
             Category::Domain => Some(FieldRole::AggregateId),
             Category::Audit => Some(FieldRole::Actor),
@@ -288,7 +353,7 @@ impl EventDef {
         std::iter::once(FieldRole::Key)
             .chain(fallback)
             .find_map(|role| self.field_with(role))
-            .map_or(KeySource::None, |f| KeySource::Field(f.ident.clone()))
+            .map(|f| f.name.as_str())
     }
 
     /// The literal segments of the default topic after the prefix and service, or the whole name
@@ -328,35 +393,6 @@ impl EventDef {
     }
 }
 
-/// A problem found in a declaration, with where it was written.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    /// Where.
-    pub at: Location,
-    /// What is wrong and what to do.
-    pub message: String,
-    /// For "X is missing" problems, the attribute that is missing (`aggregate`, `aggregate_id`),
-    /// so a front end can drop it when the user wrote a misspelling of X.
-    pub missing: Option<&'static str>,
-}
-
-impl Problem {
-    /// A problem at `at`.
-    pub fn new(at: impl Into<Location>, message: impl Into<String>) -> Self {
-        Problem {
-            at: at.into(),
-            message: message.into(),
-            missing: None,
-        }
-    }
-
-    /// Marks this problem as "`key` is missing".
-    pub fn missing(mut self, key: &'static str) -> Self {
-        self.missing = Some(key);
-        self
-    }
-}
-
 /// Checks a topic segment (`[a-z0-9_-]+`); returns what is wrong with it.
 pub fn check_segment(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
@@ -364,10 +400,7 @@ pub fn check_segment(what: &str, value: &str) -> Result<(), String> {
             "{what} is empty: give it a name of `a-z`, `0-9`, `_` and `-`"
         ));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
-    {
+    if let Some(bad) = eventbus_core::naming::invalid_char(value) {
         let suggestion = crate::naming::to_segment(value);
         let hint = if suggestion.is_empty() || suggestion == value {
             String::new()
@@ -393,199 +426,4 @@ pub fn check_topic(value: &str) -> Result<(), String> {
         check_segment("a segment of the topic", segment)?;
     }
     Ok(())
-}
-
-/// Validates what can be checked before the crate compiles. Collects every problem.
-///
-/// The service name is a constant of the service type, so the full topic length is checked again
-/// by a constant assertion in the expansion.
-pub fn validate(def: &EventDef) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let ident = &def.ident;
-    let cat = def.category;
-
-    if def.version.value == 0 {
-        problems.push(Problem::new(
-            def.version.at.clone(),
-            format!("event `{ident}` has version 0: versions start at 1"),
-        ));
-    }
-    if let Err(e) = check_segment("the event name", &def.name.value) {
-        problems.push(Problem::new(
-            def.name.at.clone(),
-            format!("event `{ident}`: {e}"),
-        ));
-    }
-    if def.description.trim().is_empty() {
-        problems.push(Problem::new(
-            def.at.clone(),
-            format!(
-                "event `{ident}` has no description: add a doc comment (`/// What happened.`) above the struct; it is the event's description in the catalog"
-            ),
-        ));
-    }
-
-    let required: &[(&Option<Spanned<String>>, &'static str, &str)] = match cat {
-        Category::Domain => &[(&def.aggregate, "aggregate", "aggregate = \"order\"")],
-        Category::Integration => &[(&def.target, "target", "target = \"orders\"")],
-        Category::Audit => &[(
-            &def.audit_category,
-            "audit_category",
-            "audit_category = \"security\"",
-        )],
-        Category::System => &[],
-        Category::Notification => &[
-            (&def.channel, "channel", "channel = \"email\""),
-            (&def.kind, "kind", "kind = \"order_confirmation\""),
-        ],
-    };
-    for (value, key, example) in required {
-        match value {
-            None => {
-                if !matches!(def.topic, TopicRoute::Shared(_) | TopicRoute::Name(_))
-                    || cat == Category::Domain
-                {
-                    problems.push(
-                        Problem::new(
-                            def.at.clone(),
-                            format!(
-                                "{} event `{ident}` needs `{key}`: add `#[event({example})]`",
-                                cat.word()
-                            ),
-                        )
-                        .missing(key),
-                    );
-                }
-            }
-            Some(v) => {
-                if let Err(e) = check_segment(&format!("`{key}`"), &v.value) {
-                    problems.push(Problem::new(v.at.clone(), format!("event `{ident}`: {e}")));
-                }
-            }
-        }
-    }
-
-    if let TopicRoute::Name(name) = &def.topic
-        && let Err(e) = check_topic(&name.value)
-    {
-        problems.push(Problem::new(
-            name.at.clone(),
-            format!("event `{ident}`: {e}"),
-        ));
-    }
-
-    // Field roles: which are allowed, and at most one field per role.
-    for role in [
-        FieldRole::AggregateId,
-        FieldRole::Key,
-        FieldRole::Actor,
-        FieldRole::Recipient,
-    ] {
-        let marked: Vec<_> = def
-            .fields
-            .iter()
-            .flat_map(|f| {
-                f.roles
-                    .iter()
-                    .filter(move |r| r.value == role)
-                    .map(move |r| (f, r))
-            })
-            .collect();
-        let allowed = match role {
-            FieldRole::AggregateId => cat == Category::Domain,
-            FieldRole::Key => true,
-            FieldRole::Actor => cat == Category::Audit,
-            FieldRole::Recipient => cat == Category::Notification,
-        };
-        if !allowed {
-            for (field, r) in &marked {
-                problems.push(Problem::new(
-                    r.at.clone(),
-                    format!(
-                        "`#[event({})]` on `{ident}::{}` does not apply to {} events; {}",
-                        role.word(),
-                        field.ident,
-                        cat.word(),
-                        role_home(role)
-                    ),
-                ));
-            }
-            continue;
-        }
-        if marked.len() > 1 {
-            let names: Vec<_> = marked
-                .iter()
-                .map(|(f, _)| format!("`{}`", f.ident))
-                .collect();
-            for (_, r) in marked.iter().skip(1) {
-                problems.push(Problem::new(
-                    r.at.clone(),
-                    format!(
-                        "event `{ident}` marks {} fields with `#[event({})]` ({}): keep it on exactly one field",
-                        marked.len(),
-                        role.word(),
-                        names.join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-
-    let missing_field = |role: FieldRole, why: &str| {
-        Problem::new(
-            def.at.clone(),
-            format!(
-                "{} event `{ident}` has no `#[event({})]` field: {why}",
-                cat.word(),
-                role.word()
-            ),
-        )
-        .missing(role.word())
-    };
-    match cat {
-        Category::Domain if def.field_with(FieldRole::AggregateId).is_none() => {
-            problems.push(missing_field(
-                FieldRole::AggregateId,
-                "mark the field holding the aggregate's id with `#[event(aggregate_id)]`; it is the event's subject and partition key, which keeps one aggregate's events in order",
-            ));
-        }
-        Category::Integration if def.field_with(FieldRole::Key).is_none() => {
-            problems.push(missing_field(
-                FieldRole::Key,
-                "mark the field that orders these events (an order id, a customer id) with `#[event(key)]`",
-            ));
-        }
-        Category::Audit
-            if def.field_with(FieldRole::Key).is_none()
-                && def.field_with(FieldRole::Actor).is_none() =>
-        {
-            problems.push(missing_field(
-                FieldRole::Actor,
-                "mark who acted with `#[event(actor)]` (or another field with `#[event(key)]`); it is the partition key",
-            ));
-        }
-        Category::Notification if def.field_with(FieldRole::Recipient).is_none() => {
-            problems.push(missing_field(
-                FieldRole::Recipient,
-                "mark who is notified with `#[event(recipient)]`; it is the partition key",
-            ));
-        }
-        _ => {}
-    }
-    problems
-}
-
-fn role_home(role: FieldRole) -> &'static str {
-    match role {
-        FieldRole::AggregateId => {
-            "it marks a domain event's aggregate id (use `#[event(key)]` for a partition key)"
-        }
-        FieldRole::Key => "it marks the partition key",
-        FieldRole::Actor => {
-            "it marks an audit event's actor (use `#[event(key)]` for a partition key)"
-        }
-        FieldRole::Recipient => {
-            "it marks a notification's recipient (use `#[event(key)]` for a partition key)"
-        }
-    }
 }

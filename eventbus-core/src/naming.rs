@@ -4,15 +4,19 @@
 /// Kafka's limit on a topic name's length.
 pub const MAX_TOPIC_LEN: usize = 249;
 
+/// The first character of `value` a topic segment may not hold (`[a-z0-9_-]` only).
+pub fn invalid_char(value: &str) -> Option<char> {
+    value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+}
+
 /// A topic segment is `[a-z0-9_-]+`; the error says what is wrong with `value`.
 pub fn check_segment(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("is empty; a topic segment is `[a-z0-9_-]+`".to_owned());
     }
-    match value
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
-    {
+    match invalid_char(value) {
         Some(bad) => Err(format!(
             "contains {bad:?}; a topic segment may contain only `a-z`, `0-9`, `_` and `-`"
         )),
