@@ -1,7 +1,7 @@
 //! YAML event schemas (feature `yaml`): the format documented in `docs/schema.md`.
 //!
 //! [`load`] reads schema files into a [`Catalog`], checking them with the same rules as the derive
-//! ([`crate::model::validate`]) plus the rules only a file can break (unknown keys and types,
+//! (the rules of [`crate::check`]) plus the rules only a file can break (unknown keys and types,
 //! duplicates, collisions, keywords). Every problem of a run is reported, each at
 //! `file:line:column`. The [`rust`] emitter turns a service into struct declarations carrying the
 //! derives; [`crate::contracts`] into AsyncAPI and JSON Schema; [`lock`] guards evolution.

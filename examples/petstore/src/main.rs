@@ -480,7 +480,7 @@ delivered per topic (this run):"
     lat.sort_by(f64::total_cmp);
     println!(
         "
-relay: {published} published, {relay_retried} retried, {relay_dead} dead; consumers: {handled} handled, {retried} retried, {dead} dead-lettered"
+relay: {published} published, {relay_retried} retried, {relay_dead} dead-lettered; consumers: {handled} handled, {retried} retried, {dead} dead-lettered"
     );
     println!(
         "commit-to-delivery (OrderPlaced → payments): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms over {} events",
