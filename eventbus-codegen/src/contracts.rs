@@ -225,7 +225,7 @@ fn headers(s: &ServiceSchema, e: &EventSchema, event_type: &str) -> Value {
     );
     props.insert(
         "ce_category".into(),
-        json!({"type": "string", "const": e.category.word()}),
+        json!({"type": "string", "const": e.category.as_str()}),
     );
     props.insert("ce_correlationid".into(), string("The correlation id."));
     props.insert(
@@ -279,7 +279,7 @@ pub fn asyncapi(catalog: &Catalog) -> String {
                     description: js(format!(
                         "Kafka topic `{}` ({} events).",
                         e.topic,
-                        e.category.word()
+                        e.category.as_str()
                     )),
                     operation_id: js(format!("send.{channel_id}")),
                     summary: js(format!("Publish to `{}`.", e.topic)),

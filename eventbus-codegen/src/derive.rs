@@ -207,7 +207,7 @@ fn parse_struct_key(
             span,
             format!(
                 "`{key}` does not apply to {} events (it belongs to {}); remove it from `{}`",
-                category.word(),
+                category.as_str(),
                 owners.join(", "),
                 def.ident
             ),
@@ -552,7 +552,7 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
 /// A rule's problem in the derive's words: attribute syntax.
 fn say(ident: &Ident, category: Category, problem: &check::Problem) -> String {
     use check::What;
-    let cat = category.word();
+    let cat = category.as_str();
     match &problem.what {
         What::VersionZero => format!("event `{ident}` has version 0: versions start at 1"),
         What::BadName(e) | What::BadAttribute(e) | What::BadTopic(e) => {

@@ -247,9 +247,9 @@ pub fn event(def: &EventDef) -> TokenStream {
     let doc_version = format!(" The schema version of [`{ident}`].");
     let doc_publish = format!(
         " Publishes this event with `bus` (the `publish_{}` of its category).",
-        def.category.word()
+        def.category.as_str()
     );
-    let publish_method = format_ident!("publish_{}", def.category.word());
+    let publish_method = format_ident!("publish_{}", def.category.as_str());
 
     quote! {
         #topic_decl

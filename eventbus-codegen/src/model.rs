@@ -15,72 +15,7 @@ use crate::check::{Declared, DeclaredField, DeclaredTopic};
 /// Kafka's limit on the length of a topic name.
 pub const MAX_TOPIC_LEN: usize = eventbus_core::naming::MAX_TOPIC_LEN;
 
-/// The five event categories of the seed's AD-004.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Category {
-    /// A business fact inside one bounded context: `domain.{service}.{aggregate}.{event}`.
-    Domain,
-    /// A message from one service to another: `integration.{source}.{target}.{event}`.
-    Integration,
-    /// A compliance or security record: `audit.{service}.{audit_category}`.
-    Audit,
-    /// An infrastructure or operational event: `system.{service}.{event}`.
-    System,
-    /// A user or operator notification: `notifications.{channel}.{kind}`.
-    Notification,
-}
-
-impl Category {
-    /// Every category, in declaration order.
-    pub const ALL: [Category; 5] = [
-        Category::Domain,
-        Category::Integration,
-        Category::Audit,
-        Category::System,
-        Category::Notification,
-    ];
-
-    /// The derive that declares an event of this category (`DomainEvent`, ...).
-    pub fn derive_name(self) -> &'static str {
-        match self {
-            Category::Domain => "DomainEvent",
-            Category::Integration => "IntegrationEvent",
-            Category::Audit => "AuditEvent",
-            Category::System => "SystemEvent",
-            Category::Notification => "NotificationEvent",
-        }
-    }
-
-    /// The lower-case word used in messages and on the wire (`domain`, ...).
-    pub fn word(self) -> &'static str {
-        match self {
-            Category::Domain => "domain",
-            Category::Integration => "integration",
-            Category::Audit => "audit",
-            Category::System => "system",
-            Category::Notification => "notification",
-        }
-    }
-
-    /// The first segment of this category's default topic (AD-004).
-    pub fn topic_prefix(self) -> &'static str {
-        match self {
-            Category::Notification => "notifications",
-            other => other.word(),
-        }
-    }
-
-    /// The marker type in `eventbus::category` (`Domain`, ...).
-    pub fn marker(self) -> &'static str {
-        match self {
-            Category::Domain => "Domain",
-            Category::Integration => "Integration",
-            Category::Audit => "Audit",
-            Category::System => "System",
-            Category::Notification => "Notification",
-        }
-    }
-}
+pub use eventbus_core::Category;
 
 /// A place in a schema file: `file:line:column` (1-based), for the YAML front end.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -356,41 +291,45 @@ impl Declared {
             .map(|f| f.name.as_str())
     }
 
-    /// The literal segments of the default topic after the prefix and service, or the whole name
-    /// for categories whose topic does not name the service.
-    ///
-    /// Returned as parts to concatenate: `None` stands for the service name, which is only known
-    /// when the crate compiles (it is a constant of the service type).
-    pub fn default_topic_parts(&self) -> Vec<Option<String>> {
-        let seg =
-            |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-        let name = self.name.value.clone();
-        let prefix = self.category.topic_prefix().to_owned();
-        match self.category {
-            Category::Domain => vec![Some(prefix), None, Some(seg(&self.aggregate)), Some(name)],
-            Category::Integration => vec![Some(prefix), None, Some(seg(&self.target)), Some(name)],
-            Category::Audit => vec![Some(prefix), None, Some(seg(&self.audit_category))],
-            Category::System => vec![Some(prefix), None, Some(name)],
-            Category::Notification => {
-                vec![
-                    Some(prefix),
-                    Some(seg(&self.channel)),
-                    Some(seg(&self.kind)),
-                ]
-            }
+    /// The routing facts of `eventbus_core` for this event.
+    fn route(&self) -> eventbus_core::category::Route<'_> {
+        fn s(v: &Option<Spanned<String>>) -> Option<&str> {
+            v.as_ref().map(|s| s.value.as_str())
+        }
+        eventbus_core::category::Route {
+            category: self.category,
+            name: &self.name.value,
+            aggregate: s(&self.aggregate),
+            target: s(&self.target),
+            audit_category: s(&self.audit_category),
+            channel: s(&self.channel),
+            kind: s(&self.kind),
         }
     }
 
-    /// The parts of the CloudEvents `type` (`{service}.{aggregate}.{name}` for domain events,
+    /// The default topic's segments, to concatenate: `None` stands for the service name, which is
+    /// only known when the crate compiles (it is a constant of the service type).
+    pub fn default_topic_parts(&self) -> Vec<Option<String>> {
+        parts(&self.route().default_topic())
+    }
+
+    /// The CloudEvents `type`'s segments (`{service}.{aggregate}.{name}` for domain events,
     /// `{service}.{name}` otherwise); `None` stands for the service name.
     pub fn event_type_parts(&self) -> Vec<Option<String>> {
-        let mut parts = vec![None];
-        if let (Category::Domain, Some(aggregate)) = (self.category, &self.aggregate) {
-            parts.push(Some(aggregate.value.clone()));
-        }
-        parts.push(Some(self.name.value.clone()));
-        parts
+        parts(&self.route().event_type())
     }
+}
+
+/// Core's route parts as the emitter's: `None` for the service.
+fn parts(parts: &[eventbus_core::category::Part<'_>]) -> Vec<Option<String>> {
+    use eventbus_core::category::Part;
+    parts
+        .iter()
+        .map(|p| match p {
+            Part::Service => None,
+            Part::Text(t) => Some((*t).to_owned()),
+        })
+        .collect()
 }
 
 /// Checks a topic segment (`[a-z0-9_-]+`); returns what is wrong with it.

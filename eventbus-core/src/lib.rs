@@ -4,11 +4,16 @@
 //!
 //! - [`outbox`]: the outbox table (its columns, per dialect, for the outbox and its dead table),
 //!   the SQL [`outbox::Dialect`]s, the table-name rule, the INSERT statements;
+//! - [`category`]: the five categories, their names, and the default topic and CloudEvents type
+//!   they give an event;
 //! - [`naming`]: topic segment and topic rules;
 //! - [`fnv1a`]: the hash of partition keys (stored shards depend on it never changing).
 
+pub mod category;
 pub mod naming;
 pub mod outbox;
+
+pub use category::Category;
 
 /// FNV-1a, 64 bits: a key's hash, the same in every process and version (the outbox stores
 /// `hash(key) mod shards` with each row, so it must never change).

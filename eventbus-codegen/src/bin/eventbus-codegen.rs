@@ -84,7 +84,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     println!(
                         "  {:<28} {:<12} v{:<3} {:<48} key: {}",
                         e.ident,
-                        e.category.word(),
+                        e.category.as_str(),
                         e.version,
                         e.topic,
                         e.key.as_deref().unwrap_or("(none)")

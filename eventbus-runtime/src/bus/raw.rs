@@ -137,28 +137,18 @@ impl RawEvent {
                 self.name
             )));
         }
-        let (topic, event_type) = match self.category {
-            Category::Domain => (
-                format!("domain.{service}.{}.{}", self.route[0], self.name),
-                format!("{service}.{}.{}", self.route[0], self.name),
-            ),
-            Category::Integration => (
-                format!("integration.{service}.{}.{}", self.route[0], self.name),
-                format!("{service}.{}", self.name),
-            ),
-            Category::Audit => (
-                format!("audit.{service}.{}", self.route[0]),
-                format!("{service}.{}", self.name),
-            ),
-            Category::System => (
-                format!("system.{service}.{}", self.name),
-                format!("{service}.{}", self.name),
-            ),
-            Category::Notification => (
-                format!("notifications.{}.{}", self.route[0], self.route[1]),
-                format!("{service}.{}", self.name),
-            ),
+        let at = |i: usize| self.route.get(i).map(String::as_str);
+        let route = eventbus_core::category::Route {
+            category: self.category,
+            name: &self.name,
+            aggregate: at(0).filter(|_| self.category == Category::Domain),
+            target: at(0).filter(|_| self.category == Category::Integration),
+            audit_category: at(0).filter(|_| self.category == Category::Audit),
+            channel: at(0).filter(|_| self.category == Category::Notification),
+            kind: at(1).filter(|_| self.category == Category::Notification),
         };
+        let topic = eventbus_core::category::join(&route.default_topic(), service);
+        let event_type = eventbus_core::category::join(&route.event_type(), service);
         crate::event::routing::check_topic(&topic).map_err(PublishError::Invalid)?;
         let payload =
             serde_json::to_vec(&self.payload).map_err(|source| PublishError::Serialize {

@@ -14,53 +14,7 @@ pub mod routing;
 pub use key::PartitionKey;
 pub(crate) use key::fnv1a;
 
-/// The five event categories (the seed's AD-004).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Category {
-    /// A business fact within one bounded context.
-    Domain,
-    /// A message from one service to another.
-    Integration,
-    /// A compliance or security record.
-    Audit,
-    /// An infrastructure or operational event.
-    System,
-    /// A user or operator notification.
-    Notification,
-}
-
-impl Category {
-    /// Every category.
-    pub const ALL: [Category; 5] = [
-        Category::Domain,
-        Category::Integration,
-        Category::Audit,
-        Category::System,
-        Category::Notification,
-    ];
-
-    /// The lower-case name carried in the `ce_category` header.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Category::Domain => "domain",
-            Category::Integration => "integration",
-            Category::Audit => "audit",
-            Category::System => "system",
-            Category::Notification => "notification",
-        }
-    }
-
-    /// Parses [`Category::as_str`]'s output.
-    pub fn parse(s: &str) -> Option<Category> {
-        Category::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Category {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use eventbus_core::Category;
 
 /// Marker types for the categories, used as [`Event::Category`].
 pub mod category {

@@ -190,7 +190,7 @@ impl Reader {
 /// A rule's problem in a schema's words: its keys.
 fn say(ident: &str, category: Category, problem: &check::Problem) -> String {
     use check::What;
-    let cat = category.word();
+    let cat = category.as_str();
     match &problem.what {
         What::VersionZero => format!("event `{ident}` has version 0: versions start at 1"),
         What::BadName(e) | What::BadAttribute(e) | What::BadTopic(e) => {

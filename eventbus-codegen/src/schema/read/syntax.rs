@@ -355,10 +355,10 @@ impl Reader {
             match k {
                 "category" => {
                     let Some(s) = self.string(file, v, "`category`") else { continue };
-                    match Category::ALL.iter().find(|c| c.word() == s) {
+                    match Category::ALL.iter().find(|c| c.as_str() == s) {
                         Some(c) => ev.category = Some(*c),
                         None => {
-                            let words: Vec<&str> = Category::ALL.iter().map(|c| c.word()).collect();
+                            let words: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
                             let hint = did_you_mean(&s, &words).map_or_else(|| format!("use one of: {}", words.join(", ")), |w| format!("did you mean `{w}`?"));
                             self.err(file, v.at, format!("unknown category `{s}` for event `{key}`: {hint}"));
                         }
