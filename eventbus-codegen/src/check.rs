@@ -1,10 +1,10 @@
 //! The model's rules, one function per rule (serde_derive's `internals/check.rs` is the model).
 //!
 //! A rule looks at one aspect of a [`Declared`] event (names and places only, whichever front end
-//! declared it) and reports what is wrong as a [`Problem`]: where, [`What`] is wrong with the data
-//! a message needs, and the [`Fix`]. The front ends word both in their own syntax: the derive in
-//! attributes (`derive::say`), a schema in its keys (`schema::read::bridge`). Neither builds the
-//! other's values or rewrites the other's sentences.
+//! declared it) and reports what is wrong as a [`Problem`]: where, and [`What`] is wrong with the
+//! data a message needs; [`Problem::fix`] says what to do. The front ends word both in their own
+//! syntax: the derive in attributes (`derive/words.rs`), a schema in its keys
+//! (`schema/read/bridge.rs`). Neither builds the other's values or rewrites the other's sentences.
 
 use crate::model::{Category, FieldRole, Location, Spanned};
 
@@ -69,7 +69,12 @@ pub enum What {
     /// No description.
     NoDescription,
     /// A routing attribute the category needs is missing.
-    MissingAttribute(&'static str),
+    MissingAttribute {
+        /// The attribute.
+        key: &'static str,
+        /// An example value.
+        example: &'static str,
+    },
     /// A routing attribute is not a topic segment (the reason names it and says why).
     BadAttribute(String),
     /// A fixed topic name is not a topic (the reason says why).
@@ -121,16 +126,45 @@ pub struct Problem {
     pub at: Location,
     /// What is wrong.
     pub what: What,
-    /// What to do.
-    pub fix: Fix,
 }
 
 impl Problem {
-    fn new(at: &Location, what: What, fix: Fix) -> Self {
+    fn new(at: &Location, what: What) -> Self {
         Problem {
             at: at.clone(),
             what,
-            fix,
+        }
+    }
+
+    /// What to do about it.
+    pub fn fix(&self) -> Fix {
+        match &self.what {
+            What::VersionZero | What::BadName(_) | What::BadAttribute(_) | What::BadTopic(_) => {
+                Fix::AsSaid
+            }
+            What::NoDescription => Fix::Describe,
+            What::MissingAttribute { key, example } => Fix::AddAttribute { key, example },
+            What::RoleDoesNotApply { role, .. } => Fix::UseKeyInstead(*role),
+            What::RoleOnSeveralFields { .. } => Fix::KeepOne,
+            What::MissingRoleField(role) => Fix::MarkField(*role),
+        }
+    }
+
+    /// The message of a problem that reads the same in every front end (its fix is
+    /// [`Fix::AsSaid`]); `None` for the others, which each front end words in its syntax.
+    pub fn said_alike(&self, ident: &str) -> Option<String> {
+        match &self.what {
+            What::VersionZero => Some(format!(
+                "event `{ident}` has version 0: versions start at 1"
+            )),
+            What::BadName(e) | What::BadAttribute(e) | What::BadTopic(e) => {
+                Some(format!("event `{ident}`: {e}"))
+            }
+            What::NoDescription
+            | What::MissingAttribute { .. }
+            | What::RoleDoesNotApply { .. }
+            | What::RoleOnSeveralFields { .. }
+            | What::MissingRoleField(_) => None,
         }
     }
 
@@ -138,7 +172,7 @@ impl Problem {
     /// end can drop the problem when the user wrote a misspelling of it, already reported.
     pub fn missing(&self) -> Option<&'static str> {
         match &self.what {
-            What::MissingAttribute(key) => Some(key),
+            What::MissingAttribute { key, .. } => Some(key),
             What::MissingRoleField(role) => Some(role.word()),
             _ => None,
         }
@@ -162,25 +196,21 @@ pub fn check(def: &Declared) -> Vec<Problem> {
 /// Versions start at 1.
 pub fn check_version(def: &Declared, problems: &mut Vec<Problem>) {
     if def.version.value == 0 {
-        problems.push(Problem::new(
-            &def.version.at,
-            What::VersionZero,
-            Fix::AsSaid,
-        ));
+        problems.push(Problem::new(&def.version.at, What::VersionZero));
     }
 }
 
 /// The wire name is a topic segment.
 pub fn check_name(def: &Declared, problems: &mut Vec<Problem>) {
     if let Err(e) = crate::model::check_segment("the event name", &def.name.value) {
-        problems.push(Problem::new(&def.name.at, What::BadName(e), Fix::AsSaid));
+        problems.push(Problem::new(&def.name.at, What::BadName(e)));
     }
 }
 
 /// Every event has a description: it is the event's entry in the catalog.
 pub fn check_description(def: &Declared, problems: &mut Vec<Problem>) {
     if def.description.trim().is_empty() {
-        problems.push(Problem::new(&def.at, What::NoDescription, Fix::Describe));
+        problems.push(Problem::new(&def.at, What::NoDescription));
     }
 }
 
@@ -203,14 +233,13 @@ pub fn check_route_attributes(def: &Declared, problems: &mut Vec<Problem>) {
                 if matches!(def.topic, DeclaredTopic::Default) || def.category == Category::Domain {
                     problems.push(Problem::new(
                         &def.at,
-                        What::MissingAttribute(key),
-                        Fix::AddAttribute { key, example },
+                        What::MissingAttribute { key, example },
                     ));
                 }
             }
             Some(v) => {
                 if let Err(e) = crate::model::check_segment(&format!("`{key}`"), &v.value) {
-                    problems.push(Problem::new(&v.at, What::BadAttribute(e), Fix::AsSaid));
+                    problems.push(Problem::new(&v.at, What::BadAttribute(e)));
                 }
             }
         }
@@ -222,7 +251,7 @@ pub fn check_topic_name(def: &Declared, problems: &mut Vec<Problem>) {
     if let DeclaredTopic::Name(name) = &def.topic
         && let Err(e) = crate::model::check_topic(&name.value)
     {
-        problems.push(Problem::new(&name.at, What::BadTopic(e), Fix::AsSaid));
+        problems.push(Problem::new(&name.at, What::BadTopic(e)));
     }
 }
 
@@ -270,7 +299,6 @@ pub fn check_roles_apply(def: &Declared, problems: &mut Vec<Problem>) {
                     role,
                     field: field.name.clone(),
                 },
-                Fix::UseKeyInstead(role),
             ));
         }
     }
@@ -291,7 +319,6 @@ pub fn check_roles_unique(def: &Declared, problems: &mut Vec<Problem>) {
                     role,
                     fields: fields.clone(),
                 },
-                Fix::KeepOne,
             ));
         }
     }
@@ -313,11 +340,7 @@ pub fn check_key_field(def: &Declared, problems: &mut Vec<Problem>) {
         _ => None,
     };
     if let Some(role) = missing {
-        problems.push(Problem::new(
-            &def.at,
-            What::MissingRoleField(role),
-            Fix::MarkField(role),
-        ));
+        problems.push(Problem::new(&def.at, What::MissingRoleField(role)));
     }
 }
 
@@ -365,7 +388,13 @@ mod tests {
     }
 
     fn whats(def: &Declared) -> Vec<(What, Fix)> {
-        check(def).into_iter().map(|p| (p.what, p.fix)).collect()
+        check(def)
+            .into_iter()
+            .map(|p| {
+                let fix = p.fix();
+                (p.what, fix)
+            })
+            .collect()
     }
 
     #[test]
@@ -393,7 +422,10 @@ mod tests {
         assert_eq!(
             whats(&def),
             [(
-                What::MissingAttribute("aggregate"),
+                What::MissingAttribute {
+                    key: "aggregate",
+                    example: "order"
+                },
                 Fix::AddAttribute {
                     key: "aggregate",
                     example: "order"
@@ -463,7 +495,7 @@ mod tests {
             let problems = check(&def);
             let last = problems.last().expect("a missing field");
             assert_eq!(last.what, What::MissingRoleField(role), "{category:?}");
-            assert_eq!(last.fix, Fix::MarkField(role));
+            assert_eq!(last.fix(), Fix::MarkField(role));
             assert_eq!(last.missing(), Some(role.word()));
         }
         let mut audit = order_placed();

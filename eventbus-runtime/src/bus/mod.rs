@@ -419,7 +419,6 @@ impl<S: Service> EventBus<S> {
                 if let Some(kafka) = &t.kafka {
                     return Transport::Kafka(kafka.clone());
                 }
-                let _ = t;
                 Transport::Unavailable(Mode::Transactional)
             }
         }
@@ -457,7 +456,6 @@ impl<S: Service> EventBus<S> {
         envelope: Envelope,
         statement: Option<Statement>,
     ) -> Result<Receipt, PublishError> {
-        let _ = &statement;
         match &self.core.backend {
             Backend::Testing(memory) => {
                 let receipt = Receipt::recorded(&envelope);

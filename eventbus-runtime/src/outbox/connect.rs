@@ -20,7 +20,6 @@ pub async fn connect(database: Database, table: &str) -> Result<OutboxStore, Sta
         url: shown.clone(),
         source,
     };
-    let _ = &db_err;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
         {

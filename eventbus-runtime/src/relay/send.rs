@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::Headers as _;
 use rdkafka::producer::FutureRecord;
 
 use super::Relay;
@@ -132,7 +131,6 @@ impl Relay {
         let Some(topic) = &self.config.dead_letter_topic else {
             return;
         };
-        let original = crate::kafka::headers_from_json(&row.headers);
         let letter = DeadLetter {
             topic: &row.topic,
             partition: None,
@@ -142,22 +140,18 @@ impl Relay {
             failed_in: RELAY,
             group: None,
         };
-        let headers = letter.headers(
-            original
-                .iter()
-                .map(|h| (h.key, h.value.unwrap_or_default())),
-        );
+        // The row's CloudEvents headers (a JSON object of strings), then the dead-letter ones.
+        let original = row.headers.as_object().into_iter().flatten();
+        let headers = letter
+            .headers(original.filter_map(|(k, v)| Some((k.as_str(), v.as_str()?.as_bytes()))));
         let mut record = FutureRecord::to(topic)
             .payload(row.payload.as_slice())
             .headers(headers);
         if let Some(key) = row.key.as_deref() {
             record = record.key(key);
         }
-        match self.producer.send(record, Duration::from_secs(5)).await {
-            Ok(_) => {}
-            Err((e, _)) => {
-                tracing::error!(event_id = %row.event_id, dead_letter_topic = %topic, error = %e, "eventbus relay: cannot publish to the dead-letter topic")
-            }
+        if let Err((e, _)) = self.producer.send(record, Duration::from_secs(5)).await {
+            tracing::error!(event_id = %row.event_id, dead_letter_topic = %topic, error = %e, "eventbus relay: cannot publish to the dead-letter topic");
         }
     }
 }

@@ -192,18 +192,13 @@ fn say(ident: &str, category: Category, problem: &check::Problem) -> String {
     use check::What;
     let cat = category.as_str();
     match &problem.what {
-        What::VersionZero => format!("event `{ident}` has version 0: versions start at 1"),
-        What::BadName(e) | What::BadAttribute(e) | What::BadTopic(e) => {
-            format!("event `{ident}`: {e}")
+        What::VersionZero | What::BadName(_) | What::BadAttribute(_) | What::BadTopic(_) => {
+            problem.said_alike(ident).unwrap_or_default()
         }
         What::NoDescription => format!(
             "event `{ident}` has no description: add `description: What happened.` to the event; it is the event's description in the catalog"
         ),
-        What::MissingAttribute(key) => {
-            let example = match &problem.fix {
-                check::Fix::AddAttribute { example, .. } => example,
-                _ => "...",
-            };
+        What::MissingAttribute { key, example } => {
             format!("{cat} event `{ident}` needs `{key}`: add `{key}: {example}` to the event")
         }
         What::RoleDoesNotApply { role, field } => format!(

@@ -4,11 +4,14 @@
 //! [`crate::emit`]. Every error is collected and reported at the attribute or field it concerns;
 //! on error the expansion still emits fallback impls so the user sees one message, not a cascade.
 
-use proc_macro2::{Ident, Span, TokenStream};
+mod words;
+
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
 use syn::{Attribute, Data, DeriveInput, Expr, Fields, Lit, LitInt, LitStr, Path};
+use words::say;
 
 use crate::check;
 use crate::model::{
@@ -547,70 +550,4 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
     }
     out.extend(crate::emit::topic_type(ident, &route, &krate));
     out
-}
-
-/// A rule's problem in the derive's words: attribute syntax.
-fn say(ident: &Ident, category: Category, problem: &check::Problem) -> String {
-    use check::What;
-    let cat = category.as_str();
-    match &problem.what {
-        What::VersionZero => format!("event `{ident}` has version 0: versions start at 1"),
-        What::BadName(e) | What::BadAttribute(e) | What::BadTopic(e) => {
-            format!("event `{ident}`: {e}")
-        }
-        What::NoDescription => format!(
-            "event `{ident}` has no description: add a doc comment (`/// What happened.`) above the struct; it is the event's description in the catalog"
-        ),
-        What::MissingAttribute(key) => {
-            let example = match &problem.fix {
-                check::Fix::AddAttribute { example, .. } => example,
-                _ => "...",
-            };
-            format!("{cat} event `{ident}` needs `{key}`: add `#[event({key} = \"{example}\")]`")
-        }
-        What::RoleDoesNotApply { role, field } => format!(
-            "`#[event({})]` on `{ident}::{field}` does not apply to {cat} events; {}",
-            role.word(),
-            match role {
-                FieldRole::AggregateId => {
-                    "it marks a domain event's aggregate id (use `#[event(key)]` for a partition key)"
-                }
-                FieldRole::Key => "it marks the partition key",
-                FieldRole::Actor => {
-                    "it marks an audit event's actor (use `#[event(key)]` for a partition key)"
-                }
-                FieldRole::Recipient => {
-                    "it marks a notification's recipient (use `#[event(key)]` for a partition key)"
-                }
-            }
-        ),
-        What::RoleOnSeveralFields { role, fields } => format!(
-            "event `{ident}` marks {} fields with `#[event({})]` ({}): keep it on exactly one field",
-            fields.len(),
-            role.word(),
-            fields
-                .iter()
-                .map(|f| format!("`{f}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        What::MissingRoleField(role) => format!(
-            "{cat} event `{ident}` has no `#[event({})]` field: {}",
-            role.word(),
-            match role {
-                FieldRole::AggregateId => {
-                    "mark the field holding the aggregate's id with `#[event(aggregate_id)]`; it is the event's subject and partition key, which keeps one aggregate's events in order"
-                }
-                FieldRole::Key => {
-                    "mark the field that orders these events (an order id, a customer id) with `#[event(key)]`"
-                }
-                FieldRole::Actor => {
-                    "mark who acted with `#[event(actor)]` (or another field with `#[event(key)]`); it is the partition key"
-                }
-                FieldRole::Recipient => {
-                    "mark who is notified with `#[event(recipient)]`; it is the partition key"
-                }
-            }
-        ),
-    }
 }
