@@ -147,6 +147,28 @@ pub enum DecodeError {
         /// What is wrong.
         reason: String,
     },
+    /// The consumer handles this event type, but not in this schema version.
+    #[error(
+        "no handler here reads version {version} of `{event_type}` (this consumer handles version(s) {handled:?}): \
+         add a handler for the new version's type, or have the producer send a version listed"
+    )]
+    UnhandledVersion {
+        /// The record's `ce_type`.
+        event_type: String,
+        /// The record's schema version.
+        version: u32,
+        /// The versions this consumer's handlers read.
+        handled: Vec<u32>,
+    },
+    /// The payload is not JSON, which typed handlers read.
+    #[error(
+        "the record's content-type is `{content_type}`: typed handlers read JSON \
+         (`application/json` or a `+json` type), send the event as JSON"
+    )]
+    ContentType {
+        /// The record's `content-type`.
+        content_type: String,
+    },
 }
 
 /// The error a handler returns.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::envelope::Envelope;
+use crate::envelope::{Attributes, Envelope};
 use crate::event::{Category, Event};
 
 type Predicate = Arc<dyn Fn(&Envelope) -> bool + Send + Sync>;
@@ -135,59 +135,29 @@ impl EventFilter {
         self
     }
 
-    /// True when the filter lets everything through.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.event_types.is_empty()
-            && self.categories.is_empty()
-            && self.source_services.is_empty()
-            && self.tenant_ids.is_empty()
-            && self.correlation_ids.is_empty()
-            && self.tags.is_empty()
-            && self.predicates.is_empty()
-    }
-
     /// True when the filter needs only the record's headers (it has no predicates).
     pub(crate) fn headers_only(&self) -> bool {
         self.predicates.is_empty()
     }
 
-    /// [`EventFilter::matches`] on a record's raw headers, for a filter that is
-    /// [`headers_only`](Self::headers_only): the consumer's fast path decides without building an
-    /// envelope.
-    pub(crate) fn matches_headers<'a>(&self, get: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
-        use crate::envelope::headers;
-        fn any_of(wanted: &[String], got: Option<&[u8]>) -> bool {
-            wanted.is_empty() || got.is_some_and(|g| wanted.iter().any(|w| w.as_bytes() == g))
+    /// The criteria on a record's attributes (all but the predicates), with the category the
+    /// consumer resolved for it: the one test both the consumer's verdict and
+    /// [`EventFilter::matches`] apply.
+    pub(crate) fn matches_attributes(&self, a: &Attributes<'_>, category: Category) -> bool {
+        fn any_of(wanted: &[String], got: Option<&str>) -> bool {
+            wanted.is_empty() || got.is_some_and(|g| wanted.iter().any(|w| w == g))
         }
-        let category = || {
-            get(headers::CATEGORY)
-                .and_then(|c| std::str::from_utf8(c).ok())
-                .and_then(Category::parse)
-        };
-        any_of(&self.event_types, get(headers::TYPE))
-            && (self.categories.is_empty()
-                || category().is_some_and(|c| self.categories.contains(&c)))
-            && any_of(&self.source_services, get(headers::SOURCE))
-            && any_of(&self.tenant_ids, get(headers::TENANT_ID))
-            && any_of(&self.correlation_ids, get(headers::CORRELATION_ID))
-            && (self.tags.is_empty()
-                || get(headers::TAGS).is_some_and(|tags| {
-                    tags.split(|b| *b == b',')
-                        .any(|tag| !tag.is_empty() && self.tags.iter().any(|w| w.as_bytes() == tag))
-                }))
+        any_of(&self.event_types, Some(a.event_type))
+            && (self.categories.is_empty() || self.categories.contains(&category))
+            && any_of(&self.source_services, Some(a.source))
+            && any_of(&self.tenant_ids, a.tenant_id)
+            && any_of(&self.correlation_ids, a.correlation_id)
+            && (self.tags.is_empty() || a.tags.any(|t| self.tags.iter().any(|w| w == t)))
     }
 
     /// True when `envelope` meets every criterion.
     pub fn matches(&self, envelope: &Envelope) -> bool {
-        fn any_of<T: PartialEq<U>, U: ?Sized>(wanted: &[T], got: Option<&U>) -> bool {
-            wanted.is_empty() || got.is_some_and(|g| wanted.iter().any(|w| w == g))
-        }
-        any_of(&self.event_types, Some(envelope.event_type.as_str()))
-            && (self.categories.is_empty() || self.categories.contains(&envelope.category))
-            && any_of(&self.source_services, Some(envelope.source.as_str()))
-            && any_of(&self.tenant_ids, envelope.tenant_id.as_deref())
-            && any_of(&self.correlation_ids, envelope.correlation_id.as_deref())
-            && (self.tags.is_empty() || self.tags.iter().any(|t| envelope.tags.contains(t)))
+        self.matches_attributes(&envelope.attributes(), envelope.category)
             && self.predicates.iter().all(|(_, p)| p(envelope))
     }
 }
@@ -256,12 +226,11 @@ mod tests {
                 for category in [Category::Domain, Category::Audit, Category::System] {
                     let e = envelope(context, category);
                     let headers = e.headers();
-                    let by_headers = filter.matches_headers(|name| {
-                        headers
-                            .iter()
-                            .find(|(n, _)| *n == name)
-                            .map(|(_, v)| v.as_bytes())
-                    });
+                    let raw = crate::envelope::RawAttributes::read(
+                        headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+                    );
+                    let attributes = raw.check().unwrap();
+                    let by_headers = filter.matches_attributes(&attributes, category);
                     assert_eq!(
                         by_headers,
                         filter.matches(&e),

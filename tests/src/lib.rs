@@ -168,6 +168,35 @@ pub struct Job {
     pub poison: bool,
 }
 
+/// A parcel to ship: the event of the tests of records written by other producers
+/// (`tests/foreign_records.rs`), on a topic of its own.
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(topic = "eventbus.tests.parcels")]
+pub struct Parcel {
+    /// The key: parcels of one key are handled in order.
+    #[event(key)]
+    pub key: String,
+    /// Which test run.
+    pub run: String,
+    /// Its number.
+    pub n: u64,
+}
+
+/// A parcel, version 2: the same CloudEvents type as [`Parcel`] with a field more.
+#[derive(SystemEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "parcel", version = 2, topic = ParcelTopic)]
+pub struct ParcelV2 {
+    /// The key.
+    #[event(key)]
+    pub key: String,
+    /// Which test run.
+    pub run: String,
+    /// Its number.
+    pub n: u64,
+    /// How urgent it is.
+    pub priority: u8,
+}
+
 /// The README's Rust examples, compiled (and run where they can) as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

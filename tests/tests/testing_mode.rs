@@ -228,3 +228,48 @@ async fn the_dynamic_publisher_validates_names_at_run_time() {
         .unwrap_err();
     assert!(err.to_string().contains("at most 249"), "{err}");
 }
+
+#[tokio::test]
+async fn the_testing_transport_gives_a_record_the_consumers_verdict() {
+    // The same verdict as on Kafka: a record of a handled type in a version no handler reads
+    // fails before any handler runs, naming the versions handled.
+    let bus = EventBus::testing(Petstore);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let in_handler = Arc::clone(&seen);
+    let _handle = bus
+        .subscribe::<ParcelTopic>()
+        .on::<Parcel, _>(move |p: Parcel| {
+            in_handler.lock().unwrap().push(p.n);
+            async {}
+        })
+        .start()
+        .await
+        .unwrap();
+    let (key, run) = ("k".to_owned(), "r".to_owned());
+    bus.publish_system(&Parcel {
+        key: key.clone(),
+        run: run.clone(),
+        n: 1,
+    })
+    .await
+    .unwrap();
+    bus.publish_system(&ParcelV2 {
+        key,
+        run,
+        n: 2,
+        priority: 1,
+    })
+    .await
+    .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1]);
+    let failures = bus.recorded().failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].handler, "decoder");
+    assert!(
+        failures[0]
+            .error
+            .contains("no handler here reads version 2 of `petstore.parcel`"),
+        "{}",
+        failures[0].error
+    );
+}

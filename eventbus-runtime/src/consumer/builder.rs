@@ -202,6 +202,8 @@ impl<S: Service, T: Topic> Consumer<S, T> {
         self.routes.push(Route {
             topic: T::NAME,
             event_type: E::EVENT_TYPE,
+            version: E::VERSION,
+            category: E::category(),
             name: std::any::type_name::<H>(),
             call,
         });

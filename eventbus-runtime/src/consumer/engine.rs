@@ -14,8 +14,9 @@ use super::handler::Plugin;
 use super::retry::RetryPolicy;
 use crate::BoxFuture;
 use crate::bus::testing::{HandlerFailure, Subscriber};
-use crate::envelope::Envelope;
+use crate::envelope::{Attributes, Envelope};
 use crate::error::{DecodeError, HandlerError};
+use crate::event::Category;
 use crate::filter::EventFilter;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::inbox::Inbox;
@@ -78,8 +79,30 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> HandlerError {
 pub(crate) struct Route {
     pub(crate) topic: &'static str,
     pub(crate) event_type: &'static str,
+    /// The schema version of the handler's event type: a record's type and version select it.
+    pub(crate) version: u32,
+    /// The category the event type declares: a record that carries none is of this one.
+    pub(crate) category: Category,
     pub(crate) name: &'static str,
     pub(crate) call: ErasedTyped,
+}
+
+/// What a consumer does with a record, decided once from its checked attributes, before any
+/// handler runs, whatever way the record goes (the Kafka loop's fast path or its key queues, or
+/// the Testing transport).
+pub(crate) enum Verdict<'e> {
+    /// No handler here wants it (another type, or the filter keeps it out): skipped.
+    Skip,
+    /// It cannot be handled: dead-lettered with this error, no handler run.
+    Reject(DecodeError),
+    /// To be handled, as an event of this category and version (the record's own, or, where it
+    /// carries none, those of the handler of its type).
+    Handle {
+        category: Category,
+        version: u32,
+        /// The typed handler, when it is the only one.
+        only: Option<&'e Route>,
+    },
 }
 
 /// Everything that handles a record, shared by the Kafka loop and the Testing bus.
@@ -130,11 +153,71 @@ impl Engine {
         t
     }
 
-    /// The typed handlers of `envelope` (it passed the filter).
+    /// The verdict on a record of `topic` with these attributes (see [`Verdict`]).
+    ///
+    /// A record without `ce_schemaversion` is of the lowest version handled here for its type,
+    /// one without `ce_category` of its handler's category (integration when no typed handler
+    /// takes its type). A record of a type handled here but in a version no handler reads, or
+    /// whose payload is not JSON, is rejected; one of a type handled by nobody is skipped.
+    pub(crate) fn judge(&self, topic: &str, a: &Attributes<'_>) -> Verdict<'_> {
+        let typed = || {
+            self.routes
+                .iter()
+                .filter(move |r| r.topic == topic && r.event_type == a.event_type)
+        };
+        let version = a
+            .version
+            .or_else(|| typed().map(|r| r.version).min())
+            .unwrap_or(1);
+        let category = a
+            .category
+            .or_else(|| typed().next().map(|r| r.category))
+            .unwrap_or(Category::Integration);
+        if !self.filter.matches_attributes(a, category) {
+            return Verdict::Skip;
+        }
+        let mut routes = typed().filter(|r| r.version == version);
+        let Some(first) = routes.next() else {
+            if typed().next().is_some() {
+                let mut handled: Vec<u32> = typed().map(|r| r.version).collect();
+                handled.sort_unstable();
+                handled.dedup();
+                return Verdict::Reject(DecodeError::UnhandledVersion {
+                    event_type: a.event_type.to_owned(),
+                    version,
+                    handled,
+                });
+            }
+            if self.plugins.is_empty() {
+                return Verdict::Skip;
+            }
+            return Verdict::Handle {
+                category,
+                version,
+                only: None,
+            };
+        };
+        if !a.is_json() {
+            return Verdict::Reject(DecodeError::ContentType {
+                content_type: a.content_type.unwrap_or_default().to_owned(),
+            });
+        }
+        let only = routes.next().is_none().then_some(first);
+        Verdict::Handle {
+            category,
+            version,
+            only,
+        }
+    }
+
+    /// The typed handlers of `envelope` (it passed the filter): those of its topic, type and
+    /// version.
     fn routes_for<'a>(&'a self, envelope: &'a Envelope) -> impl Iterator<Item = &'a Route> {
-        self.routes
-            .iter()
-            .filter(|r| r.topic == envelope.topic && r.event_type == envelope.event_type)
+        self.routes.iter().filter(|r| {
+            r.topic == envelope.topic
+                && r.event_type == envelope.event_type
+                && r.version == envelope.version
+        })
     }
 
     /// True when some handler of this engine wants `envelope`.
@@ -304,6 +387,18 @@ async fn commit(tx: Tx) -> Result<(), (String, HandlerError)> {
 impl Subscriber for Engine {
     fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<HandlerFailure>> {
         Box::pin(async move {
+            match self.judge(&envelope.topic, &envelope.attributes()) {
+                Verdict::Skip => return None,
+                Verdict::Reject(error) => {
+                    return Some(HandlerFailure {
+                        event_id: envelope.id,
+                        event_type: envelope.event_type.clone(),
+                        handler: "decoder".to_owned(),
+                        error: error.to_string(),
+                    });
+                }
+                Verdict::Handle { .. } => {}
+            }
             if !self.wants(envelope) {
                 return None;
             }

@@ -13,139 +13,287 @@ use crate::event::Category;
 
 impl Envelope {
     /// Rebuilds an envelope from a record: its topic, key, headers and value.
+    ///
+    /// The record must carry the CloudEvents attributes `ce_specversion` (`1.0`), `ce_id` (a
+    /// UUID), `ce_source` and `ce_type`; every other attribute is optional. Without the record's
+    /// context (a consumer knows more), what is missing reads as: `ce_category` → integration,
+    /// `ce_schemaversion` → 1, `ce_time` → now, `content-type` → `application/json`. A consumer
+    /// takes the category and version from the handler of the record's type instead, and the
+    /// time from the record's timestamp (see `docs/consumers.md`, "Records from other
+    /// producers").
     pub fn from_record<'h>(
         topic: &str,
         key: Option<&[u8]>,
         record_headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         payload: &[u8],
     ) -> Result<Self, DecodeError> {
-        // Borrowed: a consumer reads every record through here, so no copy until the envelope.
-        let mut found: Vec<(&str, &str)> = Vec::with_capacity(16);
-        for (name, value) in record_headers {
-            let value = std::str::from_utf8(value).map_err(|_| DecodeError::BadHeader {
-                header: name.to_owned(),
-                reason: "not UTF-8".to_owned(),
-            })?;
-            found.push((name, value));
+        let raw = RawAttributes::read(record_headers);
+        let attributes = raw.check()?;
+        let key = key_of(key)?;
+        let defaults = Defaults {
+            category: attributes.category.unwrap_or(Category::Integration),
+            version: attributes.version.unwrap_or(1),
+            time: OffsetDateTime::now_utc(),
+        };
+        Ok(attributes.into_envelope(topic, key, &defaults, payload.to_vec()))
+    }
+
+    /// The envelope's attributes, as the consumer's verdict reads them.
+    pub(crate) fn attributes(&self) -> Attributes<'_> {
+        Attributes {
+            id: self.id,
+            source: &self.source,
+            event_type: &self.event_type,
+            time: Some(self.time),
+            subject: self.subject.as_deref(),
+            content_type: Some(&self.content_type),
+            category: Some(self.category),
+            version: Some(self.version),
+            correlation_id: self.correlation_id.as_deref(),
+            causation_id: self.causation_id.as_deref(),
+            traceparent: self.traceparent.as_deref(),
+            tenant_id: self.tenant_id.as_deref(),
+            tags: Tags::List(&self.tags),
         }
-        let get_str = |name: &str| found.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        let get = |name: &str| get_str(name).map(str::to_owned);
-        let require_str =
-            |name: &'static str| get_str(name).ok_or(DecodeError::MissingHeader(name));
-        let require = |name: &'static str| require_str(name).map(str::to_owned);
+    }
+}
+
+/// A record key as text: keys are UTF-8 (an event's partition key is a string).
+pub(crate) fn key_of(key: Option<&[u8]>) -> Result<Option<&str>, DecodeError> {
+    key.map(|k| {
+        std::str::from_utf8(k).map_err(|_| DecodeError::BadHeader {
+            header: "key".to_owned(),
+            reason: "the record key is not UTF-8".to_owned(),
+        })
+    })
+    .transpose()
+}
+
+/// The CloudEvents attributes of a record, as raw header values, read in one pass. Headers of
+/// other names are ignored (they may be binary).
+#[derive(Default)]
+pub(crate) struct RawAttributes<'a> {
+    spec_version: Option<&'a [u8]>,
+    id: Option<&'a [u8]>,
+    source: Option<&'a [u8]>,
+    event_type: Option<&'a [u8]>,
+    time: Option<&'a [u8]>,
+    subject: Option<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
+    category: Option<&'a [u8]>,
+    schema_version: Option<&'a [u8]>,
+    correlation_id: Option<&'a [u8]>,
+    causation_id: Option<&'a [u8]>,
+    traceparent: Option<&'a [u8]>,
+    tenant_id: Option<&'a [u8]>,
+    tags: Option<&'a [u8]>,
+}
+
+impl<'a> RawAttributes<'a> {
+    /// Reads every header; of a name given twice, the last one counts.
+    pub(crate) fn read<'n>(record_headers: impl IntoIterator<Item = (&'n str, &'a [u8])>) -> Self {
+        let mut raw = RawAttributes::default();
+        for (name, value) in record_headers {
+            if let Some(slot) = raw.slot(name) {
+                *slot = Some(value);
+            }
+        }
+        raw
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<&'a [u8]>> {
+        use super::headers as h;
+        Some(match name {
+            h::SPEC_VERSION => &mut self.spec_version,
+            h::ID => &mut self.id,
+            h::SOURCE => &mut self.source,
+            h::TYPE => &mut self.event_type,
+            h::TIME => &mut self.time,
+            h::SUBJECT => &mut self.subject,
+            h::CONTENT_TYPE => &mut self.content_type,
+            h::CATEGORY => &mut self.category,
+            h::SCHEMA_VERSION => &mut self.schema_version,
+            h::CORRELATION_ID => &mut self.correlation_id,
+            h::CAUSATION_ID => &mut self.causation_id,
+            h::TRACEPARENT => &mut self.traceparent,
+            h::TENANT_ID => &mut self.tenant_id,
+            h::TAGS => &mut self.tags,
+            _ => return None,
+        })
+    }
+
+    /// The one validation of a record's attributes, before any handler runs, whatever path the
+    /// record takes: required ones present, every attribute read UTF-8, and each typed one
+    /// well-formed when present.
+    pub(crate) fn check(&self) -> Result<Attributes<'a>, DecodeError> {
         let bad = |header: &str, reason: String| DecodeError::BadHeader {
             header: header.to_owned(),
             reason,
         };
-
-        let spec = require_str(headers::SPEC_VERSION)?;
+        let text = |header: &'static str, value: Option<&'a [u8]>| {
+            value
+                .map(|v| std::str::from_utf8(v).map_err(|_| bad(header, "not UTF-8".to_owned())))
+                .transpose()
+        };
+        let required = |header: &'static str, value: Option<&'a [u8]>| match text(header, value)? {
+            None => Err(DecodeError::MissingHeader(header)),
+            Some("") => Err(bad(header, "empty (CloudEvents requires a value)".to_owned())),
+            Some(v) => Ok(v),
+        };
+        let spec = required(headers::SPEC_VERSION, self.spec_version)?;
         if spec != CLOUDEVENTS_VERSION {
             return Err(bad(
                 headers::SPEC_VERSION,
-                format!("unsupported version {spec}"),
+                format!("unsupported version {spec} (this consumer reads CloudEvents {CLOUDEVENTS_VERSION})"),
             ));
         }
-        let id = require_str(headers::ID)?;
-        let time = require_str(headers::TIME)?;
-        let category = require_str(headers::CATEGORY)?;
-        let version = require_str(headers::SCHEMA_VERSION)?;
-        let key = key
-            .map(|k| String::from_utf8(k.to_vec()).map_err(|_| bad("key", "not UTF-8".to_owned())))
+        let id = required(headers::ID, self.id)?;
+        let id = Uuid::parse_str(id)
+            .map_err(|e| bad(headers::ID, format!("{id:?} is not a UUID ({e})")))?;
+        let source = required(headers::SOURCE, self.source)?;
+        let event_type = required(headers::TYPE, self.event_type)?;
+        let time = text(headers::TIME, self.time)?
+            .map(|t| {
+                OffsetDateTime::parse(t, &Rfc3339)
+                    .map_err(|e| bad(headers::TIME, format!("{t:?} is not an RFC 3339 time ({e})")))
+            })
             .transpose()?;
-        Ok(Envelope {
-            id: Uuid::parse_str(id).map_err(|e| bad(headers::ID, e.to_string()))?,
-            source: require(headers::SOURCE)?,
-            event_type: require(headers::TYPE)?,
-            time: OffsetDateTime::parse(time, &Rfc3339)
-                .map_err(|e| bad(headers::TIME, e.to_string()))?,
-            subject: get(headers::SUBJECT),
-            topic: topic.to_owned(),
-            key,
-            category: Category::parse(category)
-                .ok_or_else(|| bad(headers::CATEGORY, format!("unknown category {category:?}")))?,
-            version: version.parse().map_err(|_| {
-                bad(
-                    headers::SCHEMA_VERSION,
-                    format!("{version:?} is not a number"),
-                )
-            })?,
-            content_type: get(headers::CONTENT_TYPE).unwrap_or_else(|| JSON.to_owned()),
-            correlation_id: get(headers::CORRELATION_ID),
-            causation_id: get(headers::CAUSATION_ID),
-            traceparent: get(headers::TRACEPARENT),
-            tenant_id: get(headers::TENANT_ID),
-            tags: get_str(headers::TAGS)
-                .map(|t| {
-                    t.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
+        let category = text(headers::CATEGORY, self.category)?
+            .map(|c| {
+                Category::parse(c).ok_or_else(|| {
+                    bad(
+                        headers::CATEGORY,
+                        format!(
+                            "unknown category {c:?} (one of {})",
+                            Category::ALL.map(Category::as_str).join(", ")
+                        ),
+                    )
                 })
-                .unwrap_or_default(),
-            payload: payload.to_vec(),
+            })
+            .transpose()?;
+        let version = text(headers::SCHEMA_VERSION, self.schema_version)?
+            .map(|v| match v.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(bad(
+                    headers::SCHEMA_VERSION,
+                    format!("{v:?} is not a number from 1"),
+                )),
+            })
+            .transpose()?;
+        // Optional text attributes: an empty one (which CloudEvents forbids) reads as absent.
+        let optional = |header: &'static str, value: Option<&'a [u8]>| {
+            text(header, value).map(|v| v.filter(|v| !v.is_empty()))
+        };
+        Ok(Attributes {
+            id,
+            source,
+            event_type,
+            time,
+            subject: optional(headers::SUBJECT, self.subject)?,
+            content_type: optional(headers::CONTENT_TYPE, self.content_type)?,
+            category,
+            version,
+            correlation_id: optional(headers::CORRELATION_ID, self.correlation_id)?,
+            causation_id: optional(headers::CAUSATION_ID, self.causation_id)?,
+            traceparent: optional(headers::TRACEPARENT, self.traceparent)?,
+            tenant_id: optional(headers::TENANT_ID, self.tenant_id)?,
+            tags: Tags::Joined(optional(headers::TAGS, self.tags)?),
         })
     }
 }
 
-/// The CloudEvents attributes of a record, as raw header values.
-#[derive(Default)]
-pub(crate) struct RawAttributes<'a> {
-    pub(crate) spec_version: Option<&'a [u8]>,
-    pub(crate) id: Option<&'a [u8]>,
-    pub(crate) source: Option<&'a [u8]>,
-    pub(crate) event_type: Option<&'a [u8]>,
-    pub(crate) time: Option<&'a [u8]>,
-    pub(crate) category: Option<&'a [u8]>,
-    pub(crate) schema_version: Option<&'a [u8]>,
-    pub(crate) tenant_id: Option<&'a [u8]>,
-    pub(crate) correlation_id: Option<&'a [u8]>,
-    pub(crate) tags: Option<&'a [u8]>,
-    /// How many of the seven required attributes were seen.
-    required: u8,
+/// A record's tags: as the `ce_tags` header carries them (comma-separated), or as a list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tags<'a> {
+    Joined(Option<&'a str>),
+    List(&'a [String]),
 }
 
-impl<'a> RawAttributes<'a> {
-    /// Takes one header; true once every required attribute is in.
-    pub(crate) fn set(&mut self, name: &str, value: &'a [u8]) -> bool {
-        use super::headers as h;
-        let (slot, required) = match name {
-            h::SPEC_VERSION => (&mut self.spec_version, true),
-            h::ID => (&mut self.id, true),
-            h::SOURCE => (&mut self.source, true),
-            h::TYPE => (&mut self.event_type, true),
-            h::TIME => (&mut self.time, true),
-            h::CATEGORY => (&mut self.category, true),
-            h::SCHEMA_VERSION => (&mut self.schema_version, true),
-            h::TENANT_ID => (&mut self.tenant_id, false),
-            h::CORRELATION_ID => (&mut self.correlation_id, false),
-            h::TAGS => (&mut self.tags, false),
-            _ => return self.required == 7,
-        };
-        if slot.replace(value).is_none() && required {
-            self.required += 1;
+impl Tags<'_> {
+    /// True when some tag passes `test` (empty tags never do).
+    pub(crate) fn any(&self, test: impl Fn(&str) -> bool) -> bool {
+        match self {
+            Tags::Joined(joined) => joined.is_some_and(|j| j.split(',').any(|t| !t.is_empty() && test(t))),
+            Tags::List(list) => list.iter().any(|t| !t.is_empty() && test(t)),
         }
-        self.required == 7
+    }
+}
+
+/// A record's CloudEvents attributes, checked ([`RawAttributes::check`]); those a foreign
+/// producer may leave out are options.
+#[derive(Debug, Clone)]
+pub(crate) struct Attributes<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) source: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) time: Option<OffsetDateTime>,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) category: Option<Category>,
+    pub(crate) version: Option<u32>,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) causation_id: Option<&'a str>,
+    pub(crate) traceparent: Option<&'a str>,
+    pub(crate) tenant_id: Option<&'a str>,
+    pub(crate) tags: Tags<'a>,
+}
+
+/// What fills in the attributes a record does not carry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub(crate) category: Category,
+    pub(crate) version: u32,
+    pub(crate) time: OffsetDateTime,
+}
+
+impl Attributes<'_> {
+    /// True when the payload is JSON: no `content-type` (JSON is the default), or
+    /// `application/json`, or a `+json` type, parameters aside.
+    pub(crate) fn is_json(&self) -> bool {
+        self.content_type.is_none_or(|t| {
+            let essence = t.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case(JSON)
+                || essence
+                    .rsplit_once('+')
+                    .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
+        })
     }
 
-    /// Every attribute the envelope decoder requires is there, in the version it reads.
-    pub(crate) fn complete(&self) -> bool {
-        self.required == 7 && self.spec_version == Some(CLOUDEVENTS_VERSION.as_bytes())
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<&'a [u8]> {
-        use super::headers as h;
-        match name {
-            h::TYPE => self.event_type,
-            h::SOURCE => self.source,
-            h::CATEGORY => self.category,
-            h::TENANT_ID => self.tenant_id,
-            h::CORRELATION_ID => self.correlation_id,
-            h::TAGS => self.tags,
-            h::ID => self.id,
-            h::TIME => self.time,
-            h::SCHEMA_VERSION => self.schema_version,
-            h::SPEC_VERSION => self.spec_version,
-            _ => None,
+    /// The envelope of these attributes, with `defaults` for what the record lacks.
+    pub(crate) fn into_envelope(
+        self,
+        topic: &str,
+        key: Option<&str>,
+        defaults: &Defaults,
+        payload: Vec<u8>,
+    ) -> Envelope {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        let tags = match self.tags {
+            Tags::Joined(joined) => joined
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Tags::List(list) => list.to_vec(),
+        };
+        Envelope {
+            id: self.id,
+            source: self.source.to_owned(),
+            event_type: self.event_type.to_owned(),
+            time: self.time.unwrap_or(defaults.time),
+            subject: owned(self.subject),
+            topic: topic.to_owned(),
+            key: owned(key),
+            category: self.category.unwrap_or(defaults.category),
+            version: self.version.unwrap_or(defaults.version),
+            content_type: self.content_type.unwrap_or(JSON).to_owned(),
+            correlation_id: owned(self.correlation_id),
+            causation_id: owned(self.causation_id),
+            traceparent: owned(self.traceparent),
+            tenant_id: owned(self.tenant_id),
+            tags,
+            payload,
         }
     }
 }
@@ -169,15 +317,11 @@ mod tests {
     }
 
     fn raw<'a>(pairs: &[(&str, &'a [u8])]) -> RawAttributes<'a> {
-        let mut attrs = RawAttributes::default();
-        for (name, value) in pairs {
-            attrs.set(name, value);
-        }
-        attrs
+        RawAttributes::read(pairs.iter().copied())
     }
 
     #[test]
-    fn a_complete_record_decodes_both_ways() {
+    fn a_complete_record_decodes() {
         let mut pairs = required();
         pairs.push((headers::TENANT_ID, b"acme"));
         pairs.push((headers::TAGS, b"blue,,red"));
@@ -186,14 +330,10 @@ mod tests {
         assert_eq!((envelope.version, envelope.category), (2, Category::Domain));
         assert_eq!(envelope.tags, ["blue", "red"]);
         assert_eq!(envelope.content_type, JSON, "content-type defaults to JSON");
-        let attrs = raw(&pairs);
-        assert!(attrs.complete());
-        assert_eq!(
-            attrs.get(headers::TYPE),
-            Some(&b"petstore.order.order_placed"[..])
-        );
-        assert_eq!(attrs.get(headers::TENANT_ID), Some(&b"acme"[..]));
-        // What an envelope writes, both decoders read back.
+        let attributes = raw(&pairs).check().unwrap();
+        assert_eq!(attributes.event_type, "petstore.order.order_placed");
+        assert_eq!(attributes.tenant_id, Some("acme"));
+        // What an envelope writes reads back the same.
         let written = envelope.headers();
         let again = Envelope::from_record(
             "t",
@@ -203,67 +343,84 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, envelope);
-        assert!(
-            raw(&written
-                .iter()
-                .map(|(k, v)| (*k, v.as_bytes()))
-                .collect::<Vec<_>>())
-            .complete()
+    }
+
+    #[test]
+    fn only_the_attributes_cloudevents_requires_are_required() {
+        let minimal: Vec<(&str, &[u8])> = required()
+            .into_iter()
+            .filter(|(n, _)| {
+                [headers::SPEC_VERSION, headers::ID, headers::SOURCE, headers::TYPE].contains(n)
+            })
+            .collect();
+        let before = OffsetDateTime::now_utc();
+        let envelope = Envelope::from_record("t", None, minimal.clone(), b"{}").unwrap();
+        assert_eq!(envelope.category, Category::Integration);
+        assert_eq!(envelope.version, 1);
+        assert!(envelope.time >= before, "no ce_time: the time it was read");
+        let attributes = raw(&minimal).check().unwrap();
+        assert_eq!(
+            (attributes.time, attributes.category, attributes.version),
+            (None, None, None)
         );
-    }
-
-    #[test]
-    fn the_fast_decoder_stops_once_the_required_attributes_are_in() {
-        let mut attrs = RawAttributes::default();
-        let pairs = required();
-        let (last, first) = pairs.split_last().unwrap();
-        for (name, value) in first {
-            assert!(
-                !attrs.set(name, value),
-                "{name} is not the last required one"
-            );
-        }
-        assert!(attrs.set(last.0, last.1));
-        assert!(attrs.set("unrelated", b"x"), "complete stays complete");
-    }
-
-    #[test]
-    fn each_missing_required_attribute_is_named_and_not_complete() {
-        for skip in 0..required().len() {
-            let mut pairs = required();
-            let (name, _) = pairs.remove(skip);
-            let error = Envelope::from_record("t", None, pairs.clone(), b"{}").unwrap_err();
-            assert!(error.to_string().contains(name), "{error}");
-            assert!(!raw(&pairs).complete(), "{name} missing");
+        for name in [headers::SPEC_VERSION, headers::ID, headers::SOURCE, headers::TYPE] {
+            let pairs: Vec<_> = minimal.iter().copied().filter(|(n, _)| *n != name).collect();
+            let error = raw(&pairs).check().unwrap_err();
+            assert!(error.to_string().contains(name), "{name}: {error}");
         }
     }
 
     #[test]
     fn bad_values_are_named() {
-        let cases: [(&str, &[u8], &str); 5] = [
+        let cases: [(&str, &[u8], &str); 9] = [
             (headers::SPEC_VERSION, b"0.3", "unsupported version"),
-            (headers::ID, b"not-a-uuid", "ce_id"),
-            (headers::TIME, b"yesterday", "ce_time"),
+            (headers::ID, b"not-a-uuid", "is not a UUID"),
+            (headers::ID, b"", "empty"),
+            (headers::SOURCE, b"", "empty"),
+            (headers::TIME, b"yesterday", "RFC 3339"),
             (headers::SCHEMA_VERSION, b"two", "not a number"),
+            (headers::SCHEMA_VERSION, b"0", "not a number from 1"),
             (headers::CATEGORY, b"gossip", "unknown category"),
+            (headers::SUBJECT, &[0xff], "UTF-8"),
         ];
         for (name, value, expected) in cases {
-            let pairs: Vec<_> = required()
-                .into_iter()
-                .map(|(n, v)| if n == name { (n, value) } else { (n, v) })
-                .collect();
-            let error = Envelope::from_record("t", None, pairs, b"{}").unwrap_err();
+            let mut pairs = required();
+            pairs.retain(|(n, _)| *n != name);
+            pairs.push((name, value));
+            let error = raw(&pairs).check().unwrap_err();
             assert!(error.to_string().contains(expected), "{name}: {error}");
+            assert!(error.to_string().contains(name), "{name}: {error}");
+            let again = Envelope::from_record("t", None, pairs, b"{}").unwrap_err();
+            assert_eq!(again.to_string(), error.to_string(), "one validation");
         }
         let error = Envelope::from_record("t", Some(&[0xff, 0xfe]), required(), b"{}").unwrap_err();
         assert!(error.to_string().contains("key"), "{error}");
-        let mut bad_utf8 = required();
-        bad_utf8.push((headers::TAGS, &[0xff]));
-        let error = Envelope::from_record("t", None, bad_utf8, b"{}").unwrap_err();
-        assert!(error.to_string().contains("UTF-8"), "{error}");
-        // The fast decoder only checks the version; a wrong one is not complete.
-        let mut old = required();
-        old[0].1 = b"0.3";
-        assert!(!raw(&old).complete());
+        // Headers of other names are not ours to read: binary ones are fine.
+        let mut binary = required();
+        binary.push(("x-trace-bin", &[0xff, 0x00]));
+        assert!(Envelope::from_record("t", None, binary, b"{}").is_ok());
+        // An empty optional attribute (CloudEvents forbids them) reads as absent.
+        let mut empty = required();
+        empty.push((headers::SUBJECT, b""));
+        let envelope = Envelope::from_record("t", None, empty, b"{}").unwrap();
+        assert_eq!(envelope.subject, None);
+        assert!(!envelope.headers().iter().any(|(n, _)| *n == headers::SUBJECT));
+    }
+
+    #[test]
+    fn json_is_the_default_and_any_json_type() {
+        let with = |t: Option<&'static [u8]>| {
+            let mut pairs = required();
+            if let Some(t) = t {
+                pairs.push((headers::CONTENT_TYPE, t));
+            }
+            RawAttributes::read(pairs).check().unwrap().is_json()
+        };
+        assert!(with(None));
+        assert!(with(Some(b"application/json")));
+        assert!(with(Some(b"application/json; charset=utf-8")));
+        assert!(with(Some(b"application/cloudevents+json")));
+        assert!(!with(Some(b"application/avro")));
+        assert!(!with(Some(b"text/plain")));
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 mod decode;
 pub mod headers;
 
-pub(crate) use decode::RawAttributes;
+pub(crate) use decode::{Attributes, Defaults, RawAttributes, key_of};
 pub(crate) use headers::{CLOUDEVENTS_VERSION, JSON};
 
 use crate::error::{DecodeError, PublishError};
@@ -186,11 +186,10 @@ impl Envelope {
             (headers::TRACEPARENT, &self.traceparent),
             (headers::TENANT_ID, &self.tenant_id),
         ];
-        out.extend(
-            optional
-                .into_iter()
-                .filter_map(|(name, value)| value.clone().map(|v| (name, v))),
-        );
+        // CloudEvents forbids empty attribute values: an empty one is left out.
+        out.extend(optional.into_iter().filter_map(|(name, value)| {
+            value.as_ref().filter(|v| !v.is_empty()).map(|v| (name, v.clone()))
+        }));
         if !self.tags.is_empty() {
             out.push((headers::TAGS, self.tags.join(",")));
         }

@@ -23,10 +23,12 @@ mod offsets;
 mod queues;
 mod rebalance;
 
-use super::engine::{Engine, FirstAttempt};
+use time::OffsetDateTime;
+
+use super::engine::{Engine, FirstAttempt, Verdict};
 use crate::config::KafkaConfig;
-use crate::envelope::Envelope;
-use crate::error::SubscribeError;
+use crate::envelope::{Defaults, Envelope, RawAttributes, key_of};
+use crate::error::{DecodeError, SubscribeError};
 use crate::event::fnv1a;
 use crate::lock;
 use hash::FastHash;
@@ -97,7 +99,8 @@ enum Inline {
 /// Record headers, owned.
 type RawHeaders = Vec<(String, Vec<u8>)>;
 
-/// A record that is not a CloudEvents record of ours: kept whole for the dead-letter topic.
+/// A record the consumer cannot take (see [`Verdict::Reject`]): kept whole for the dead-letter
+/// topic.
 struct BadRecord {
     error: String,
     headers: RawHeaders,
@@ -105,31 +108,33 @@ struct BadRecord {
     payload: Vec<u8>,
 }
 
-/// A record as an envelope, or kept whole when it is not one of ours.
-fn record_of(message: &BorrowedMessage<'_>) -> Result<Envelope, BadRecord> {
-    let payload = message.payload().unwrap_or_default();
-    match message.headers() {
-        Some(h) => Envelope::from_record(
-            message.topic(),
-            message.key(),
-            h.iter().map(|h| (h.key, h.value.unwrap_or_default())),
-            payload,
-        ),
-        None => Envelope::from_record(message.topic(), message.key(), [], payload),
+impl BadRecord {
+    /// Keeps `message` whole for the dead-letter topic, with why it cannot be handled.
+    fn of(message: &BorrowedMessage<'_>, error: &DecodeError) -> Self {
+        BadRecord {
+            error: error.to_string(),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        }
     }
-    .map_err(|e| BadRecord {
-        error: e.to_string(),
-        headers: message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: payload.to_vec(),
-    })
+}
+
+/// When the record was produced (or appended, per the topic's setting): the time of an event
+/// that carries no `ce_time`.
+fn timestamp_of(message: &BorrowedMessage<'_>) -> OffsetDateTime {
+    message
+        .timestamp()
+        .to_millis()
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc)
 }
 
 /// A key's queue: the topic's index among the subscribed ones, the partition, the key's hash.
@@ -326,15 +331,50 @@ impl KafkaRun {
             // A record without a key has no order to keep: a queue of its own.
             let key_hash = message.key().map_or(offset as u64 ^ (1 << 63), fnv1a);
             let queue_id = (topic_index as u32, partition, key_hash);
-            let first = match this.inline(&message, topic, queue_id) {
-                Inline::Done => {
-                    this.offsets.advance(topic, partition, offset);
-                    continue;
-                }
-                Inline::Queue(first) => first,
+            // The verdict, once, before any handler runs: the fast path and the key queues act
+            // on the same one.
+            let raw = match message.headers() {
+                Some(h) => RawAttributes::read(h.iter().map(|h| (h.key, h.value.unwrap_or_default()))),
+                None => RawAttributes::default(),
+            };
+            let payload = message.payload().unwrap_or_default();
+            let checked = raw
+                .check()
+                .and_then(|a| key_of(message.key()).map(|key| (a, key)));
+            let (record, first) = match checked {
+                Err(error) => (Err(BadRecord::of(&message, &error)), None),
+                Ok((attributes, key)) => match this.engine.judge(topic, &attributes) {
+                    Verdict::Skip => {
+                        this.engine.stats.skipped.add(1);
+                        this.offsets.advance(topic, partition, offset);
+                        continue;
+                    }
+                    Verdict::Reject(error) => (Err(BadRecord::of(&message, &error)), None),
+                    Verdict::Handle {
+                        category,
+                        version,
+                        only,
+                    } => {
+                        let first = match this.inline(only, payload, queue_id) {
+                            Inline::Done => {
+                                this.offsets.advance(topic, partition, offset);
+                                continue;
+                            }
+                            Inline::Queue(first) => first,
+                        };
+                        let defaults = Defaults {
+                            category,
+                            version,
+                            time: timestamp_of(&message),
+                        };
+                        let envelope =
+                            attributes.into_envelope(topic, key, &defaults, payload.to_vec());
+                        (Ok(envelope), first)
+                    }
+                },
             };
             let job = Job {
-                record: record_of(&message),
+                record,
                 topic,
                 partition,
                 offset,

@@ -32,7 +32,7 @@ impl KafkaRun {
             let outcome = match &job.record {
                 Ok(envelope) => self.engine.process(envelope, &stop, first).await,
                 Err(bad) => Outcome::Dead {
-                    error: format!("not an eventbus record: {}", bad.error),
+                    error: bad.error.clone(),
                     handler: "decoder".into(),
                     attempts: 1,
                 },
