@@ -53,12 +53,13 @@ fn headers(id: &str, changed: &[(&str, &str)]) -> OwnedHeaders {
             all.push((name, (*value).to_owned()));
         }
     }
-    all.into_iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-        h.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
+    all.into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
         })
-    })
 }
 
 async fn send(producer: &FutureProducer, key: &str, headers: OwnedHeaders, job: &Parcel) {
@@ -187,7 +188,11 @@ async fn a_malformed_record_gets_one_verdict_on_either_path() {
                 job.n
             );
             assert_eq!(record.header(dlq::FAILED_IN).as_deref(), Some("decoder"));
-            assert!(dead_jobs.insert(job.n), "{}: one dead letter each", layer.name);
+            assert!(
+                dead_jobs.insert(job.n),
+                "{}: one dead letter each",
+                layer.name
+            );
         }
         assert_eq!(
             dead_jobs,
@@ -335,7 +340,11 @@ async fn records_of_the_cloudevents_sdk_for_python_are_handled() {
         let dead: Vec<_> = dead.into_iter().filter(is_it).collect();
         assert_eq!(dead.len(), 1, "{}", layer.name);
         let error = dead[0].header(dlq::ERROR).unwrap();
-        assert!(error.contains("ce_schemaversion"), "{}: {error}", layer.name);
+        assert!(
+            error.contains("ce_schemaversion"),
+            "{}: {error}",
+            layer.name
+        );
         consumer.shutdown().await;
     }
 }

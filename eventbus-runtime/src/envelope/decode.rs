@@ -137,14 +137,19 @@ impl<'a> RawAttributes<'a> {
         };
         let required = |header: &'static str, value: Option<&'a [u8]>| match text(header, value)? {
             None => Err(DecodeError::MissingHeader(header)),
-            Some("") => Err(bad(header, "empty (CloudEvents requires a value)".to_owned())),
+            Some("") => Err(bad(
+                header,
+                "empty (CloudEvents requires a value)".to_owned(),
+            )),
             Some(v) => Ok(v),
         };
         let spec = required(headers::SPEC_VERSION, self.spec_version)?;
         if spec != CLOUDEVENTS_VERSION {
             return Err(bad(
                 headers::SPEC_VERSION,
-                format!("unsupported version {spec} (this consumer reads CloudEvents {CLOUDEVENTS_VERSION})"),
+                format!(
+                    "unsupported version {spec} (this consumer reads CloudEvents {CLOUDEVENTS_VERSION})"
+                ),
             ));
         }
         let id = required(headers::ID, self.id)?;
@@ -154,8 +159,12 @@ impl<'a> RawAttributes<'a> {
         let event_type = required(headers::TYPE, self.event_type)?;
         let time = text(headers::TIME, self.time)?
             .map(|t| {
-                OffsetDateTime::parse(t, &Rfc3339)
-                    .map_err(|e| bad(headers::TIME, format!("{t:?} is not an RFC 3339 time ({e})")))
+                OffsetDateTime::parse(t, &Rfc3339).map_err(|e| {
+                    bad(
+                        headers::TIME,
+                        format!("{t:?} is not an RFC 3339 time ({e})"),
+                    )
+                })
             })
             .transpose()?;
         let category = text(headers::CATEGORY, self.category)?
@@ -213,7 +222,9 @@ impl Tags<'_> {
     /// True when some tag passes `test` (empty tags never do).
     pub(crate) fn any(&self, test: impl Fn(&str) -> bool) -> bool {
         match self {
-            Tags::Joined(joined) => joined.is_some_and(|j| j.split(',').any(|t| !t.is_empty() && test(t))),
+            Tags::Joined(joined) => {
+                joined.is_some_and(|j| j.split(',').any(|t| !t.is_empty() && test(t)))
+            }
             Tags::List(list) => list.iter().any(|t| !t.is_empty() && test(t)),
         }
     }
@@ -350,7 +361,13 @@ mod tests {
         let minimal: Vec<(&str, &[u8])> = required()
             .into_iter()
             .filter(|(n, _)| {
-                [headers::SPEC_VERSION, headers::ID, headers::SOURCE, headers::TYPE].contains(n)
+                [
+                    headers::SPEC_VERSION,
+                    headers::ID,
+                    headers::SOURCE,
+                    headers::TYPE,
+                ]
+                .contains(n)
             })
             .collect();
         let before = OffsetDateTime::now_utc();
@@ -363,8 +380,17 @@ mod tests {
             (attributes.time, attributes.category, attributes.version),
             (None, None, None)
         );
-        for name in [headers::SPEC_VERSION, headers::ID, headers::SOURCE, headers::TYPE] {
-            let pairs: Vec<_> = minimal.iter().copied().filter(|(n, _)| *n != name).collect();
+        for name in [
+            headers::SPEC_VERSION,
+            headers::ID,
+            headers::SOURCE,
+            headers::TYPE,
+        ] {
+            let pairs: Vec<_> = minimal
+                .iter()
+                .copied()
+                .filter(|(n, _)| *n != name)
+                .collect();
             let error = raw(&pairs).check().unwrap_err();
             assert!(error.to_string().contains(name), "{name}: {error}");
         }
@@ -404,7 +430,12 @@ mod tests {
         empty.push((headers::SUBJECT, b""));
         let envelope = Envelope::from_record("t", None, empty, b"{}").unwrap();
         assert_eq!(envelope.subject, None);
-        assert!(!envelope.headers().iter().any(|(n, _)| *n == headers::SUBJECT));
+        assert!(
+            !envelope
+                .headers()
+                .iter()
+                .any(|(n, _)| *n == headers::SUBJECT)
+        );
     }
 
     #[test]
@@ -422,5 +453,128 @@ mod tests {
         assert!(with(Some(b"application/cloudevents+json")));
         assert!(!with(Some(b"application/avro")));
         assert!(!with(Some(b"text/plain")));
+    }
+
+    mod fuzz {
+        //! Property tests: arbitrary headers, keys and payloads never panic the decoder, and the
+        //! consumer's check and `Envelope::from_record` give one verdict.
+        //! `PROPTEST_CASES=100000 cargo test -p eventbus-runtime --lib fuzz` runs longer.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A header name: one of ours, or anything.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => proptest::sample::select(vec![
+                    headers::SPEC_VERSION, headers::ID, headers::SOURCE, headers::TYPE,
+                    headers::TIME, headers::SUBJECT, headers::CONTENT_TYPE, headers::CATEGORY,
+                    headers::SCHEMA_VERSION, headers::CORRELATION_ID, headers::CAUSATION_ID,
+                    headers::TRACEPARENT, headers::TENANT_ID, headers::TAGS,
+                ])
+                .prop_map(str::to_owned),
+                1 => "[a-z_-]{0,12}",
+            ]
+        }
+
+        /// A value: a plausible one, a near miss, or any bytes.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::sample::select(vec![
+                    "1.0",
+                    "0.3",
+                    "",
+                    "0190b2a4-6c5e-7a4e-9a51-0c7c8b4c2a10",
+                    "not-a-uuid",
+                    "2026-01-01T00:00:00Z",
+                    "2026-13-01T00:00:00Z",
+                    "2026-01-01T00:00:00.123+02:00",
+                    "domain",
+                    "integration",
+                    "gossip",
+                    "1",
+                    "0",
+                    "2",
+                    "-1",
+                    "4294967296",
+                    "application/json",
+                    "application/cloudevents+json; charset=utf-8",
+                    "text/plain",
+                    "a,b,,c",
+                    "petstore.order.order_placed",
+                ])
+                .prop_map(|v| v.as_bytes().to_vec()),
+                "\\PC{0,40}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        /// Headers: the required ones mostly present, the rest at random.
+        fn record_headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+            let required = proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        headers::SPEC_VERSION,
+                        headers::ID,
+                        headers::SOURCE,
+                        headers::TYPE,
+                    ]),
+                    prop_oneof![
+                        4 => proptest::sample::select(vec![
+                            "1.0", "0190b2a4-6c5e-7a4e-9a51-0c7c8b4c2a10", "petstore",
+                            "petstore.order.order_placed",
+                        ])
+                        .prop_map(|v| v.as_bytes().to_vec()),
+                        1 => value(),
+                    ],
+                ),
+                0..6,
+            );
+            let others = proptest::collection::vec((name(), value()), 0..12);
+            (required, others).prop_map(|(required, others)| {
+                required
+                    .into_iter()
+                    .map(|(n, v)| (n.to_owned(), v))
+                    .chain(others)
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_record_gets_one_verdict(
+                pairs in record_headers(),
+                key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
+                payload in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let iter = || pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+                let checked = RawAttributes::read(iter())
+                    .check()
+                    .and_then(|a| key_of(key.as_deref()).map(|k| (a, k)));
+                let decoded = Envelope::from_record("t", key.as_deref(), iter(), &payload);
+                match (&checked, &decoded) {
+                    (Ok((attributes, _)), Ok(envelope)) => {
+                        prop_assert_eq!(attributes.id, envelope.id);
+                        prop_assert_eq!(attributes.event_type, envelope.event_type.as_str());
+                        // What an envelope writes reads back as the same envelope.
+                        let written = envelope.headers();
+                        let again = Envelope::from_record(
+                            "t",
+                            envelope.key.as_deref().map(str::as_bytes),
+                            written.iter().map(|(k, v)| (*k, v.as_bytes())),
+                            &payload,
+                        );
+                        let again = again.ok();
+                        prop_assert_eq!(again.as_ref(), Some(envelope));
+                    }
+                    (Err(a), Err(b)) => {
+                        prop_assert_eq!(a.to_string(), b.to_string());
+                        prop_assert!(!a.to_string().is_empty());
+                    }
+                    _ => prop_assert!(false, "two verdicts: {:?} / {:?}", checked.is_ok(), decoded.is_ok()),
+                }
+            }
+        }
     }
 }

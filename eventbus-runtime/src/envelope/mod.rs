@@ -188,7 +188,10 @@ impl Envelope {
         ];
         // CloudEvents forbids empty attribute values: an empty one is left out.
         out.extend(optional.into_iter().filter_map(|(name, value)| {
-            value.as_ref().filter(|v| !v.is_empty()).map(|v| (name, v.clone()))
+            value
+                .as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v.clone()))
         }));
         if !self.tags.is_empty() {
             out.push((headers::TAGS, self.tags.join(",")));

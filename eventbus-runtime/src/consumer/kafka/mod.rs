@@ -334,7 +334,9 @@ impl KafkaRun {
             // The verdict, once, before any handler runs: the fast path and the key queues act
             // on the same one.
             let raw = match message.headers() {
-                Some(h) => RawAttributes::read(h.iter().map(|h| (h.key, h.value.unwrap_or_default()))),
+                Some(h) => {
+                    RawAttributes::read(h.iter().map(|h| (h.key, h.value.unwrap_or_default())))
+                }
                 None => RawAttributes::default(),
             };
             let payload = message.payload().unwrap_or_default();
