@@ -20,6 +20,9 @@ use crate::schema::{self, Catalog, Error, rust::RustOptions};
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     paths: Vec<PathBuf>,
+    sources: Vec<PathBuf>,
+    contracts_dir: Option<PathBuf>,
+    contract_options: crate::contracts::Options,
     out_dir: Option<PathBuf>,
     lock_file: Option<PathBuf>,
     no_lock: bool,
@@ -37,6 +40,55 @@ impl Config {
     /// Adds a schema file, or a directory searched for `*.yaml` and `*.yml` (recursively).
     pub fn schemas(&mut self, path: impl AsRef<Path>) -> &mut Self {
         self.paths.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds Rust sources (a file, or a directory searched for `*.rs`, usually `"src"`) whose
+    /// derive-declared events (`#[derive(DomainEvent)]`, ...) join the YAML ones in the crate's
+    /// catalog: in the contracts ([`Config::contracts_dir`]) and the schema lock, so a breaking
+    /// change to a derive event without a version bump fails the build too. Their Rust is the
+    /// derive's; nothing is generated for them. See [`crate::scan`].
+    pub fn sources(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.sources.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Writes the crate's contracts on `compile`: `asyncapi.json` (AsyncAPI 3.0, every event of
+    /// the catalog) and `schemas/{service}.{event}.v{N}.schema.json` (JSON Schema 2020-12, one
+    /// per event version), into `dir` (created; files rewritten only when they change).
+    pub fn contracts_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.contracts_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds a Kafka server to the AsyncAPI document (`"production"`, `"kafka-1.example:9093"`),
+    /// with how clients authenticate to it.
+    pub fn server(
+        &mut self,
+        name: impl Into<String>,
+        host: impl Into<String>,
+        security: crate::contracts::Security,
+    ) -> &mut Self {
+        self.contract_options
+            .servers
+            .push(crate::contracts::Server {
+                name: name.into(),
+                host: host.into(),
+                security,
+            });
+        self
+    }
+
+    /// Declares that consumer group `group` receives from `topic`: the AsyncAPI document gets a
+    /// receive operation for the topic, the group ids in its Kafka binding.
+    pub fn subscription(
+        &mut self,
+        group: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> &mut Self {
+        self.contract_options
+            .subscriptions
+            .push((group.into(), topic.into()));
         self
     }
 
@@ -150,24 +202,55 @@ impl Config {
         if let Some(e) = self.attribute_errors.first() {
             return Err(Error::Config(e.clone()));
         }
-        if self.paths.is_empty() {
+        if self.paths.is_empty() && self.sources.is_empty() {
             return Err(Error::Config(
-                "no schemas: call `.schemas(\"schemas/\")` before `.compile()`".into(),
+                "no schemas: call `.schemas(\"schemas/\")` (YAML) or `.sources(\"src\")` (derive events) before `.compile()`".into(),
             ));
         }
-        schema::load(&self.paths)
+        let mut catalog = if self.paths.is_empty() {
+            Catalog::default()
+        } else {
+            schema::load(&self.paths)?
+        };
+        if !self.sources.is_empty() {
+            let derived = crate::scan::scan(&self.sources)?;
+            catalog.merge(derived);
+            if let Some((service, event, version)) = crate::scan::duplicates(&catalog).first() {
+                return Err(Error::Config(format!(
+                    "`{service}.{event}` v{version} is declared twice (in a YAML schema and with a derive, or twice): declare each event version once"
+                )));
+            }
+        }
+        Ok(catalog)
     }
 
+    /// The lock file: set, else `eventbus.lock` in the first schema directory (or next to the
+    /// first schema file), else, with sources only, next to the first source directory (the
+    /// crate's root for `src`).
     fn lock_path(&self) -> PathBuf {
         self.lock_file.clone().unwrap_or_else(|| {
-            let first = &self.paths[0];
-            let dir = if first.is_dir() {
-                first.clone()
-            } else {
-                first.parent().map(Path::to_path_buf).unwrap_or_default()
+            let dir = match (self.paths.first(), self.sources.first()) {
+                (Some(first), _) if first.is_dir() => first.clone(),
+                (Some(first), _) => first.parent().map(Path::to_path_buf).unwrap_or_default(),
+                (None, Some(src)) => src.parent().map(Path::to_path_buf).unwrap_or_default(),
+                (None, None) => PathBuf::new(),
             };
             dir.join("eventbus.lock")
         })
+    }
+
+    /// The contract files of `catalog`: `(path relative to the contracts directory, text)`.
+    pub fn contracts(&self, catalog: &Catalog) -> Vec<(PathBuf, String)> {
+        let mut out = vec![(
+            PathBuf::from("asyncapi.json"),
+            crate::contracts::asyncapi_with(catalog, &self.contract_options),
+        )];
+        out.extend(
+            crate::contracts::json_schemas(catalog)
+                .into_iter()
+                .map(|(name, text)| (Path::new("schemas").join(name), text)),
+        );
+        out
     }
 
     /// The generated Rust of each service: `(service name, file text)`.
@@ -175,6 +258,7 @@ impl Config {
         catalog
             .services
             .iter()
+            .filter(|s| s.origin == schema::Origin::Yaml)
             .map(|s| (s.name.clone(), self.options.service_file(s)))
             .collect()
     }
@@ -184,7 +268,7 @@ impl Config {
     /// `cargo:rerun-if-changed` for every schema file and directory and the lock, and a
     /// `cargo:warning` for each change recorded in the lock.
     pub fn compile(&self) -> Result<(), Error> {
-        for path in &self.paths {
+        for path in self.paths.iter().chain(&self.sources) {
             println!("cargo:rerun-if-changed={}", path.display());
         }
         let result = self.read();
@@ -215,11 +299,24 @@ impl Config {
         };
         std::fs::create_dir_all(&out).map_err(|e| Error::io("cannot create", &out, e))?;
         for (name, text) in self.generate(&catalog) {
-            let path = out.join(format!("{name}.rs"));
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                std::fs::write(&path, text).map_err(|e| Error::io("cannot write", &path, e))?;
+            write_if_changed(&out.join(format!("{name}.rs")), &text)?;
+        }
+        if let Some(dir) = &self.contracts_dir {
+            for (path, text) in self.contracts(&catalog) {
+                write_if_changed(&dir.join(path), &text)?;
             }
         }
         Ok(())
     }
+}
+
+/// Writes `text` to `path` (creating its directory) unless it holds it already.
+fn write_if_changed(path: &Path, text: &str) -> Result<(), Error> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    }
+    std::fs::write(path, text).map_err(|e| Error::io("cannot write", path, e))
 }

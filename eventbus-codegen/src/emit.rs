@@ -393,6 +393,7 @@ pub fn service(
 }
 
 /// How a `#[derive(Topic)]` type names its topic.
+#[derive(Debug, Clone)]
 pub enum TopicName {
     /// `#[topic(name = "...")]`.
     Fixed(String),

@@ -41,4 +41,6 @@ pub use schema::lock::LockMode;
 #[cfg(feature = "yaml")]
 pub mod contracts;
 #[cfg(feature = "yaml")]
+pub mod scan;
+#[cfg(feature = "yaml")]
 pub mod sql;

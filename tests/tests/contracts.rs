@@ -147,6 +147,7 @@ fn samples() -> Result<Vec<Sample>, Box<dyn std::error::Error>> {
     let captured_json = serde_json::to_value(&captured)?;
     let v1_json = serde_json::to_value(&captured_v1)?;
     let card_json = serde_json::to_value(&card)?;
+    let latency_json = serde_json::to_value(&latency)?;
     Ok(vec![
         valid("paid by card", &card)?,
         valid("paid by bank transfer, no card", &transfer)?,
@@ -167,6 +168,20 @@ fn samples() -> Result<Vec<Sample>, Box<dyn std::error::Error>> {
         }),
         invalid::<PaymentCaptured>("a negative u32", &captured_json, |v| {
             v["attempts"] = json!(-1);
+        }),
+        invalid::<PaymentCaptured>("a u32 past its maximum", &captured_json, |v| {
+            v["attempts"] = json!(u64::from(u32::MAX) + 1);
+        }),
+        // 2^63 + 2048: the first value past i64::MAX that a validator reading numbers as
+        // doubles (JavaScript) can tell from it.
+        invalid::<ProcessorLatencyHigh>("an i64 past its maximum", &latency_json, |v| {
+            v["sample"] = json!(9_223_372_036_854_777_856_u64);
+        }),
+        invalid::<ProcessorLatencyHigh>("an i64 below its minimum", &latency_json, |v| {
+            v["sample"] = json!(-1e19);
+        }),
+        invalid::<ProcessorLatencyHigh>("an i64 with a fraction", &latency_json, |v| {
+            v["sample"] = json!(1.5);
         }),
         invalid::<PaymentCapturedV1>("a currency outside the enum", &v1_json, |v| {
             v["amount"]["currency"] = json!("XXX");

@@ -4,6 +4,8 @@
 //! version and the change, leaving the lock as it was) and pass on each compatible one (recording
 //! it in the lock, except in `frozen` mode, which fails instead of rewriting the lock).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -249,4 +251,92 @@ fn the_committed_lock_of_schemas_is_up_to_date() {
         .lock_mode(LockMode::Frozen)
         .load()
         .expect("schemas/eventbus.lock records schemas/ exactly");
+}
+
+/// A crate's sources declaring one derive event, `field` its second field's type.
+fn derive_sources(test: &str, amount: &str, version: u32) -> (PathBuf, PathBuf) {
+    let (dir, _) = scratch(test);
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let version = if version > 1 {
+        format!(", version = {version}")
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        src.join("lib.rs"),
+        format!(
+            r#"use eventbus::{{DomainEvent, Service}};
+#[derive(Service)]
+#[service(name = "shop", default)]
+pub struct Shop;
+
+/// An order was placed.
+#[derive(DomainEvent, serde::Serialize, serde::Deserialize)]
+#[event(aggregate = "order"{version})]
+pub struct OrderPlaced {{
+    #[event(aggregate_id)]
+    pub order_id: uuid::Uuid,
+    pub amount: {amount},
+}}
+"#
+        ),
+    )
+    .unwrap();
+    (src, dir.join("derive.lock"))
+}
+
+fn derive_config(src: &Path, lock: &Path) -> Config {
+    let mut config = Config::new();
+    config
+        .sources(src)
+        .lock_file(lock)
+        .lock_mode(LockMode::Auto)
+        .out_dir(src.parent().unwrap().join("out"));
+    config
+}
+
+#[test]
+fn a_breaking_change_to_a_derive_event_without_a_version_bump_fails_the_build() {
+    let (src, lock) = derive_sources("derive-v1", "u64", 1);
+    derive_config(&src, &lock).compile().unwrap();
+    let recorded = std::fs::read_to_string(&lock).unwrap();
+    assert!(recorded.contains("shop.order_placed v1"), "{recorded}");
+    // `amount` becomes a string: refused, at the field, in the Rust file.
+    let lib = src.join("lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, text.replace("amount: u64", "amount: String")).unwrap();
+    let err = derive_config(&src, &lock)
+        .compile()
+        .expect_err("a breaking change must fail the build");
+    let d = &err.diagnostics()[0];
+    assert!(d.at.file.ends_with("lib.rs"), "{}", d.at);
+    assert!(
+        d.message.contains("`amount`") && d.message.contains("bump"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), recorded);
+    // With the version bumped, it is a new event version: recorded beside v1.
+    let (src2, _) = derive_sources("derive-v2", "String", 2);
+    derive_config(&src2, &lock).compile().unwrap_err(); // v1 no longer declared
+    // Keeping v1 as its own type next to v2 passes.
+    let v2 = std::fs::read_to_string(src2.join("lib.rs")).unwrap();
+    let v1 = text
+        .replace("pub struct OrderPlaced", "pub struct OrderPlacedV1")
+        .replace(
+            "#[event(aggregate = \"order\")]",
+            "#[event(aggregate = \"order\", name = \"order_placed\")]",
+        );
+    let v1 = v1
+        .lines()
+        .skip_while(|l| !l.starts_with("/// An order"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(src2.join("lib.rs"), format!("{v2}\n{v1}\n")).unwrap();
+    derive_config(&src2, &lock).compile().unwrap();
+    let both = std::fs::read_to_string(&lock).unwrap();
+    assert!(
+        both.contains("shop.order_placed v1") && both.contains("shop.order_placed v2"),
+        "{both}"
+    );
 }

@@ -8,14 +8,18 @@
 //! eventbus-codegen migrations [--table T] -o DIR # writes the outbox migrations (postgres.sql, sqlite.sql)
 //! ```
 //!
+//! `--sources DIR` (repeatable) adds the derive-declared events of Rust sources (a crate's `src`)
+//! to the catalog, beside or instead of YAML schemas; `--lock FILE` names the lock file.
+//! `asyncapi` also takes `--server NAME=HOST:PORT[,SECURITY]` (security: `none`, `tls`,
+//! `scram-sha-256`, `scram-sha-512`) and `--subscription GROUP=TOPIC` (both repeatable).
+//!
 //! Every command checks the schemas against the lock (`eventbus.lock`): a breaking change to a
 //! locked event version fails; with `EVENTBUS_LOCK=frozen` (or `CI` set) any difference does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: eventbus-codegen <check|asyncapi|jsonschema|lock> SCHEMA_PATH... [-o OUT]
+const USAGE: &str = "usage: eventbus-codegen <check|asyncapi|jsonschema|lock> [SCHEMA_PATH...] [--sources SRC_DIR]... [--lock FILE] [-o OUT]
        eventbus-codegen migrations [--table TABLE] -o DIR";
 
 fn main() -> ExitCode {
@@ -32,12 +36,20 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut args = args.into_iter();
     let command = args.next().ok_or(USAGE)?;
     let mut paths = Vec::new();
+    let mut sources: Vec<PathBuf> = Vec::new();
+    let mut lock: Option<PathBuf> = None;
+    let mut servers: Vec<String> = Vec::new();
+    let mut subscriptions: Vec<String> = Vec::new();
     let mut out: Option<PathBuf> = None;
     let mut table = "eventbus_outbox".to_owned();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-o" | "--out" => out = Some(args.next().ok_or(USAGE)?.into()),
             "--table" => table = args.next().ok_or(USAGE)?,
+            "--sources" => sources.push(args.next().ok_or(USAGE)?.into()),
+            "--lock" => lock = Some(args.next().ok_or(USAGE)?.into()),
+            "--server" => servers.push(args.next().ok_or(USAGE)?),
+            "--subscription" => subscriptions.push(args.next().ok_or(USAGE)?),
             "-h" | "--help" => return Err(USAGE.into()),
             _ => paths.push(PathBuf::from(arg)),
         }
@@ -58,12 +70,34 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
         return Ok(());
     }
-    if paths.is_empty() {
+    if paths.is_empty() && sources.is_empty() {
         return Err(USAGE.into());
     }
     let mut config = eventbus_codegen::Config::new();
     for p in &paths {
         config.schemas(p);
+    }
+    for p in &sources {
+        config.sources(p);
+    }
+    if let Some(lock) = &lock {
+        config.lock_file(lock);
+    }
+    for server in &servers {
+        let (name, rest) = server
+            .split_once('=')
+            .ok_or_else(|| format!("--server `{server}`: write NAME=HOST:PORT[,SECURITY]"))?;
+        let (host, security) = rest.split_once(',').unwrap_or((rest, "none"));
+        let security = eventbus_codegen::contracts::Security::parse(security).ok_or_else(|| {
+            format!("--server `{server}`: security `{security}` is not one of none, tls, scram-sha-256, scram-sha-512")
+        })?;
+        config.server(name, host, security);
+    }
+    for subscription in &subscriptions {
+        let (group, topic) = subscription
+            .split_once('=')
+            .ok_or_else(|| format!("--subscription `{subscription}`: write GROUP=TOPIC"))?;
+        config.subscription(group, topic);
     }
     if command == "lock" {
         let notes = config.lock().map_err(|e| e.to_string())?;
@@ -96,7 +130,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         "asyncapi" => {
-            let doc = eventbus_codegen::contracts::asyncapi(&catalog);
+            let (_, doc) = config
+                .contracts(&catalog)
+                .into_iter()
+                .next()
+                .ok_or("no AsyncAPI document")?;
             match out {
                 Some(path) => std::fs::write(&path, doc)
                     .map_err(|e| format!("cannot write `{}`: {e}", path.display())),

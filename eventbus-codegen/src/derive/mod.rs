@@ -403,6 +403,36 @@ pub fn expand_service(input: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(e) => return e.to_compile_error(),
     };
+    let (service, errors) = parse_service(&input);
+    let mut out = TokenStream::new();
+    if let Some(e) = errors {
+        out.extend(e.to_compile_error());
+    }
+    out.extend(crate::emit::service(
+        &input.ident,
+        &input.vis,
+        &service.name.value,
+        service.default,
+        &service.krate,
+    ));
+    out
+}
+
+/// A service as `#[derive(Service)]` declares it.
+#[derive(Debug, Clone)]
+pub struct ServiceDecl {
+    /// The type's name.
+    pub ident: syn::Ident,
+    /// The service's name (`#[service(name = ..)]`, else the type's name in snake_case).
+    pub name: Spanned<String>,
+    /// `#[service(default)]`.
+    pub default: bool,
+    /// The path of the `eventbus` crate.
+    pub krate: Path,
+}
+
+/// Parses `#[derive(Service)]`'s input, validating it.
+pub fn parse_service(input: &DeriveInput) -> (ServiceDecl, Option<syn::Error>) {
     let mut errors = Errors::default();
     let ident = &input.ident;
     let mut name = Spanned::new(to_snake_case(&ident.to_string()), ident.span());
@@ -452,18 +482,13 @@ pub fn expand_service(input: TokenStream) -> TokenStream {
     if let Err(e) = model::check_segment("the service name", &name.value) {
         errors.at(name.at.span(), format!("service `{ident}`: {e}"));
     }
-    let mut out = TokenStream::new();
-    if let Err(e) = errors.finish() {
-        out.extend(e.to_compile_error());
-    }
-    out.extend(crate::emit::service(
-        &input.ident,
-        &input.vis,
-        &name.value,
-        is_default,
-        &krate,
-    ));
-    out
+    let decl = ServiceDecl {
+        ident: ident.clone(),
+        name,
+        default: is_default,
+        krate,
+    };
+    (decl, errors.finish().err())
 }
 
 /// Expands `#[derive(Topic)]`: `#[topic(name = "a.b")]` or `#[topic(service = S, aggregate = "order")]`.
@@ -472,6 +497,32 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(e) => return e.to_compile_error(),
     };
+    let (topic, errors) = parse_topic(&input);
+    let mut out = TokenStream::new();
+    if let Some(e) = errors {
+        out.extend(e.to_compile_error());
+    }
+    out.extend(crate::emit::topic_type(
+        &input.ident,
+        &topic.route,
+        &topic.krate,
+    ));
+    out
+}
+
+/// A topic type as `#[derive(Topic)]` declares it.
+#[derive(Debug, Clone)]
+pub struct TopicDecl {
+    /// The type's name.
+    pub ident: syn::Ident,
+    /// Its name, fixed or per aggregate.
+    pub route: crate::emit::TopicName,
+    /// The path of the `eventbus` crate.
+    pub krate: Path,
+}
+
+/// Parses `#[derive(Topic)]`'s input, validating it.
+pub fn parse_topic(input: &DeriveInput) -> (TopicDecl, Option<syn::Error>) {
     let mut errors = Errors::default();
     let ident = &input.ident;
     let mut name: Option<Spanned<String>> = None;
@@ -544,10 +595,10 @@ pub fn expand_topic(input: TokenStream) -> TokenStream {
             crate::emit::TopicName::Fixed(String::new())
         }
     };
-    let mut out = TokenStream::new();
-    if let Err(e) = errors.finish() {
-        out.extend(e.to_compile_error());
-    }
-    out.extend(crate::emit::topic_type(ident, &route, &krate));
-    out
+    let decl = TopicDecl {
+        ident: ident.clone(),
+        route,
+        krate,
+    };
+    (decl, errors.finish().err())
 }

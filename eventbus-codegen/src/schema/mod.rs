@@ -55,10 +55,18 @@ pub enum Ty {
 /// The integer types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntTy {
+    /// `i8`.
+    I8,
+    /// `i16`.
+    I16,
     /// `i32`.
     I32,
     /// `i64`.
     I64,
+    /// `u8`.
+    U8,
+    /// `u16`.
+    U16,
     /// `u32`.
     U32,
     /// `u64`.
@@ -66,13 +74,48 @@ pub enum IntTy {
 }
 
 impl IntTy {
+    /// Every integer type.
+    pub const ALL: [IntTy; 8] = [
+        IntTy::I8,
+        IntTy::I16,
+        IntTy::I32,
+        IntTy::I64,
+        IntTy::U8,
+        IntTy::U16,
+        IntTy::U32,
+        IntTy::U64,
+    ];
+
     /// The Rust and schema name.
     pub fn name(self) -> &'static str {
         match self {
+            IntTy::I8 => "i8",
+            IntTy::I16 => "i16",
             IntTy::I32 => "i32",
             IntTy::I64 => "i64",
+            IntTy::U8 => "u8",
+            IntTy::U16 => "u16",
             IntTy::U32 => "u32",
             IntTy::U64 => "u64",
+        }
+    }
+
+    /// The type of this name (`"u32"`).
+    pub fn parse(name: &str) -> Option<IntTy> {
+        IntTy::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// The smallest and largest value, exactly.
+    pub fn bounds(self) -> (i128, i128) {
+        match self {
+            IntTy::I8 => (i8::MIN.into(), i8::MAX.into()),
+            IntTy::I16 => (i16::MIN.into(), i16::MAX.into()),
+            IntTy::I32 => (i32::MIN.into(), i32::MAX.into()),
+            IntTy::I64 => (i64::MIN.into(), i64::MAX.into()),
+            IntTy::U8 => (0, u8::MAX.into()),
+            IntTy::U16 => (0, u16::MAX.into()),
+            IntTy::U32 => (0, u32::MAX.into()),
+            IntTy::U64 => (0, u64::MAX.into()),
         }
     }
 }
@@ -227,10 +270,22 @@ pub struct EventSchema {
     pub at: FileLocation,
 }
 
-/// One service schema file, resolved.
+/// Where a service's events are declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// In a YAML schema: `Config` generates their Rust.
+    Yaml,
+    /// With the derives, in Rust sources (`Config::sources`): already Rust; in the contracts and
+    /// the lock only.
+    Derive,
+}
+
+/// One service: a schema file, resolved, or the derive-declared events of a service.
 #[derive(Debug, Clone)]
 pub struct ServiceSchema {
-    /// The file.
+    /// Where its events are declared.
+    pub origin: Origin,
+    /// The file (for derive events, the file declaring the service type).
     pub file: PathBuf,
     /// The service name (a topic segment).
     pub name: String,
@@ -260,6 +315,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Adds `other`'s services, inputs and sources.
+    pub fn merge(&mut self, other: Catalog) {
+        self.services.extend(other.services);
+        self.inputs.extend(other.inputs);
+        self.sources.extend(other.sources);
+    }
+
     /// A diagnostic at `at`, showing its line.
     pub(crate) fn diagnostic(&self, at: &FileLocation, message: String) -> Diagnostic {
         let line_text = self

@@ -8,7 +8,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::Path;
 
-use super::{EventSchema, FieldSchema, IntTy, Routing, ServiceSchema, Ty, TypeDecl, TypeKind};
+use super::{EventSchema, FieldSchema, Routing, ServiceSchema, Ty, TypeDecl, TypeKind};
 use crate::model::{Category, FieldRole};
 use crate::naming::to_snake_case;
 
@@ -75,10 +75,10 @@ impl RustOptions {
         match ty {
             Ty::String => quote!(::std::string::String),
             Ty::Bool => quote!(bool),
-            Ty::Int(IntTy::I32) => quote!(i32),
-            Ty::Int(IntTy::I64) => quote!(i64),
-            Ty::Int(IntTy::U32) => quote!(u32),
-            Ty::Int(IntTy::U64) => quote!(u64),
+            Ty::Int(i) => {
+                let ident = syn::Ident::new(i.name(), proc_macro2::Span::call_site());
+                quote!(#ident)
+            }
             Ty::F64 => quote!(f64),
             Ty::Decimal => quote!(#rt::types::Decimal),
             Ty::Uuid => quote!(#rt::types::Uuid),

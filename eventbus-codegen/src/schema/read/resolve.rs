@@ -159,6 +159,7 @@ impl Reader {
             }
         }
         ServiceSchema {
+            origin: super::super::Origin::Yaml,
             file: file.path.clone(),
             name: head.name.clone(),
             ident: service_ident,
