@@ -125,6 +125,18 @@ pub enum DecodeError {
         /// The record's `ce_type`.
         found: String,
     },
+    /// The record carries the event type in another schema version.
+    #[error(
+        "expected version {expected} of `{event_type}`, found version {found}: decode it as the type declared for that version"
+    )]
+    WrongVersion {
+        /// The type.
+        event_type: &'static str,
+        /// The version asked for.
+        expected: u32,
+        /// The record's `ce_schemaversion`.
+        found: u32,
+    },
     /// The payload does not match the event's schema.
     #[error("the payload of event {id} (`{event_type}`) does not match its schema: {source}")]
     Payload {

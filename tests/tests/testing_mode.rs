@@ -273,3 +273,33 @@ async fn the_testing_transport_gives_a_record_the_consumers_verdict() {
         failures[0].error
     );
 }
+
+#[tokio::test]
+async fn recorded_events_are_selected_by_type_and_version() {
+    let bus = EventBus::testing(Petstore);
+    let (key, run) = ("k".to_owned(), "r".to_owned());
+    let v1 = Parcel {
+        key: key.clone(),
+        run: run.clone(),
+        n: 1,
+    };
+    let v2 = ParcelV2 {
+        key,
+        run,
+        n: 2,
+        priority: 9,
+    };
+    bus.publish_system(&v1).await.unwrap();
+    bus.publish_system(&v2).await.unwrap();
+    let recorded = bus.recorded();
+    assert_eq!(recorded.published::<Parcel>(), [v1]);
+    assert_eq!(recorded.published::<ParcelV2>(), [v2]);
+    assert_eq!(recorded.count::<Parcel>(), 1);
+    let error = recorded.envelopes()[1].decode::<Parcel>().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("expected version 1 of `petstore.parcel`, found version 2"),
+        "{error}"
+    );
+}

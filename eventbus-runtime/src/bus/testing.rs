@@ -56,7 +56,8 @@ impl Recorder {
             .collect()
     }
 
-    /// The `E` events published, decoded, in publish order.
+    /// The `E` events published (of `E`'s type and version: `OrderPlacedV1` and `OrderPlaced`
+    /// are told apart), decoded, in publish order.
     ///
     /// # Panics
     /// When a recorded `E` does not decode, which means its `Serialize` and `Deserialize`
@@ -71,7 +72,7 @@ impl Recorder {
             .collect()
     }
 
-    /// The envelopes carrying `E`.
+    /// The envelopes carrying `E` (its type, in its version).
     pub fn envelopes_of<E: Event>(&self) -> Vec<Envelope> {
         lock(&self.envelopes)
             .iter()

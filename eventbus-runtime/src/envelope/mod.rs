@@ -142,17 +142,24 @@ impl Envelope {
         })
     }
 
-    /// True when this envelope carries an `E`.
+    /// True when this envelope carries an `E`: its type, in its schema version.
     pub fn is<E: Event>(&self) -> bool {
-        self.event_type == E::EVENT_TYPE
+        self.event_type == E::EVENT_TYPE && self.version == E::VERSION
     }
 
-    /// Decodes the payload as an `E`, after checking the type.
+    /// Decodes the payload as an `E`, after checking the type and the version.
     pub fn decode<E: Event>(&self) -> Result<E, DecodeError> {
-        if !self.is::<E>() {
+        if self.event_type != E::EVENT_TYPE {
             return Err(DecodeError::WrongType {
                 expected: E::EVENT_TYPE,
                 found: self.event_type.clone(),
+            });
+        }
+        if self.version != E::VERSION {
+            return Err(DecodeError::WrongVersion {
+                event_type: E::EVENT_TYPE,
+                expected: E::VERSION,
+                found: self.version,
             });
         }
         serde_json::from_slice(&self.payload).map_err(|source| DecodeError::Payload {
