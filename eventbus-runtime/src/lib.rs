@@ -57,8 +57,8 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = EventBus::testing(Petstore);
-//! // error: `OrderPlaced` is a Domain event routed to `OrderPlacedTopic`, so `publish_audit`
-//! // cannot take it
+//! // error[E0277]: `OrderPlaced` (category `eventbus::event::category::Domain`, topic
+//! // `OrderPlacedTopic`) cannot go through `publish_audit`
 //! bus.publish_audit(&OrderPlaced { order_id: uuid::Uuid::now_v7() }).await?;
 //! # Ok(()) }
 //! # fn main() {}

@@ -11,8 +11,9 @@ pub const DEFAULT_OUTBOX_TABLE: &str = eventbus_core::outbox::DEFAULT_TABLE;
 /// The outbox and its relay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxConfig {
-    /// The outbox table (an SQL identifier, optionally `schema.table`); the dead table is
-    /// `{table}_dead`.
+    /// The outbox table: a plain SQL identifier (`a-z`, `0-9`, `_`, at most 40 characters; no
+    /// schema prefix: set the PostgreSQL `search_path` of the connection for another schema);
+    /// the dead table is `{table}_dead`.
     pub table: String,
     /// Rows the relay reads and sends per batch.
     pub batch_size: usize,

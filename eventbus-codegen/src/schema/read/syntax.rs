@@ -207,7 +207,10 @@ impl Reader {
                     for item in items {
                         if let Some(s) = self.string(file, item, "an enum value") {
                             let ident = to_pascal_case(&s);
-                            if !is_ident(&ident) || s.is_empty() {
+                            let wire_ok = s.starts_with(|c: char| c.is_ascii_alphabetic())
+                                && s.chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                            if !wire_ok || !is_ident(&ident) {
                                 self.err(file, item.at, format!("enum value `{s}` does not make a Rust variant name: use letters, digits, `_` and `-`, starting with a letter"));
                             } else if variants.iter().any(|v| v.ident == ident) {
                                 self.err(file, item.at, format!("enum value `{s}` becomes the variant `{ident}`, like an earlier value of `{key}`: rename one"));
@@ -215,6 +218,9 @@ impl Reader {
                                 variants.push(Variant { ident, wire: s });
                             }
                         }
+                    }
+                    if items.is_empty() {
+                        self.err(file, v.at, format!("enum `{key}` has no values: a field of it could never hold one; list its values, e.g. `enum: [card, bank_transfer]`"));
                     }
                     kind = Some(TypeKind::Enum(variants));
                 }
