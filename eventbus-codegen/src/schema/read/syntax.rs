@@ -254,13 +254,23 @@ impl Reader {
         let mut refs = Vec::new();
         let mut wires: HashMap<String, Pos> = HashMap::new();
         for (key, at, value) in self.map(file, node, &format!("the fields of {owner}"), &[]) {
-            let ok = self.ident(
+            let mut ok = self.ident(
                 file,
                 at,
                 key,
                 &format!("field `{key}` of {owner}: the name"),
                 true,
             );
+            let bare = key.strip_prefix("r#").unwrap_or(key);
+            if ok && bare != crate::naming::to_snake_case(bare) {
+                let snake = crate::naming::to_snake_case(bare);
+                self.err(
+                    file,
+                    at,
+                    format!("field `{key}` of {owner} is not snake_case, as Rust fields are: write `{snake}:`, and keep `{key}` on the wire with `rename: {key}`"),
+                );
+                ok = false;
+            }
             let mut field = FieldSchema {
                 ident: key.to_owned(),
                 wire: key.strip_prefix("r#").unwrap_or(key).to_owned(),
@@ -339,12 +349,20 @@ impl Reader {
         at: Pos,
         node: &Node,
     ) -> Option<RawEvent> {
-        let ident = if key.starts_with(|c: char| c.is_ascii_uppercase()) {
-            key.to_owned()
+        // The key is the Rust type's name, as written: `item_catalogued:` is refused with the
+        // name it should be, not silently re-cased.
+        let ident = key.to_owned();
+        let ok = if key.starts_with(|c: char| c.is_ascii_uppercase()) {
+            self.ident(file, at, &ident, "the event type name", false)
         } else {
-            to_pascal_case(key)
+            let pascal = to_pascal_case(key);
+            self.err(
+                file,
+                at,
+                format!("the event key `{key}` is not a Rust type name: write `{pascal}:` (PascalCase; the wire name is `{}` either way, or set it with `name:`)", crate::naming::to_snake_case(&pascal)),
+            );
+            false
         };
-        let ok = self.ident(file, at, &ident, "the event type name", false);
         let mut ev = RawEvent {
             key_at: at,
             ident,
