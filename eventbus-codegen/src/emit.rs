@@ -229,12 +229,8 @@ pub fn event(def: &EventDef) -> TokenStream {
         }
     };
 
-    // Ownership: a domain event is published only by its service; any other event by any service.
-    let owned = if def.category == Category::Domain {
-        quote!(impl #eb::OwnedBy<__Service> for #ident {})
-    } else {
-        quote!(impl<__S: #eb::Service> #eb::OwnedBy<__S> for #ident {})
-    };
+    // Ownership: an event is published only by its service (an integration event by its source).
+    let owned = quote!(impl #eb::OwnedBy<__Service> for #ident {});
 
     let field_checks = def.fields.iter().filter(|f| !f.serde_custom).map(|f| {
         let ty = &f.ty;

@@ -260,7 +260,7 @@ async fn every_generated_insert_writes_the_migrated_table() {
                 },
             )
             .await,
-            written(&bus, t, &OrderPaid { order_id }).await,
+            written(&bus.for_service(Payments), t, &OrderPaid { order_id }).await,
             written(&bus, t, &UserSignedIn { user: "ann".into() }).await,
             written(&bus, t, &ServiceStarted { build: "1".into() }).await,
             written(

@@ -171,12 +171,14 @@ pub trait NotificationEvent: Event {
 
 /// `E: OwnedBy<S>`: the bus of service `S` may publish `E`.
 ///
-/// A domain event is owned by its service alone; every other event may be published by any
-/// service.
+/// Every event is owned by one service — its `service` (the crate's default service when
+/// omitted), or, for an integration event, its `source` — and only that service's bus
+/// publishes it: `ce_source` always names the service that declared the event, so consumers
+/// and the contracts can trust it.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is a domain event of another service, so the bus of `{S}` cannot publish it",
+    message = "`{Self}` is an event of another service, so the bus of `{S}` cannot publish it",
     label = "owned by another service",
-    note = "a service publishes only the domain events it owns: declare the event with `#[event(service = {S})]` if `{S}` owns it, or, to tell other services what happened, declare an integration event (`#[derive(IntegrationEvent)]`) and publish that"
+    note = "a service publishes only its own events (`ce_source` names the owner): if `{S}` owns it, declare it with `#[event(service = {S})]` (an integration event: `#[event(source = {S})]`); to tell other services what happened, declare an event of `{S}` (an integration event, `#[derive(IntegrationEvent)]`) and publish that"
 )]
 pub trait OwnedBy<S: Service> {}
 
