@@ -22,7 +22,9 @@ use crate::event::Service;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+///
+/// `Debug` shows every setting but no secret: database URLs and Kafka settings are redacted
+/// ([`crate::config::redact`]).
 pub struct Builder<S: Service> {
     service: S,
     kafka: Option<KafkaConfig>,
@@ -30,6 +32,19 @@ pub struct Builder<S: Service> {
     outbox: OutboxConfig,
     direct: bool,
     relay: bool,
+}
+
+impl<S: Service> std::fmt::Debug for Builder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("service", &S::NAME)
+            .field("kafka", &self.kafka)
+            .field("database", &self.database)
+            .field("outbox", &self.outbox)
+            .field("direct", &self.direct)
+            .field("relay", &self.relay)
+            .finish()
+    }
 }
 
 impl<S: Service> Builder<S> {
@@ -87,19 +102,19 @@ impl<S: Service> Builder<S> {
     pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let file = crate::config::file::FileConfig::read(path)?;
+        let mut file = crate::config::file::FileConfig::read(path)?;
         if let Some(mode) = file.mode {
             self.direct = mode == crate::config::file::FileMode::Direct;
         }
-        if let Some(url) = file.database_url {
+        if let Some(url) = file.database_url.take() {
             self.database = Some(Database::Url(url));
         }
-        if let Some(kafka) = file.kafka {
-            self.kafka = Some(kafka.into_config().map_err(|e| e.in_file(&shown))?);
+        if let Some(kafka) = file.kafka.take() {
+            self.kafka = Some(kafka.into_config().map_err(|e| file.locate(e, &shown))?);
         }
-        if let Some(outbox) = file.outbox {
+        if let Some(outbox) = file.outbox.take() {
             let outbox = outbox.apply(self.outbox.clone());
-            outbox.validate().map_err(|e| e.in_file(&shown))?;
+            outbox.validate().map_err(|e| file.locate(e, &shown))?;
             self.outbox = outbox;
         }
         Ok(self)

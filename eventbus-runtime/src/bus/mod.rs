@@ -309,11 +309,16 @@ impl<S: Service> EventBus<S> {
     ) -> Result<rdkafka::producer::FutureProducer, String> {
         match &self.core.backend {
             Backend::Direct(d) => Ok(d.producer.clone()),
-            _ => self
-                .core
-                .health_client
-                .get_or_init(|| kafka.client_config().create().map_err(|e| e.to_string()))
-                .clone(),
+            _ => {
+                self.core
+                    .health_client
+                    .get_or_init(|| {
+                        kafka.client_config().create().map_err(|e| {
+                            crate::config::redact::kafka_error(e, Some(kafka)).to_string()
+                        })
+                    })
+                    .clone()
+            }
         }
     }
 

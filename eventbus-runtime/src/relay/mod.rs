@@ -137,7 +137,7 @@ impl Relay {
         config.validate()?;
         if config.table != store.table() {
             return Err(StartError::Config(ConfigError::invalid(
-                "outbox table",
+                "outbox.table",
                 format!(
                     "{:?} differs from the store's table {:?}: build both from one OutboxConfig",
                     config.table,
