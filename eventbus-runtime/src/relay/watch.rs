@@ -146,8 +146,8 @@ pub(super) const KAFKA_DOWN: &str = "the events wait in the outbox and are sent 
 #[derive(Clone)]
 pub(super) struct Stop {
     rx: watch::Receiver<bool>,
-    /// When the grace period ends, once stop was seen.
-    deadline: Option<Instant>,
+    /// When the grace period ends, once stop was seen (tokio's clock).
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Stop {
@@ -174,8 +174,8 @@ impl Stop {
         self.asked().await;
         let deadline = *self
             .deadline
-            .get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
-        tokio::time::sleep_until(deadline.into()).await;
+            .get_or_insert_with(|| tokio::time::Instant::now() + SHUTDOWN_GRACE);
+        tokio::time::sleep_until(deadline).await;
     }
 
     /// `work`'s output, or `None` when stop was asked and the grace period passed first.
