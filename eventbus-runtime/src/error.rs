@@ -55,6 +55,32 @@ pub enum PublishError {
         /// The bus's mode.
         mode: crate::config::Mode,
     },
+    /// The event's partition key is an empty string. Its key orders and partitions it (the
+    /// outbox shard, the Kafka partition, the consumer's per-key queue): an empty one would
+    /// put every such event in one line. An `Option` key field set to `None` sends the event
+    /// without a key instead.
+    #[error(
+        "cannot publish event `{event}`: its partition key ({field}) is empty; give it a value, or make the key field an `Option` and leave it `None` to send the event without a key"
+    )]
+    EmptyKey {
+        /// The event's CloudEvents type.
+        event: String,
+        /// Which field: ``field `order_id` ``, or ``the envelope's `key` ``.
+        field: String,
+    },
+    /// An envelope names a topic Kafka would refuse, or that breaks the naming rules
+    /// (`eventbus_core::naming::check_topic`): refused at the call, not later in the relay.
+    #[error(
+        "cannot publish event `{event}` to topic {topic:?}: {rule}; set a valid topic on the envelope"
+    )]
+    InvalidTopic {
+        /// The event's CloudEvents type.
+        event: String,
+        /// The topic.
+        topic: String,
+        /// The rule it breaks.
+        rule: String,
+    },
 }
 
 /// A setting has a value we cannot use: names the setting, what is wrong and what to do, and

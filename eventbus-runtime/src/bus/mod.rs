@@ -9,6 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub(crate) mod builder;
+mod conform;
 #[cfg(feature = "kafka")]
 mod direct;
 mod publish;
@@ -342,7 +343,7 @@ impl<S: Service> EventBus<S> {
         E: Event + OwnedBy<S>,
         T: OutboxTransaction,
     {
-        let envelope = Envelope::new(event, &self.context)?;
+        let envelope = Envelope::new(event, &self.context).and_then(conform::typed::<E>)?;
         let id = envelope.id;
         match &self.core.backend {
             Backend::Transactional(t) => {
@@ -368,7 +369,7 @@ impl<S: Service> EventBus<S> {
     {
         let envelopes = events
             .iter()
-            .map(|e| Envelope::new(e, &self.context))
+            .map(|e| Envelope::new(e, &self.context).and_then(conform::typed::<E>))
             .collect::<Result<Vec<_>, _>>()?;
         let result: Result<Vec<Receipt>, PublishError> = match &self.core.backend {
             Backend::Testing(_) => {
@@ -406,7 +407,7 @@ impl<S: Service> EventBus<S> {
     where
         E: Event + OwnedBy<S>,
     {
-        match Envelope::new(event, &self.context) {
+        match Envelope::new(event, &self.context).and_then(conform::typed::<E>) {
             Ok(envelope) => Box::pin(self.send(envelope, Some(Statement::of::<E>()))),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
@@ -503,6 +504,12 @@ impl<S: Service> EventPublisher for EventBus<S> {
     }
 
     fn publish_envelope(&self, envelope: Envelope) -> BoxFuture<'_, Result<Receipt, PublishError>> {
-        Box::pin(self.send(envelope, None))
+        match conform::built(envelope) {
+            Ok(envelope) => Box::pin(self.send(envelope, None)),
+            Err(e) => {
+                self.count_published(1, false);
+                Box::pin(std::future::ready(Err(e)))
+            }
+        }
     }
 }
