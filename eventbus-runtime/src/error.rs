@@ -174,6 +174,20 @@ pub enum StartError {
         #[source]
         source: sqlx::Error,
     },
+    /// The brokers did not answer within the start-up check
+    /// ([`Builder::kafka_check`](crate::bus::Builder::kafka_check)).
+    #[cfg(feature = "kafka")]
+    #[error(
+        "Kafka at {servers} did not answer within {waited:?} ({error}): check that the brokers are up and reachable from here, and that EVENTBUS_KAFKA_BROKERS (or the KafkaConfig) names them; to start without Kafka, set EVENTBUS_KAFKA_CHECK_SECS=0 or call `Builder::kafka_check(None)` (a Transactional bus keeps its events in the outbox until Kafka is back)"
+    )]
+    KafkaUnreachable {
+        /// The bootstrap servers.
+        servers: String,
+        /// How long the check waited.
+        waited: std::time::Duration,
+        /// What librdkafka said.
+        error: String,
+    },
     /// The Kafka client could not be created.
     #[cfg(feature = "kafka")]
     #[error(

@@ -18,7 +18,7 @@ pub(crate) mod testing;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod transactional;
 
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_KAFKA_CHECK};
 pub use publish::TopicPublisher;
 pub use raw::{EventPublisher, RawEvent};
 pub use testing::{HandlerFailure, Recorder};
