@@ -33,7 +33,7 @@ pub const SENSITIVE_PROPERTIES: &[&str] = &[
 ];
 
 /// True when a key of a connection string, a URL query or a configuration names a secret.
-fn names_a_secret(key: &str) -> bool {
+pub(crate) fn names_a_secret(key: &str) -> bool {
     let key = key.trim().to_ascii_lowercase();
     ["password", "secret", "passphrase"]
         .iter()
