@@ -11,6 +11,7 @@ pub(crate) mod file;
 mod kafka;
 mod outbox;
 pub mod redact;
+mod yaml;
 
 pub use backoff::Backoff;
 pub use kafka::{KafkaConfig, SaslScram, Secret};
