@@ -2,7 +2,7 @@
 //! like against one PostgreSQL outbox: they share its shards), and the operator's commands.
 //!
 //! ```text
-//! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batch in hand)
+//! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batch in hand, within 2.5 s)
 //! eventbus-relay migrate            create the outbox and dead tables
 //! eventbus-relay status             pending and dead counts
 //! eventbus-relay dead               list dead events

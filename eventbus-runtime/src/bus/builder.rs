@@ -24,7 +24,7 @@ use crate::event::Service;
 /// ```
 ///
 /// `Debug` shows every setting but no secret: database URLs and Kafka settings are redacted
-/// ([`crate::config::redact`]).
+/// ([`crate::config::redact()`]).
 pub struct Builder<S: Service> {
     service: S,
     kafka: Option<KafkaConfig>,

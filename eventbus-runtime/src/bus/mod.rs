@@ -389,7 +389,8 @@ impl<S: Service> EventBus<S> {
         result
     }
 
-    /// Stops the in-process relay after the batch in hand and flushes the producer.
+    /// Stops the in-process relay after the batch in hand (within 2.5 s: see
+    /// [`crate::relay::RelayHandle::shutdown`]) and flushes the producer.
     pub async fn shutdown(&self) {
         match &self.core.backend {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -55,7 +55,7 @@ pub struct KafkaConfig {
     /// Any librdkafka property (`linger.ms`, `compression.type`, `ssl.ca.location`, ...); applied
     /// last, so it overrides ours. The values of sensitive properties (those librdkafka marks
     /// sensitive, such as `sasl.password` and `sasl.oauthbearer.config`, and any whose name holds
-    /// `password` or `secret`: see [`crate::config::redact`]) are never printed.
+    /// `password` or `secret`: see [`mod@crate::config::redact`]) are never printed.
     pub properties: BTreeMap<String, String>,
 }
 

@@ -9,7 +9,11 @@
 //!   poll interval is the fallback.
 //! - **Failures**: exponential backoff with jitter and a cap; after `max_attempts` the row moves
 //!   to the dead table (and the dead-letter topic, when configured). Nothing is dropped silently.
-//! - **Shutdown** finishes the batch in hand, then releases its shards.
+//! - **Shutdown** finishes the batch in hand, then releases its shards, within
+//!   [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`] (2.5 s) of the request, whatever the broker and the
+//!   database do; what is not acknowledged by then stays in the outbox (`watch.rs`).
+//! - **Logs**: an outage of Kafka or the database is logged once when it begins and once when it
+//!   ends; a metadata probe tells an idle relay whether Kafka is reachable (`watch.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +120,9 @@ impl RelayHandle {
         Arc::clone(&self.stats)
     }
 
-    /// Stops after the batch in hand, releasing the relay's shards.
+    /// Stops after the batch in hand, releasing the relay's shards: returns within
+    /// [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`] (2.5 s), even with the broker or the database
+    /// gone (rows not acknowledged by then stay in the outbox, for the next relay).
     pub async fn shutdown(self) -> Result<Arc<RelayStats>, RelayError> {
         let _ = self.stop.send(true);
         self.task
