@@ -169,9 +169,16 @@ pub fn event(def: &EventDef) -> TokenStream {
         let span = ty.map_or_else(proc_macro2::Span::call_site, |t| t.span());
         quote_spanned!(span=> <#ty as #eb::KeyField<#ident>>::field_key(&self.#field_ident))
     };
-    let partition_key = match def.key_source() {
-        KeySource::Field(f) => field_key(&f),
-        KeySource::None => quote!(::core::option::Option::None),
+    let (partition_key, key_field) = match def.key_source() {
+        KeySource::Field(f) => {
+            let name = f.to_string();
+            let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+            (
+                field_key(&f),
+                quote!(const KEY_FIELD: ::core::option::Option<&'static str> = ::core::option::Option::Some(#name);),
+            )
+        }
+        KeySource::None => (quote!(::core::option::Option::None), TokenStream::new()),
     };
 
     let (category_items, subject) = match def.category {
@@ -269,6 +276,7 @@ pub fn event(def: &EventDef) -> TokenStream {
                 const TOPIC: &'static str = __TOPIC;
                 const OUTBOX_INSERT_POSTGRES: &'static str = #insert_pg;
                 const OUTBOX_INSERT_SQLITE: &'static str = #insert_sqlite;
+                #key_field
 
                 fn partition_key(&self) -> ::core::option::Option<#eb::String> {
                     #partition_key

@@ -123,7 +123,7 @@ pub async fn replay(
 ) -> Result<u64, ReplayError> {
     let err = |source| ReplayError {
         dead_letter_topic: dead_letter_topic.to_owned(),
-        source,
+        source: crate::config::redact::kafka_error(source, Some(kafka)),
     };
     let mut config = rdkafka::ClientConfig::new();
     config

@@ -55,30 +55,105 @@ pub enum PublishError {
         /// The bus's mode.
         mode: crate::config::Mode,
     },
+    /// The event's partition key is an empty string. Its key orders and partitions it (the
+    /// outbox shard, the Kafka partition, the consumer's per-key queue): an empty one would
+    /// put every such event in one line. An `Option` key field set to `None` sends the event
+    /// without a key instead.
+    #[error(
+        "cannot publish event `{event}`: its partition key ({field}) is empty; give it a value, or make the key field an `Option` and leave it `None` to send the event without a key"
+    )]
+    EmptyKey {
+        /// The event's CloudEvents type.
+        event: String,
+        /// Which field: ``field `order_id` ``, or ``the envelope's `key` ``.
+        field: String,
+    },
+    /// An envelope names a topic Kafka would refuse, or that breaks the naming rules
+    /// (`eventbus_core::naming::check_topic`): refused at the call, not later in the relay.
+    #[error(
+        "cannot publish event `{event}` to topic {topic:?}: {rule}; set a valid topic on the envelope"
+    )]
+    InvalidTopic {
+        /// The event's CloudEvents type.
+        event: String,
+        /// The topic.
+        topic: String,
+        /// The rule it breaks.
+        rule: String,
+    },
 }
 
-/// A setting has a value we cannot use.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {setting} {problem}")]
+/// A setting has a value we cannot use: names the setting, what is wrong and what to do, and
+/// for a setting read from a configuration file, the file, line and column.
+#[derive(Debug)]
 pub struct ConfigError {
     setting: String,
     problem: String,
+    /// `setting: problem` (a clause of its own) rather than `setting problem` (a predicate).
+    colon: bool,
+    file: Option<String>,
+    at: Option<(u64, u64)>,
 }
 
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid configuration")?;
+        if let Some(file) = &self.file {
+            write!(f, " in {file}")?;
+        }
+        let join = if self.colon { ": " } else { " " };
+        write!(f, ": {}{join}{}", self.setting, self.problem)?;
+        if let Some((line, column)) = self.at {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl ConfigError {
+    /// `setting` (a name) `problem` (a predicate: "is 0: use at least 1").
     pub(crate) fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError {
             setting: setting.into(),
             problem: problem.into(),
+            colon: false,
+            file: None,
+            at: None,
         }
     }
 
-    /// The same error, for a setting read from the file `shown`.
-    pub(crate) fn in_file(self, shown: &str) -> Self {
+    /// `setting`: `problem` (a clause: "expected an unsigned integer, found \"abc\"").
+    pub(crate) fn clause(setting: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError {
-            setting: format!("{} (in {shown})", self.setting),
-            problem: self.problem,
+            colon: true,
+            ..ConfigError::invalid(setting, problem)
         }
+    }
+
+    /// The same error, for a setting read from the file `shown`, at `at` (line, column) when
+    /// known.
+    pub(crate) fn in_file(mut self, shown: &str, at: Option<(u64, u64)>) -> Self {
+        self.file = Some(shown.to_owned());
+        self.at = self.at.or(at);
+        self
+    }
+
+    /// The same error at `at` (line, column) of the file being read.
+    pub(crate) fn at(mut self, at: (u64, u64)) -> Self {
+        self.at = Some(at);
+        self
+    }
+
+    /// The setting it names (`outbox.batch_size`, `EVENTBUS_KAFKA_BROKERS`, ...).
+    pub fn setting(&self) -> &str {
+        &self.setting
+    }
+
+    /// The file it was read from, with the line and column, when it came from a file.
+    pub fn location(&self) -> Option<(&str, Option<(u64, u64)>)> {
+        self.file.as_deref().map(|file| (file, self.at))
     }
 }
 
@@ -98,6 +173,20 @@ pub enum StartError {
         /// What sqlx said.
         #[source]
         source: sqlx::Error,
+    },
+    /// The brokers did not answer within the start-up check
+    /// ([`Builder::kafka_check`](crate::bus::Builder::kafka_check)).
+    #[cfg(feature = "kafka")]
+    #[error(
+        "Kafka at {servers} did not answer within {waited:?} ({error}): check that the brokers are up and reachable from here, and that EVENTBUS_KAFKA_BROKERS (or the KafkaConfig) names them; to start without Kafka, set EVENTBUS_KAFKA_CHECK_SECS=0 or call `Builder::kafka_check(None)` (a Transactional bus keeps its events in the outbox until Kafka is back)"
+    )]
+    KafkaUnreachable {
+        /// The bootstrap servers.
+        servers: String,
+        /// How long the check waited.
+        waited: std::time::Duration,
+        /// What librdkafka said.
+        error: String,
     },
     /// The Kafka client could not be created.
     #[cfg(feature = "kafka")]
@@ -200,7 +289,10 @@ pub enum SubscribeError {
     },
     /// The Kafka consumer could not be created or subscribed.
     #[cfg(feature = "kafka")]
-    #[error("cannot consume {topics:?} as group `{group}`: {source}")]
+    #[error(
+        "cannot consume {topics:?} as group `{group}`: {}",
+        crate::config::redact::kafka_error_text(source)
+    )]
     Kafka {
         /// The group.
         group: String,

@@ -28,7 +28,7 @@ pub(crate) fn producer(config: &KafkaConfig) -> Result<FutureProducer, StartErro
     }
     c.create().map_err(|source| StartError::Kafka {
         servers: config.bootstrap_servers.join(","),
-        source,
+        source: crate::config::redact::kafka_error(source, Some(config)),
     })
 }
 

@@ -92,14 +92,16 @@
 //! | `kafka` | the Direct mode, the relay, Kafka consumers, dead-letter topics, the embedded broker | `rdkafka` (librdkafka, built from source) |
 //! | `postgres` | the Transactional mode's outbox and the inbox on PostgreSQL | `sqlx` (postgres) |
 //! | `sqlite` | the same on SQLite, and the embedded default database | `sqlx` (sqlite) |
+//! | `cli` | the `eventbus-relay` binary and [`logging`] (log lines to stderr, text or JSON); implies the three above | `tracing-subscriber` |
 //!
-//! All four are on by default. The Testing mode needs none of them.
+//! All five are on by default. The Testing mode needs none of them; a library that logs through
+//! its own `tracing` subscriber needs no `cli`.
 //!
 //! # Where things are
 //!
 //! The root holds what a service writes; the rest lives in its module: [`bus`] (the modes, the
 //! builder, the Testing recorder), [`config`], [`consumer`], [`envelope`], [`event`], [`error`],
-//! [`outbox`], [`relay`], [`dlq`], [`inbox`], [`health`], [`kafka`], [`types`].
+//! [`outbox`], [`relay`], [`dlq`], [`inbox`], [`health`], [`kafka`], [`types`], `logging`.
 
 // A build without every backend leaves parts unused that the others share (the engine's Kafka
 // half, the relay's row operations): allowed there, denied in the default build by clippy.
@@ -123,6 +125,8 @@ pub mod inbox;
 mod include;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "cli")]
+pub mod logging;
 mod metrics;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod outbox;

@@ -119,3 +119,133 @@ async fn run_drains_a_postgres_outbox_and_stops_on_sigterm() {
     .await
     .unwrap();
 }
+
+/// A port on loopback nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// An SQLite outbox holding `n` events, and its URL.
+async fn sqlite_outbox_with(name: &str, table: &str, n: u32) -> String {
+    let path = std::env::temp_dir().join(format!("{name}-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let bus = EventBus::builder(RelayBin)
+        .database_url(&url)
+        .outbox(OutboxConfig {
+            table: table.to_owned(),
+            ..OutboxConfig::default()
+        })
+        .without_relay()
+        .build()
+        .await
+        .unwrap();
+    let events: Vec<Pinged> = (0..n).map(|n| Pinged { n }).collect();
+    bus.publish_all(&events).await.unwrap();
+    bus.shutdown().await;
+    url
+}
+
+/// Sends SIGTERM to `child` and waits for it; how long it took to exit.
+fn terminate(child: &mut std::process::Child) -> (std::process::ExitStatus, Duration) {
+    let asked = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    (exit, asked.elapsed())
+}
+
+/// The documented bound (`relay::SHUTDOWN_GRACE` + 2 × `relay::CLOSE_BUDGET`), and half a second
+/// for a loaded machine to schedule the process.
+const STOP_BOUND: Duration = Duration::from_millis(2500 + 500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_down_run_logs_the_outage_once_and_stops_quickly_on_sigterm() {
+    assert_eq!(
+        eventbus::relay::SHUTDOWN_GRACE + 2 * eventbus::relay::CLOSE_BUDGET,
+        Duration::from_millis(2500),
+        "the bound the binary's docs give"
+    );
+    let url = sqlite_outbox_with("relaybin-down", "down_outbox", 20).await;
+    let broker = format!("127.0.0.1:{}", closed_port());
+    let log = std::env::temp_dir().join(format!("relaybin-down-{}.log", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus-relay"))
+        .arg("run")
+        .env("EVENTBUS_DATABASE_URL", &url)
+        .env("EVENTBUS_KAFKA_BROKERS", &broker)
+        .env("EVENTBUS_OUTBOX_TABLE", "down_outbox")
+        .env_remove("RUST_LOG")
+        .env_remove("EVENTBUS_LOG_FORMAT")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Long enough for three probes (every 5 s while the broker is down) and the batch in hand to
+    // be waiting for acknowledgements that never come.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let (exit, took) = terminate(&mut child);
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        exit.success(),
+        "graceful shutdown exits 0: {exit:?}\n{output}"
+    );
+    assert!(
+        took <= STOP_BOUND,
+        "stopped {took:?} after SIGTERM, over {STOP_BOUND:?}\n{output}"
+    );
+    let outages: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("is unavailable"))
+        .collect();
+    assert_eq!(outages.len(), 1, "the outage is logged once:\n{output}");
+    assert!(
+        outages[0].contains("WARN") && outages[0].contains(&format!("Kafka at {broker}")),
+        "{output}"
+    );
+    assert!(
+        output.contains("publishing outbox `down_outbox`"),
+        "{output}"
+    );
+    assert!(output.contains("stopped; published 0"), "{output}");
+    let out = relay(&url, "down_outbox", &["status"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pending 20\ndead    0\n",
+        "nothing is lost or buried while the broker is away"
+    );
+    let _ = std::fs::remove_file(log);
+}
+
+#[test]
+fn logs_can_be_json_lines() {
+    let path = std::env::temp_dir().join(format!("relaybin-json-{}.db", std::process::id()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbus-relay"))
+        .args(["--log-format", "json", "run"])
+        .env("EVENTBUS_DATABASE_URL", &url)
+        .env_remove("EVENTBUS_KAFKA_BROKERS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    let json: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(json["level"], "ERROR", "{stderr}");
+    assert!(
+        json["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("EVENTBUS_KAFKA_BROKERS"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbus-relay"))
+        .args(["--log-format", "xml", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`text` or `json`"));
+}

@@ -60,7 +60,32 @@ fn a_bad_file_is_refused_by_name() {
     );
     let (error, path) = refused("typo", "mode: direct\nkafka:\n  broker: k:9092\n");
     assert!(
-        error.contains(&format!("{path}:3:")) && error.contains("broker"),
+        error.contains(&format!(
+            "in {path}: kafka.broker: unknown setting; did you mean `brokers`?"
+        )) && error.contains("(line 3, column 3)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_wrong_type_or_a_key_given_twice_is_named_in_our_words() {
+    let (error, path) = refused("type", "mode: direct\noutbox:\n  batch_size: abc\n");
+    assert!(
+        error.contains(&format!("in {path}: outbox.batch_size: expected an unsigned integer, found \"abc\" (line 3, column 15)")),
+        "{error}"
+    );
+    let (error, _) = refused(
+        "twice",
+        "kafka:\n  brokers: a:9092\n  properties:\n    linger.ms: 1\n  brokers: b:9092\n",
+    );
+    assert!(
+        error.contains("kafka.brokers: set twice, on line 2 and on line 5"),
+        "{error}"
+    );
+    // A value the file sets but the outbox refuses is named where the file sets it.
+    let (error, _) = refused("zero", "outbox:\n  shards: 0\n");
+    assert!(
+        error.contains("outbox.shards is 0") && error.contains("(line 2, column 11)"),
         "{error}"
     );
 }

@@ -64,6 +64,7 @@ async fn an_unreachable_broker_is_reported_down_with_its_address() {
     let bus = EventBus::builder(Petstore)
         .kafka(KafkaConfig::new("127.0.0.1:1"))
         .direct()
+        .kafka_check(None)
         .build()
         .await
         .unwrap();
@@ -109,4 +110,55 @@ async fn a_consumer_reports_running_joined_and_its_circuit() {
         assert!(health.is_healthy());
         consumer.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_does_not_start_when_its_brokers_do_not_answer() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let path =
+        std::env::temp_dir().join(format!("unanswered-{}.db", uuid::Uuid::now_v7().simple()));
+    let url = format!("sqlite://{}", path.display());
+    for direct in [true, false] {
+        let builder = EventBus::builder(Petstore)
+            .kafka(KafkaConfig::new(&address))
+            .database_url(&url)
+            .kafka_check(Some(Duration::from_secs(2)));
+        let builder = if direct { builder.direct() } else { builder };
+        let started = Instant::now();
+        let error = builder.build().await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "fails fast: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(error, eventbus::StartError::KafkaUnreachable { .. }),
+            "{error:?}"
+        );
+        let shown = error.to_string();
+        assert!(
+            shown.contains(&address)
+                && shown.contains("did not answer within 2s")
+                && shown.contains("EVENTBUS_KAFKA_CHECK_SECS=0"),
+            "{shown}"
+        );
+    }
+    // Without the check, a Transactional bus starts while Kafka is away: its outbox takes events.
+    let bus = EventBus::builder(Petstore)
+        .kafka(KafkaConfig::new(&address))
+        .database_url(&url)
+        .kafka_check(None)
+        .build()
+        .await
+        .unwrap();
+    bus.publish_domain(&OrderPlaced::numbered(1)[0])
+        .await
+        .unwrap();
+    assert_eq!(bus.outbox().unwrap().pending().await.unwrap(), 1);
+    bus.shutdown().await;
 }

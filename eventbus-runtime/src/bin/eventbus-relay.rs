@@ -2,7 +2,7 @@
 //! like against one PostgreSQL outbox: they share its shards), and the operator's commands.
 //!
 //! ```text
-//! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batch in hand)
+//! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batch in hand, within 2.5 s)
 //! eventbus-relay migrate            create the outbox and dead tables
 //! eventbus-relay status             pending and dead counts
 //! eventbus-relay dead               list dead events
@@ -13,26 +13,74 @@
 //! Configuration comes from the environment: `EVENTBUS_DATABASE_URL` (required),
 //! `EVENTBUS_KAFKA_BROKERS` (required for `run`), SASL settings and `EVENTBUS_OUTBOX_*`
 //! (see the `eventbus` crate's `KafkaConfig::from_env` and `OutboxConfig::from_env`).
+//!
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info`), as text lines or, with
+//! `--log-format json` or `EVENTBUS_LOG_FORMAT=json`, JSON lines. `run` logs when it starts,
+//! when Kafka or the database becomes unavailable and when it is back (once per change, not per
+//! retry), and when it stops. On SIGTERM or SIGINT it exits within `relay::SHUTDOWN_GRACE` +
+//! 2 × `relay::CLOSE_BUDGET` (2.5 s): the batch in hand gets 1.5 s to be acknowledged (rows not
+//! acknowledged stay in the outbox for the next relay), then 0.5 s to flush and 0.5 s to release
+//! the shards. A second signal exits at once.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use eventbus::logging::LogFormat;
 use eventbus::outbox::Replay;
 use eventbus::relay::Relay;
 use eventbus::{Database, KafkaConfig, OutboxConfig};
 
-const USAGE: &str = "usage: eventbus-relay [run | migrate | status | dead | replay (--all | EVENT_ID...)]
-environment: EVENTBUS_DATABASE_URL, EVENTBUS_KAFKA_BROKERS, EVENTBUS_OUTBOX_* (see the eventbus docs)";
+const USAGE: &str = "usage: eventbus-relay [--log-format text|json] [run | migrate | status | dead | replay (--all | EVENT_ID...)]
+environment: EVENTBUS_DATABASE_URL, EVENTBUS_KAFKA_BROKERS, EVENTBUS_OUTBOX_* (see the eventbus docs),
+             RUST_LOG (default info), EVENTBUS_LOG_FORMAT (text or json)";
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args).await {
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let format = match log_format(&mut args) {
+        Ok(format) => format,
+        Err(message) => {
+            eprintln!("eventbus-relay: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    eventbus::logging::init(format, "info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("eventbus-relay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(&args));
+    // A Kafka probe may still wait on a blocking thread: do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("eventbus-relay: {message}");
+            match format {
+                LogFormat::Json => tracing::error!("eventbus-relay: {message}"),
+                _ => eprintln!("eventbus-relay: {message}"),
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Takes `--log-format F` (or `--log-format=F`) out of `args`; else `EVENTBUS_LOG_FORMAT`.
+fn log_format(args: &mut Vec<String>) -> Result<LogFormat, String> {
+    let Some(at) = args.iter().position(|a| a.starts_with("--log-format")) else {
+        return LogFormat::from_env();
+    };
+    let flag = args.remove(at);
+    let value = match flag.strip_prefix("--log-format=") {
+        Some(value) => value.to_owned(),
+        None if at < args.len() => args.remove(at),
+        None => return Err("--log-format needs a value: text or json".to_owned()),
+    };
+    LogFormat::parse(&value)
 }
 
 async fn run(args: &[String]) -> Result<(), String> {
@@ -100,14 +148,26 @@ async fn run(args: &[String]) -> Result<(), String> {
             let relay = Relay::new(store, &kafka, config.clone())
                 .map_err(|e| e.to_string())?
                 .spawn();
-            eprintln!(
-                "eventbus-relay: publishing outbox `{}` to {} (Ctrl-C or SIGTERM stops after the batch in hand)",
+            tracing::info!(
+                table = %config.table,
+                kafka = %kafka,
+                "eventbus-relay: publishing outbox `{}` to Kafka at {} (SIGINT or SIGTERM stops it)",
                 config.table,
                 kafka.bootstrap_servers.join(",")
             );
             shutdown_signal().await;
-            let stats = relay.shutdown().await.map_err(|e| e.to_string())?;
-            eprintln!(
+            tracing::info!(
+                "eventbus-relay: stopping (the batch in hand gets {:?})",
+                eventbus::relay::SHUTDOWN_GRACE
+            );
+            let stats = tokio::select! {
+                stats = relay.shutdown() => stats.map_err(|e| e.to_string())?,
+                () = shutdown_signal() => return Err("a second signal: stopped at once".to_owned()),
+            };
+            tracing::info!(
+                published = stats.published(),
+                retried = stats.retried(),
+                dead = stats.dead_lettered(),
                 "eventbus-relay: stopped; published {}, retried {}, dead {}",
                 stats.published(),
                 stats.retried(),

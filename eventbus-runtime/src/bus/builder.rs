@@ -22,7 +22,9 @@ use crate::event::Service;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+///
+/// `Debug` shows every setting but no secret: database URLs and Kafka settings are redacted
+/// ([`crate::config::redact()`]).
 pub struct Builder<S: Service> {
     service: S,
     kafka: Option<KafkaConfig>,
@@ -30,6 +32,24 @@ pub struct Builder<S: Service> {
     outbox: OutboxConfig,
     direct: bool,
     relay: bool,
+    kafka_check: Option<std::time::Duration>,
+}
+
+/// How long `build` waits for the brokers by default ([`Builder::kafka_check`]).
+pub const DEFAULT_KAFKA_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl<S: Service> std::fmt::Debug for Builder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("service", &S::NAME)
+            .field("kafka", &self.kafka)
+            .field("database", &self.database)
+            .field("outbox", &self.outbox)
+            .field("direct", &self.direct)
+            .field("relay", &self.relay)
+            .field("kafka_check", &self.kafka_check)
+            .finish()
+    }
 }
 
 impl<S: Service> Builder<S> {
@@ -41,6 +61,7 @@ impl<S: Service> Builder<S> {
             outbox: OutboxConfig::default(),
             direct: false,
             relay: true,
+            kafka_check: Some(DEFAULT_KAFKA_CHECK),
         }
     }
 
@@ -74,6 +95,19 @@ impl<S: Service> Builder<S> {
         self
     }
 
+    /// How long [`build`](Builder::build) waits for the configured brokers to answer a metadata
+    /// request ([`DEFAULT_KAFKA_CHECK`], 5 s, by default; also `EVENTBUS_KAFKA_CHECK_SECS`). A
+    /// broker that does not answer fails the build at once with
+    /// [`StartError::KafkaUnreachable`], naming its address, rather than leaving the bus's
+    /// producer and consumers to wait in silence. `None` builds without asking: a Transactional
+    /// bus then starts while Kafka is away (its outbox takes events, and its relay sends them,
+    /// and logs once that Kafka is unavailable, until it is back). The embedded broker is never
+    /// checked.
+    pub fn kafka_check(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.kafka_check = timeout;
+        self
+    }
+
     /// Runs no relay in this process (run `eventbus-relay` processes instead).
     pub fn without_relay(mut self) -> Self {
         self.relay = false;
@@ -87,19 +121,19 @@ impl<S: Service> Builder<S> {
     pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let file = crate::config::file::FileConfig::read(path)?;
+        let mut file = crate::config::file::FileConfig::read(path)?;
         if let Some(mode) = file.mode {
             self.direct = mode == crate::config::file::FileMode::Direct;
         }
-        if let Some(url) = file.database_url {
+        if let Some(url) = file.database_url.take() {
             self.database = Some(Database::Url(url));
         }
-        if let Some(kafka) = file.kafka {
-            self.kafka = Some(kafka.into_config().map_err(|e| e.in_file(&shown))?);
+        if let Some(kafka) = file.kafka.take() {
+            self.kafka = Some(kafka.into_config().map_err(|e| file.locate(e, &shown))?);
         }
-        if let Some(outbox) = file.outbox {
+        if let Some(outbox) = file.outbox.take() {
             let outbox = outbox.apply(self.outbox.clone());
-            outbox.validate().map_err(|e| e.in_file(&shown))?;
+            outbox.validate().map_err(|e| file.locate(e, &shown))?;
             self.outbox = outbox;
         }
         Ok(self)
@@ -125,6 +159,15 @@ impl<S: Service> Builder<S> {
                 ));
             }
         }
+        if let Ok(secs) = std::env::var("EVENTBUS_KAFKA_CHECK_SECS") {
+            let secs: f64 = secs.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s >= 0.0).ok_or_else(|| {
+                ConfigError::invalid(
+                    "EVENTBUS_KAFKA_CHECK_SECS",
+                    format!("{secs:?} is not a number of seconds: use e.g. 5, or 0 to start without checking"),
+                )
+            })?;
+            self.kafka_check = (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs));
+        }
         self.outbox = self.outbox.from_env()?;
         Ok(self)
     }
@@ -138,15 +181,20 @@ impl<S: Service> Builder<S> {
         let _ = &self.service;
         self.outbox.validate()?;
         if self.direct {
-            return self.build_direct();
+            return self.build_direct().await;
         }
         self.build_transactional().await
     }
 
     #[cfg(feature = "kafka")]
-    fn build_direct(self) -> Result<EventBus<S>, StartError> {
+    async fn build_direct(self) -> Result<EventBus<S>, StartError> {
         let (kafka, embedded) = kafka_or_embedded(self.kafka)?;
         let producer = crate::kafka::producer(&kafka)?;
+        if embedded.is_none()
+            && let Some(timeout) = self.kafka_check
+        {
+            check_kafka(producer.clone(), &kafka, timeout).await?;
+        }
         Ok(EventBus::with_backend(Backend::Direct(
             super::direct::DirectBackend {
                 producer,
@@ -157,7 +205,7 @@ impl<S: Service> Builder<S> {
     }
 
     #[cfg(not(feature = "kafka"))]
-    fn build_direct(self) -> Result<EventBus<S>, StartError> {
+    async fn build_direct(self) -> Result<EventBus<S>, StartError> {
         Err(missing_feature("the Direct mode", "kafka"))
     }
 
@@ -180,6 +228,11 @@ impl<S: Service> Builder<S> {
         #[cfg(feature = "kafka")]
         {
             let (kafka, embedded) = kafka_or_embedded(self.kafka)?;
+            if embedded.is_none()
+                && let Some(timeout) = self.kafka_check
+            {
+                check_kafka(crate::kafka::producer(&kafka)?, &kafka, timeout).await?;
+            }
             let relay = if self.relay {
                 Some(
                     crate::relay::Relay::new(store.clone(), &kafka, self.outbox.clone())?
@@ -248,6 +301,34 @@ fn kafka_or_embedded(
             let embedded = crate::kafka::EmbeddedKafka::start()?;
             (embedded.config(), Some(embedded))
         }
+    })
+}
+
+/// Asks the brokers for their metadata with `producer`'s client, within `timeout`.
+#[cfg(feature = "kafka")]
+async fn check_kafka(
+    producer: rdkafka::producer::FutureProducer,
+    kafka: &KafkaConfig,
+    timeout: std::time::Duration,
+) -> Result<(), StartError> {
+    use rdkafka::producer::Producer as _;
+    let answer = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|m| m.brokers().len())
+    })
+    .await;
+    let error = match answer {
+        Ok(Ok(brokers)) if brokers > 0 => return Ok(()),
+        Ok(Ok(_)) => "the cluster listed no brokers".to_owned(),
+        Ok(Err(e)) => crate::config::redact::kafka_error(e, Some(kafka)).to_string(),
+        Err(e) => format!("the check failed: {e}"),
+    };
+    Err(StartError::KafkaUnreachable {
+        servers: kafka.bootstrap_servers.join(","),
+        waited: timeout,
+        error,
     })
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub(crate) mod builder;
+mod conform;
 #[cfg(feature = "kafka")]
 mod direct;
 mod publish;
@@ -17,7 +18,7 @@ pub(crate) mod testing;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod transactional;
 
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_KAFKA_CHECK};
 pub use publish::TopicPublisher;
 pub use raw::{EventPublisher, RawEvent};
 pub use testing::{HandlerFailure, Recorder};
@@ -309,11 +310,16 @@ impl<S: Service> EventBus<S> {
     ) -> Result<rdkafka::producer::FutureProducer, String> {
         match &self.core.backend {
             Backend::Direct(d) => Ok(d.producer.clone()),
-            _ => self
-                .core
-                .health_client
-                .get_or_init(|| kafka.client_config().create().map_err(|e| e.to_string()))
-                .clone(),
+            _ => {
+                self.core
+                    .health_client
+                    .get_or_init(|| {
+                        kafka.client_config().create().map_err(|e| {
+                            crate::config::redact::kafka_error(e, Some(kafka)).to_string()
+                        })
+                    })
+                    .clone()
+            }
         }
     }
 
@@ -337,7 +343,7 @@ impl<S: Service> EventBus<S> {
         E: Event + OwnedBy<S>,
         T: OutboxTransaction,
     {
-        let envelope = Envelope::new(event, &self.context)?;
+        let envelope = Envelope::new(event, &self.context).and_then(conform::typed::<E>)?;
         let id = envelope.id;
         match &self.core.backend {
             Backend::Transactional(t) => {
@@ -363,7 +369,7 @@ impl<S: Service> EventBus<S> {
     {
         let envelopes = events
             .iter()
-            .map(|e| Envelope::new(e, &self.context))
+            .map(|e| Envelope::new(e, &self.context).and_then(conform::typed::<E>))
             .collect::<Result<Vec<_>, _>>()?;
         let result: Result<Vec<Receipt>, PublishError> = match &self.core.backend {
             Backend::Testing(_) => {
@@ -383,7 +389,8 @@ impl<S: Service> EventBus<S> {
         result
     }
 
-    /// Stops the in-process relay after the batch in hand and flushes the producer.
+    /// Stops the in-process relay after the batch in hand (within 2.5 s: see
+    /// [`crate::relay::RelayHandle::shutdown`]) and flushes the producer.
     pub async fn shutdown(&self) {
         match &self.core.backend {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -401,7 +408,7 @@ impl<S: Service> EventBus<S> {
     where
         E: Event + OwnedBy<S>,
     {
-        match Envelope::new(event, &self.context) {
+        match Envelope::new(event, &self.context).and_then(conform::typed::<E>) {
             Ok(envelope) => Box::pin(self.send(envelope, Some(Statement::of::<E>()))),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
@@ -498,6 +505,12 @@ impl<S: Service> EventPublisher for EventBus<S> {
     }
 
     fn publish_envelope(&self, envelope: Envelope) -> BoxFuture<'_, Result<Receipt, PublishError>> {
-        Box::pin(self.send(envelope, None))
+        match conform::built(envelope) {
+            Ok(envelope) => Box::pin(self.send(envelope, None)),
+            Err(e) => {
+                self.count_published(1, false);
+                Box::pin(std::future::ready(Err(e)))
+            }
+        }
     }
 }

@@ -23,7 +23,11 @@ pub trait EventPublisher: Send + Sync {
         EventContext::default()
     }
 
-    /// Publishes a complete envelope.
+    /// Publishes a complete envelope. [`crate::EventBus`] checks it first and refuses, naming
+    /// the event and the rule, a topic that breaks the topic rules
+    /// ([`PublishError::InvalidTopic`]), an empty partition key ([`PublishError::EmptyKey`]) and
+    /// an empty `event_type`, `source` or nil `id`; an empty `subject` is dropped (CloudEvents
+    /// forbids an empty `subject`).
     fn publish_envelope(&self, envelope: Envelope) -> BoxFuture<'_, Result<Receipt, PublishError>>;
 
     /// Validates and publishes an event described at run time.
@@ -149,6 +153,18 @@ impl RawEvent {
         };
         let topic = eventbus_core::category::join(&route.default_topic(), service);
         let event_type = eventbus_core::category::join(&route.event_type(), service);
+        if self.key.as_deref().is_some_and(str::is_empty) {
+            let field = match self.category {
+                Category::Domain => "the aggregate id",
+                Category::Audit => "the actor",
+                Category::Notification => "the recipient",
+                _ => "the key",
+            };
+            return Err(PublishError::EmptyKey {
+                event: event_type,
+                field: field.to_owned(),
+            });
+        }
         crate::event::routing::check_topic(&topic).map_err(PublishError::Invalid)?;
         let payload =
             serde_json::to_vec(&self.payload).map_err(|source| PublishError::Serialize {

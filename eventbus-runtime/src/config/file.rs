@@ -1,56 +1,67 @@
 //! The configuration file (AD-008), read by [`Builder::config_file`](crate::bus::Builder::config_file),
 //! whose documentation gives the format.
+//!
+//! The file is read as a tree of YAML nodes, each with its line and column, and walked by hand, so
+//! every mistake names the setting by its path (`outbox.batch_size`), what was expected and what
+//! was found, and where: a wrong type, an unknown or misspelt key, a key given twice (with both
+//! lines), a missing value. Values of secret settings are never repeated in a message.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
-
+use super::yaml::{
+    Kind, Node, checked_keys, mapping, parse, set, settings, string, unsigned, wrong,
+};
 use super::{KafkaConfig, OutboxConfig, Secret};
 use crate::error::ConfigError;
 
-/// The file's shape.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The top-level settings, in the order the documentation gives them.
+const TOP: &[&str] = &["mode", "database_url", "kafka", "outbox"];
+const KAFKA: &[&str] = &["brokers", "sasl", "properties"];
+const SASL: &[&str] = &["mechanism", "username", "password_env"];
+pub(super) const OUTBOX: &[&str] = &[
+    "table",
+    "batch_size",
+    "poll_interval_ms",
+    "max_attempts",
+    "shards",
+    "retention_secs",
+    "dead_letter_topic",
+];
+
+/// What the file sets, each setting with where it was written.
+#[derive(Debug, Default)]
 pub(crate) struct FileConfig {
     pub(crate) mode: Option<FileMode>,
     pub(crate) database_url: Option<String>,
     pub(crate) kafka: Option<FileKafka>,
     pub(crate) outbox: Option<FileOutbox>,
+    /// Line and column of each setting, by path (`outbox.batch_size`).
+    places: BTreeMap<String, (u64, u64)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileMode {
     Transactional,
     Direct,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct FileKafka {
-    brokers: String,
+    brokers: Vec<String>,
     sasl: Option<FileSasl>,
-    #[serde(default)]
     properties: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct FileSasl {
-    #[serde(default = "scram_512")]
     mechanism: String,
     username: String,
     password_env: String,
 }
 
-fn scram_512() -> String {
-    "SCRAM-SHA-512".to_owned()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct FileOutbox {
     table: Option<String>,
     batch_size: Option<usize>,
@@ -76,29 +87,122 @@ impl FileConfig {
 
     /// Parses the text of the file `shown`.
     pub(crate) fn parse(text: &str, shown: &str) -> Result<FileConfig, ConfigError> {
-        if text.trim().is_empty() {
-            return Ok(FileConfig::default());
+        Self::walk(text).map_err(|e| e.in_file(shown, None))
+    }
+
+    /// Where the setting `path` was written, if the file set it.
+    pub(crate) fn place(&self, path: &str) -> Option<(u64, u64)> {
+        self.places.get(path).copied()
+    }
+
+    /// `error`, about a setting this file (`shown`) set, with the file and the setting's place.
+    pub(crate) fn locate(&self, error: ConfigError, shown: &str) -> ConfigError {
+        let at = self.place(error.setting());
+        error.in_file(shown, at)
+    }
+
+    fn walk(text: &str) -> Result<FileConfig, ConfigError> {
+        let root = parse(text)?;
+        let mut file = FileConfig::default();
+        let top = match &root.kind {
+            Kind::Null => return Ok(file),
+            Kind::Map(entries) => settings("", entries, TOP)?,
+            _ => {
+                return Err(wrong(
+                    "the file",
+                    "a mapping of settings (mode, database_url, kafka, outbox)",
+                    &root,
+                ));
+            }
+        };
+        for (key, node) in &top {
+            file.places.insert((*key).to_owned(), node.at);
         }
-        serde_saphyr::from_str::<FileConfig>(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            ConfigError::invalid(
-                format!("file {shown}{at}"),
-                format!(
-                    "{}; the keys are mode, database_url, kafka (brokers, sasl, properties) and outbox (table, batch_size, poll_interval_ms, max_attempts, shards, retention_secs, dead_letter_topic)",
-                    e.without_snippet()
-                ),
-            )
-        })
+        if let Some(node) = set(&top, "mode") {
+            file.mode = Some(match node.as_str() {
+                Some("transactional") => FileMode::Transactional,
+                Some("direct") => FileMode::Direct,
+                _ => return Err(wrong("mode", "`transactional` or `direct`", node)),
+            });
+        }
+        if let Some(node) = set(&top, "database_url") {
+            file.database_url = Some(string(
+                "database_url",
+                node,
+                "a URL (postgres://... or sqlite://...)",
+            )?);
+        }
+        if let Some(node) = set(&top, "kafka") {
+            file.kafka = Some(FileKafka::walk(node, &mut file.places)?);
+        }
+        if let Some(node) = set(&top, "outbox") {
+            file.outbox = Some(FileOutbox::walk(node, &mut file.places)?);
+        }
+        Ok(file)
     }
 }
 
 impl FileKafka {
+    fn walk(node: &Node, places: &mut BTreeMap<String, (u64, u64)>) -> Result<Self, ConfigError> {
+        let entries = mapping("kafka", node, "a mapping (brokers, sasl, properties)")?;
+        let fields = settings("kafka.", entries, KAFKA)?;
+        for (key, node) in &fields {
+            places.insert(format!("kafka.{key}"), node.at);
+        }
+        let brokers = match set(&fields, "brokers") {
+            None => {
+                return Err(ConfigError::clause(
+                    "kafka.brokers",
+                    "missing: give the bootstrap servers, host:port[,host:port]",
+                )
+                .at(node.at));
+            }
+            Some(b) => match &b.kind {
+                Kind::Seq(items) => items
+                    .iter()
+                    .map(|item| string("kafka.brokers", item, "host:port"))
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => vec![string(
+                    "kafka.brokers",
+                    b,
+                    "host:port[,host:port] or a list of them",
+                )?],
+            },
+        };
+        let sasl = match set(&fields, "sasl") {
+            None => None,
+            Some(node) => Some(FileSasl::walk(node, places)?),
+        };
+        let mut properties = BTreeMap::new();
+        if let Some(node) = set(&fields, "properties") {
+            let entries = mapping(
+                "kafka.properties",
+                node,
+                "a mapping of librdkafka properties",
+            )?;
+            for (key, value) in checked_keys("kafka.properties.", entries)? {
+                let path = format!("kafka.properties.{key}");
+                let text = match &value.kind {
+                    Kind::Str(s) => s.clone(),
+                    Kind::Int(i) => i.to_string(),
+                    Kind::Float(f) => f.to_string(),
+                    Kind::Bool(b) => b.to_string(),
+                    _ => return Err(wrong(&path, "a string, a number or a boolean", value)),
+                };
+                places.insert(path, value.at);
+                properties.insert(key.to_owned(), text);
+            }
+        }
+        Ok(FileKafka {
+            brokers,
+            sasl,
+            properties,
+        })
+    }
+
     /// The Kafka settings, the SASL password read from its variable.
     pub(crate) fn into_config(self) -> Result<KafkaConfig, ConfigError> {
-        let mut config = KafkaConfig::new(&self.brokers);
+        let mut config = KafkaConfig::new(&self.brokers.join(","));
         if config.bootstrap_servers.is_empty() {
             return Err(ConfigError::invalid(
                 "kafka.brokers",
@@ -115,8 +219,17 @@ impl FileKafka {
                     ),
                 )
             })?;
-            config =
-                config.with_sasl_scram(&sasl.mechanism, &sasl.username, Secret::new(password))?;
+            config = config
+                .with_sasl_scram(&sasl.mechanism, &sasl.username, Secret::new(password))
+                .map_err(|_| {
+                    ConfigError::clause(
+                        "kafka.sasl.mechanism",
+                        format!(
+                            "expected SCRAM-SHA-256 or SCRAM-SHA-512, found {:?}",
+                            sasl.mechanism
+                        ),
+                    )
+                })?;
         }
         for (key, value) in self.properties {
             config = config.with_property(&key, value);
@@ -125,7 +238,84 @@ impl FileKafka {
     }
 }
 
+impl FileSasl {
+    fn walk(node: &Node, places: &mut BTreeMap<String, (u64, u64)>) -> Result<Self, ConfigError> {
+        let entries = mapping(
+            "kafka.sasl",
+            node,
+            "a mapping (mechanism, username, password_env)",
+        )?;
+        if let Some((key, _)) = entries.iter().find(|(k, _)| {
+            k.as_str()
+                .is_some_and(|k| k.contains("password") && k != "password_env")
+        }) {
+            return Err(ConfigError::clause(
+                format!("kafka.sasl.{}", key.as_str().unwrap_or("password")),
+                "a password is never read from the file: export it in an environment variable and name that variable with `password_env`",
+            )
+            .at(key.at));
+        }
+        let fields = settings("kafka.sasl.", entries, SASL)?;
+        for (key, node) in &fields {
+            places.insert(format!("kafka.sasl.{key}"), node.at);
+        }
+        let required = |key: &str| -> Result<String, ConfigError> {
+            let path = format!("kafka.sasl.{key}");
+            match set(&fields, key) {
+                Some(value) => string(&path, value, "a string"),
+                None => Err(ConfigError::clause(path, "missing: SASL needs it").at(node.at)),
+            }
+        };
+        Ok(FileSasl {
+            mechanism: match set(&fields, "mechanism") {
+                Some(m) => string("kafka.sasl.mechanism", m, "SCRAM-SHA-256 or SCRAM-SHA-512")?,
+                None => "SCRAM-SHA-512".to_owned(),
+            },
+            username: required("username")?,
+            password_env: required("password_env")?,
+        })
+    }
+}
+
 impl FileOutbox {
+    fn walk(node: &Node, places: &mut BTreeMap<String, (u64, u64)>) -> Result<Self, ConfigError> {
+        let entries = mapping("outbox", node, "a mapping of outbox settings")?;
+        let fields = settings("outbox.", entries, OUTBOX)?;
+        for (key, node) in &fields {
+            places.insert(format!("outbox.{key}"), node.at);
+        }
+        let text = |key: &str, what: &str| -> Result<Option<String>, ConfigError> {
+            set(&fields, key)
+                .map(|n| string(&format!("outbox.{key}"), n, what))
+                .transpose()
+        };
+        let number = |key: &str| -> Result<Option<u64>, ConfigError> {
+            set(&fields, key)
+                .map(|n| unsigned(&format!("outbox.{key}"), n))
+                .transpose()
+        };
+        let narrow = |key: &str, limit: u64| -> Result<Option<u64>, ConfigError> {
+            match number(key)? {
+                Some(v) if v > limit => Err(ConfigError::clause(
+                    format!("outbox.{key}"),
+                    format!("{v} is too large: at most {limit}"),
+                )
+                .at(fields[key].at)),
+                other => Ok(other),
+            }
+        };
+        let u32_max = u64::from(u32::MAX);
+        Ok(FileOutbox {
+            table: text("table", "a table name")?,
+            batch_size: narrow("batch_size", u32_max)?.map(|v| v as usize),
+            poll_interval_ms: number("poll_interval_ms")?,
+            max_attempts: narrow("max_attempts", u32_max)?.map(|v| v as u32),
+            shards: narrow("shards", u32_max)?.map(|v| v as u32),
+            retention_secs: number("retention_secs")?,
+            dead_letter_topic: text("dead_letter_topic", "a topic name")?,
+        })
+    }
+
     /// `base` with what the file sets.
     pub(crate) fn apply(self, mut base: OutboxConfig) -> OutboxConfig {
         if let Some(v) = self.table {
@@ -154,105 +344,5 @@ impl FileOutbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_setting_reads() {
-        let file = FileConfig::parse(
-            "mode: direct\n\
-             database_url: sqlite:///tmp/x.db\n\
-             kafka:\n  brokers: a:9092, b:9092\n  properties:\n    linger.ms: \"5\"\n\
-             outbox:\n  table: app.outbox\n  batch_size: 50\n  poll_interval_ms: 20\n  max_attempts: 3\n  shards: 4\n  retention_secs: 60\n  dead_letter_topic: app.dead-letters\n",
-            "eventbus.yaml",
-        )
-        .unwrap();
-        assert_eq!(file.mode, Some(FileMode::Direct));
-        assert_eq!(file.database_url.as_deref(), Some("sqlite:///tmp/x.db"));
-        let kafka = file.kafka.unwrap().into_config().unwrap();
-        assert_eq!(kafka.bootstrap_servers, ["a:9092", "b:9092"]);
-        assert_eq!(
-            kafka.properties.get("linger.ms").map(String::as_str),
-            Some("5")
-        );
-        let outbox = file.outbox.unwrap().apply(OutboxConfig::default());
-        assert_eq!(
-            (
-                outbox.table.as_str(),
-                outbox.batch_size,
-                outbox.poll_interval,
-                outbox.max_attempts,
-                outbox.shards,
-                outbox.retention,
-                outbox.dead_letter_topic.as_deref()
-            ),
-            (
-                "app.outbox",
-                50,
-                Duration::from_millis(20),
-                3,
-                4,
-                Duration::from_secs(60),
-                Some("app.dead-letters")
-            )
-        );
-        // What the file does not set keeps its value.
-        let partial = FileConfig::parse("outbox:\n  shards: 2\n", "f.yaml").unwrap();
-        let outbox = partial.outbox.unwrap().apply(OutboxConfig::default());
-        assert_eq!(
-            (outbox.shards, outbox.batch_size),
-            (2, OutboxConfig::default().batch_size)
-        );
-        assert!(
-            FileConfig::parse("  \n", "empty.yaml")
-                .unwrap()
-                .kafka
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn mistakes_name_the_file_the_line_and_the_setting() {
-        let unknown = FileConfig::parse("outbox:\n  batch_sise: 5\n", "eventbus.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(unknown.contains("eventbus.yaml:2:"), "{unknown}");
-        assert!(unknown.contains("batch_sise"), "{unknown}");
-        let wrong_type = FileConfig::parse("outbox:\n  shards: many\n", "eventbus.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(wrong_type.contains("eventbus.yaml:2:"), "{wrong_type}");
-        let bad_mode = FileConfig::parse("mode: fast\n", "eventbus.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            bad_mode.contains("eventbus.yaml:1:") && bad_mode.contains("fast"),
-            "{bad_mode}"
-        );
-        let missing = FileConfig::read(Path::new("/nonexistent/eventbus.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert!(missing.contains("/nonexistent/eventbus.yaml"), "{missing}");
-    }
-
-    #[test]
-    fn the_sasl_password_comes_from_its_variable_only() {
-        let file = FileConfig::parse(
-            "kafka:\n  brokers: k:9093\n  sasl:\n    username: svc\n    password_env: EVENTBUS_TEST_NO_SUCH_VARIABLE\n",
-            "eventbus.yaml",
-        )
-        .unwrap();
-        let error = file.kafka.unwrap().into_config().unwrap_err().to_string();
-        assert!(
-            error.contains("EVENTBUS_TEST_NO_SUCH_VARIABLE") && error.contains("not set"),
-            "{error}"
-        );
-        let inline = FileConfig::parse(
-            "kafka:\n  brokers: k:9093\n  sasl:\n    username: svc\n    password: hunter2\n",
-            "eventbus.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(inline.contains("password"), "{inline}");
-    }
-}
+#[path = "file_tests.rs"]
+mod tests;

@@ -53,8 +53,9 @@ pub struct KafkaConfig {
     /// SASL_SSL with SCRAM, when the cluster requires it.
     pub sasl: Option<SaslScram>,
     /// Any librdkafka property (`linger.ms`, `compression.type`, `ssl.ca.location`, ...); applied
-    /// last, so it overrides ours. Values of properties whose name contains `password`, `secret`
-    /// or `key` are not printed.
+    /// last, so it overrides ours. The values of sensitive properties (those librdkafka marks
+    /// sensitive, such as `sasl.password` and `sasl.oauthbearer.config`, and any whose name holds
+    /// `password` or `secret`: see [`mod@crate::config::redact`]) are never printed.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -64,8 +65,15 @@ impl fmt::Debug for KafkaConfig {
             .properties
             .iter()
             .map(|(k, v)| {
-                let secret = ["password", "secret", "key"].iter().any(|s| k.contains(s));
-                (k.as_str(), if secret { "***" } else { v.as_str() })
+                let secret = super::redact::is_sensitive_property(k);
+                (
+                    k.as_str(),
+                    if secret {
+                        super::redact::MASK
+                    } else {
+                        v.as_str()
+                    },
+                )
             })
             .collect();
         f.debug_struct("KafkaConfig")
@@ -76,7 +84,33 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
+/// `brokers a:9092,b:9092`, with the SASL mechanism and user when set; no secret.
+impl fmt::Display for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "brokers {}", self.bootstrap_servers.join(","))?;
+        if let Some(sasl) = &self.sasl {
+            write!(f, " (SASL_SSL {} as {})", sasl.mechanism, sasl.username)?;
+        }
+        Ok(())
+    }
+}
+
 impl KafkaConfig {
+    /// The secret values this configuration holds (the SASL password, sensitive properties), to
+    /// scrub from librdkafka's messages.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        self.sasl
+            .iter()
+            .map(|s| s.password.expose())
+            .chain(
+                self.properties
+                    .iter()
+                    .filter(|(k, _)| super::redact::is_sensitive_property(k))
+                    .map(|(_, v)| v.as_str()),
+            )
+            .collect()
+    }
+
     /// Brokers at `servers` (`"host:port,host:port"`).
     pub fn new(servers: &str) -> Self {
         KafkaConfig {

@@ -1,17 +1,22 @@
 //! Configuration (AD-008): settings with defaults, overridable by the environment (`env.rs`) and
 //! a YAML file (`file.rs`, read by [`Builder::config_file`](crate::bus::Builder::config_file)).
 //!
-//! Secrets (SASL passwords, database passwords) never appear in `Debug` output or logs.
+//! Secrets (SASL passwords, database passwords, librdkafka's sensitive properties) never appear
+//! in `Debug` or `Display` output, error messages or logs: `redact.rs` is the one place that knows
+//! what is secret.
 
 mod backoff;
 mod env;
 pub(crate) mod file;
 mod kafka;
 mod outbox;
+pub mod redact;
+mod yaml;
 
 pub use backoff::Backoff;
 pub use kafka::{KafkaConfig, SaslScram, Secret};
 pub use outbox::{DEFAULT_OUTBOX_TABLE, OutboxConfig, check_table_name};
+pub use redact::redact;
 
 /// How a bus delivers events (the seed's AD-003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +31,8 @@ pub enum Mode {
     Testing,
 }
 
-/// Where the outbox lives.
+/// Where the outbox lives. `Debug` and `Display` show a URL without its passwords.
 #[derive(Clone)]
-
 pub enum Database {
     /// A URL: `postgres://...` or `sqlite://...`.
     Url(String),
@@ -52,22 +56,15 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// `url` with its password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Url(url) => f.write_str(&redact(url)),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(_) => f.write_str("a PostgreSQL pool"),
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(_) => f.write_str("a SQLite pool"),
         }
-        _ => url.to_owned(),
     }
 }
 
@@ -77,13 +74,18 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://app:hunter2@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-        let shown = format!("{:?}", Database::Url("postgres://app:hunter2@db/x".into()));
-        assert!(!shown.contains("hunter2"), "{shown}");
+        for url in [
+            "postgres://app:hunter2@db/x",
+            "postgres://app@db/x?password=hunter2",
+            "host=db user=app password=hunter2",
+        ] {
+            let database = Database::Url(url.into());
+            let shown = format!("{database:?} {database}");
+            assert!(
+                !shown.contains("hunter2") && shown.contains("db"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
@@ -91,13 +93,20 @@ mod tests {
         let c = KafkaConfig::new("k:9092")
             .with_sasl_scram("SCRAM-SHA-512", "app", Secret::new("hunter2"))
             .unwrap()
-            .with_property("ssl.key.password", "hunter3");
-        let printed = format!("{c:?}");
+            .with_property("ssl.key.password", "hunter3")
+            .with_property("sasl.oauthbearer.config", "principal=p secret=hunter4")
+            .with_property("linger.ms", "7");
+        let printed = format!("{c:?} {c}");
         assert!(
-            !printed.contains("hunter2") && !printed.contains("hunter3"),
+            !["hunter2", "hunter3", "hunter4"]
+                .iter()
+                .any(|s| printed.contains(s)),
             "{printed}"
         );
-        assert!(printed.contains("app"));
+        assert!(
+            printed.contains("app") && printed.contains("linger.ms"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -53,31 +53,31 @@ impl OutboxConfig {
         check_table_name(&self.table)?;
         if self.batch_size == 0 {
             return Err(ConfigError::invalid(
-                "outbox batch_size",
+                "outbox.batch_size",
                 "is 0: use at least 1",
             ));
         }
         if self.max_attempts == 0 {
             return Err(ConfigError::invalid(
-                "outbox max_attempts",
+                "outbox.max_attempts",
                 "is 0: use at least 1",
             ));
         }
         if self.shards == 0 || self.shards > 1024 {
             return Err(ConfigError::invalid(
-                "outbox shards",
+                "outbox.shards",
                 format!("is {}: use 1 to 1024", self.shards),
             ));
         }
         if self.backoff.multiplier < 1.0 || self.backoff.initial > self.backoff.max {
             return Err(ConfigError::invalid(
-                "outbox backoff",
+                "outbox.backoff",
                 "needs multiplier >= 1 and initial <= max",
             ));
         }
         if let Some(dlq) = &self.dead_letter_topic {
             crate::event::routing::check_topic(dlq)
-                .map_err(|e| ConfigError::invalid("outbox dead_letter_topic", e))?;
+                .map_err(|e| ConfigError::invalid("outbox.dead_letter_topic", e))?;
         }
         Ok(())
     }
@@ -86,5 +86,5 @@ impl OutboxConfig {
 /// so it needs no quoting in any dialect.
 pub fn check_table_name(name: &str) -> Result<(), ConfigError> {
     eventbus_core::outbox::check_table_name(name)
-        .map_err(|problem| ConfigError::invalid("outbox table", problem))
+        .map_err(|problem| ConfigError::invalid("outbox.table", problem))
 }

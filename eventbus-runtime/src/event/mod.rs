@@ -101,7 +101,13 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The same statement in the SQLite dialect (`?1` … `?5`).
     const OUTBOX_INSERT_SQLITE: &'static str;
 
-    /// The partition key: records with one key keep their order.
+    /// The Rust name of the field the partition key comes from (`#[event(aggregate_id)]`,
+    /// `#[event(key)]`, `actor`, `recipient`), for messages; `None` when the event has no key.
+    const KEY_FIELD: Option<&'static str> = None;
+
+    /// The partition key: records with one key keep their order. An empty key is refused at
+    /// publish ([`crate::PublishError::EmptyKey`]); an `Option` key field set to `None` sends
+    /// the event without a key.
     fn partition_key(&self) -> Option<String>;
 
     /// The CloudEvents `subject`: the aggregate id for domain events.

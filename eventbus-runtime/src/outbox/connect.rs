@@ -21,6 +21,7 @@ pub async fn connect(database: Database, table: &str) -> Result<OutboxStore, Sta
         source,
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        unsupported_secret_parameter(&url, &shown)?;
         #[cfg(feature = "postgres")]
         {
             let pool = sqlx::postgres::PgPoolOptions::new()
@@ -57,6 +58,26 @@ pub async fn connect(database: Database, table: &str) -> Result<OutboxStore, Sta
         "database URL",
         format!("{shown:?} is neither postgres://... nor sqlite://..."),
     )))
+}
+
+/// Refuses a PostgreSQL URL parameter that names a secret sqlx does not read (`sslpassword`,
+/// ...): sqlx would ignore it, and log its value in a warning.
+fn unsupported_secret_parameter(url: &str, shown: &str) -> Result<(), StartError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    for pair in query.split('&') {
+        let key = pair.split('=').next().unwrap_or_default();
+        if key != "password" && crate::config::redact::names_a_secret(key) {
+            return Err(StartError::Config(ConfigError::invalid(
+                "database URL",
+                format!(
+                    "{shown:?} has the parameter `{key}`, which the PostgreSQL driver (sqlx) does not support (it reads no encrypted client key): remove it (for a client key, give an unencrypted `sslkey` file)"
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A URL of a dialect this build lacks.

@@ -9,23 +9,30 @@
 //!   poll interval is the fallback.
 //! - **Failures**: exponential backoff with jitter and a cap; after `max_attempts` the row moves
 //!   to the dead table (and the dead-letter topic, when configured). Nothing is dropped silently.
-//! - **Shutdown** finishes the batch in hand, then releases its shards.
+//! - **Shutdown** finishes the batch in hand, then releases its shards, within
+//!   [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`] (2.5 s) of the request, whatever the broker and the
+//!   database do; what is not acknowledged by then stays in the outbox (`watch.rs`).
+//! - **Logs**: an outage of Kafka or the database is logged once when it begins and once when it
+//!   ends; a metadata probe tells an idle relay whether Kafka is reachable (`watch.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, Producer};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 mod send;
 mod shards;
+mod watch;
 
 use crate::config::{KafkaConfig, OutboxConfig};
 use crate::error::{ConfigError, RelayError, StartError};
 use crate::metrics::Counted;
 use crate::outbox::{Db, OutboxStore};
 use shards::Ownership;
+pub use watch::{CLOSE_BUDGET, SHUTDOWN_GRACE};
+use watch::{Dependency, SharedDependency, Stop};
 
 /// Counters a relay keeps; cheap to read at any time.
 ///
@@ -83,6 +90,8 @@ impl RelayStats {
 pub struct Relay {
     store: OutboxStore,
     producer: FutureProducer,
+    /// The bootstrap servers, for messages.
+    servers: String,
     config: OutboxConfig,
     wake: Arc<Notify>,
     stats: Arc<RelayStats>,
@@ -100,7 +109,7 @@ impl std::fmt::Debug for Relay {
 /// A running relay.
 #[derive(Debug)]
 pub struct RelayHandle {
-    stop: watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
     stats: Arc<RelayStats>,
 }
@@ -111,7 +120,9 @@ impl RelayHandle {
         Arc::clone(&self.stats)
     }
 
-    /// Stops after the batch in hand, releasing the relay's shards.
+    /// Stops after the batch in hand, releasing the relay's shards: returns within
+    /// [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`] (2.5 s), even with the broker or the database
+    /// gone (rows not acknowledged by then stay in the outbox, for the next relay).
     pub async fn shutdown(self) -> Result<Arc<RelayStats>, RelayError> {
         let _ = self.stop.send(true);
         self.task
@@ -137,7 +148,7 @@ impl Relay {
         config.validate()?;
         if config.table != store.table() {
             return Err(StartError::Config(ConfigError::invalid(
-                "outbox table",
+                "outbox.table",
                 format!(
                     "{:?} differs from the store's table {:?}: build both from one OutboxConfig",
                     config.table,
@@ -147,6 +158,7 @@ impl Relay {
         }
         Ok(Relay {
             producer: crate::kafka::producer(kafka)?,
+            servers: kafka.bootstrap_servers.join(","),
             config,
             wake: Arc::new(Notify::new()),
             stats: Arc::new(RelayStats::new(store.table())),
@@ -167,15 +179,23 @@ impl Relay {
 
     /// Runs the relay as a tokio task.
     pub fn spawn(self) -> RelayHandle {
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::clone(&self.stats);
         let task = tokio::spawn(self.run(stopped));
         RelayHandle { stop, task, stats }
     }
 
-    /// Runs until `stop` turns true. Database and broker errors are logged and retried with
-    /// backoff: a relay outlives outages.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` turns true. Database and broker errors are retried with backoff: a relay
+    /// outlives outages. Each outage is logged once when it begins and once when it ends (see
+    /// `watch.rs`); while Kafka is idle, a metadata request every few seconds tells whether it is
+    /// reachable.
+    ///
+    /// Once `stop` turns true the relay stops within [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`]:
+    /// the batch in hand gets [`SHUTDOWN_GRACE`] to be acknowledged (what is not stays in the
+    /// outbox and is sent again by the next owner of its shard), then the producer is flushed and
+    /// the shards released, each within [`CLOSE_BUDGET`].
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut stop = Stop::new(stop);
         let mut shards = Ownership::of(&self.store.db, &self.config);
         let mut listener: Option<Listener> = None;
         let mut idle = Duration::from_millis(1);
@@ -183,51 +203,81 @@ impl Relay {
         // The outbox gauges: read at the first pass, then every 5 s.
         let mut last_gauges: Option<Instant> = None;
         let mut outage = 0u32;
+        let kafka: SharedDependency = Arc::new(std::sync::Mutex::new(Dependency::new(format!(
+            "Kafka at {}",
+            self.servers
+        ))));
+        let mut database = Dependency::new(format!(
+            "the outbox database (table `{}`)",
+            self.store.table()
+        ));
+        let probe = tokio::spawn(watch::probe_kafka(
+            self.producer.clone(),
+            Arc::clone(&kafka),
+            stop.clone(),
+        ));
         loop {
-            if *stop.borrow() {
+            if stop.requested() {
                 break;
             }
             #[cfg(feature = "postgres")]
             if let (Db::Postgres(pool), None) = (&self.store.db, &listener) {
-                listener = listen(pool, self.store.table()).await;
+                listener = match stop.bounded(listen(pool, self.store.table())).await {
+                    Some(l) => l,
+                    None => break,
+                };
             }
-            let owned = match shards.refresh().await {
-                Ok(owned) => owned,
-                Err(e) => {
+            let owned = match stop.bounded(shards.refresh()).await {
+                None => break,
+                Some(Ok(owned)) => owned,
+                Some(Err(e)) => {
                     outage += 1;
-                    tracing::warn!(error = %e, "eventbus relay: cannot own shards; retrying");
-                    wait(&mut stop, self.config.backoff.delay(outage)).await;
+                    database.down(&e.to_string(), "the relay retries with backoff");
+                    stop.sleep(self.config.backoff.delay(outage)).await;
                     continue;
                 }
             };
-            let sent = match self.drain(&owned).await {
-                Ok(n) => {
+            let drained = match stop.bounded(self.drain_batches(&owned)).await {
+                None => break,
+                Some(Ok(drained)) => {
                     outage = 0;
-                    n
+                    database.up();
+                    drained
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     outage += 1;
-                    tracing::warn!(error = %e, table = %self.store.table(), "eventbus relay: outbox unavailable; retrying");
+                    database.down(&e.to_string(), "the relay retries with backoff");
                     listener = None;
-                    wait(&mut stop, self.config.backoff.delay(outage)).await;
+                    stop.sleep(self.config.backoff.delay(outage)).await;
                     continue;
                 }
             };
+            match &drained.outage {
+                Some(error) => crate::lock(&kafka).down(error, watch::KAFKA_DOWN),
+                None if drained.acknowledged > 0 => crate::lock(&kafka).up(),
+                None => {}
+            }
             if last_gauges.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                 last_gauges = Some(Instant::now());
-                match self.store.backlog().await {
-                    Ok(backlog) => crate::metrics::set_backlog(self.store.table(), &backlog),
-                    Err(e) => {
+                match stop.bounded(self.store.backlog()).await {
+                    None => break,
+                    Some(Ok(backlog)) => crate::metrics::set_backlog(self.store.table(), &backlog),
+                    Some(Err(e)) => {
                         tracing::debug!(error = %e, "eventbus relay: cannot read the backlog")
                     }
                 }
             }
             if !self.config.retention.is_zero() && last_purge.elapsed() > Duration::from_secs(10) {
                 last_purge = Instant::now();
-                if let Err(e) = self.store.purge(self.config.retention).await {
-                    tracing::warn!(error = %e, "eventbus relay: cannot purge sent rows");
+                match stop.bounded(self.store.purge(self.config.retention)).await {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "eventbus relay: cannot purge sent rows")
+                    }
+                    Some(Ok(_)) => {}
                 }
             }
+            let sent = drained.rows;
             if sent >= self.config.batch_size {
                 idle = Duration::from_millis(1);
                 continue;
@@ -242,7 +292,7 @@ impl Relay {
                 () = self.wake.notified() => true,
                 n = recv(&mut listener) => n,
                 () = tokio::time::sleep(timeout) => false,
-                _ = stop.changed() => false,
+                () = stop.asked() => false,
             };
             idle = if woke {
                 Duration::from_millis(1)
@@ -250,8 +300,31 @@ impl Relay {
                 (idle * 2).min(self.config.poll_interval)
             };
         }
-        let _ = self.producer.flush(Duration::from_secs(10));
-        shards.release().await;
+        probe.abort();
+        self.close(shards).await;
+    }
+
+    /// After the run: flushes what is in flight and releases the shards, each within
+    /// [`CLOSE_BUDGET`]; what is still queued for an unreachable broker is dropped (its rows are
+    /// still pending in the outbox).
+    async fn close(self, mut shards: Ownership) {
+        use rdkafka::producer::PurgeConfig;
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            if producer.in_flight_count() > 0 {
+                let _ = producer.flush(CLOSE_BUDGET);
+            }
+            producer.purge(PurgeConfig::default().queue().inflight());
+        });
+        let _ = tokio::time::timeout(CLOSE_BUDGET * 2, flushed).await;
+        if tokio::time::timeout(CLOSE_BUDGET, shards.release())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                "eventbus relay: the shards' lock session did not close in time; dropping it releases them"
+            );
+        }
     }
 
     /// Publishes batches from `shards` until a batch comes back short; returns rows handled.
@@ -260,17 +333,22 @@ impl Relay {
     /// database and the broker work at the same time. At most [`MAX_PIPELINED`] batches per call,
     /// so the caller can rebalance shards and see a shutdown.
     pub async fn drain(&self, shards: &[i32]) -> Result<usize, sqlx::Error> {
+        self.drain_batches(shards).await.map(|d| d.rows)
+    }
+
+    /// [`Relay::drain`], with what it learnt about Kafka.
+    async fn drain_batches(&self, shards: &[i32]) -> Result<Drained, sqlx::Error> {
+        let mut drained = Drained::default();
         if shards.is_empty() {
-            return Ok(0);
+            return Ok(drained);
         }
         let batch = self.config.batch_size;
         let mut rows = self.store.fetch(shards, batch, &[]).await?;
-        let mut total = 0;
         for round in 1..=MAX_PIPELINED {
             if rows.is_empty() {
                 break;
             }
-            total += rows.len();
+            drained.rows += rows.len();
             let read_next = rows.len() >= batch && round < MAX_PIPELINED;
             let in_flight: Vec<i64> = rows.iter().map(|r| r.id).collect();
             let next = async {
@@ -280,14 +358,29 @@ impl Relay {
                     Ok(Vec::new())
                 }
             };
-            let (failed_keys, next) = tokio::join!(self.send(&rows), next);
-            let failed_keys = failed_keys?;
+            let (sent, next) = tokio::join!(self.send(&rows), next);
+            let sent = sent?;
             rows = next?;
+            drained.acknowledged += sent.acknowledged;
+            if sent.outage.is_some() {
+                drained.outage = sent.outage;
+            }
             // A key that failed in this batch holds back its rows of the next one.
-            rows.retain(|r| r.key.as_ref().is_none_or(|k| !failed_keys.contains(k)));
+            rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
         }
-        Ok(total)
+        Ok(drained)
     }
+}
+
+/// What one [`Relay::drain_batches`] did.
+#[derive(Debug, Default)]
+struct Drained {
+    /// Rows handled (sent, retried or buried).
+    rows: usize,
+    /// Rows Kafka acknowledged.
+    acknowledged: usize,
+    /// The last error that says Kafka cannot be reached, if any.
+    outage: Option<String>,
 }
 
 /// The notifications of the outbox's trigger (PostgreSQL).
@@ -317,13 +410,6 @@ async fn recv(listener: &mut Option<Listener>) -> bool {
         #[cfg(not(feature = "postgres"))]
         Some(never) => match *never {},
         None => std::future::pending().await,
-    }
-}
-
-async fn wait(stop: &mut watch::Receiver<bool>, delay: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => {}
-        _ = stop.changed() => {}
     }
 }
 

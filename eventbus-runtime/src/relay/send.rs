@@ -12,10 +12,19 @@ use super::Relay;
 use crate::dlq::{DeadLetter, RELAY};
 use crate::outbox::PendingRow;
 
+/// What sending one batch did.
+pub(super) struct Sent {
+    /// The keys whose rows failed or were held back: their later rows wait.
+    pub(super) failed_keys: HashSet<String>,
+    /// Rows Kafka acknowledged.
+    pub(super) acknowledged: usize,
+    /// An error that says Kafka cannot be reached, if one came back.
+    pub(super) outage: Option<String>,
+}
+
 impl Relay {
     /// Sends one batch; marks what Kafka acknowledged, schedules or buries what it did not.
-    /// Returns the keys that failed.
-    pub(super) async fn send(&self, rows: &[PendingRow]) -> Result<HashSet<String>, sqlx::Error> {
+    pub(super) async fn send(&self, rows: &[PendingRow]) -> Result<Sent, sqlx::Error> {
         let mut in_flight = Vec::with_capacity(rows.len());
         let mut failed: Vec<(&PendingRow, KafkaError)> = Vec::new();
         let mut blocked: HashSet<&str> = HashSet::new();
@@ -80,6 +89,8 @@ impl Relay {
             .filter_map(|(row, _)| row.key.clone())
             .chain(blocked.iter().map(|k| (*k).to_owned()))
             .collect();
+        let acknowledged = sent.len();
+        let mut outage_error = None;
         for (row, error) in failed {
             // An outage (timeouts, brokers down) is not the event's fault: it is retried with
             // backoff for as long as it lasts, without using up the event's attempts.
@@ -93,8 +104,15 @@ impl Relay {
                 self.store.kill(row.id, &error).await?;
                 self.stats.dead_lettered.add(1);
             } else {
-                tracing::warn!(event_id = %row.event_id, topic = %row.topic, attempt, %error,
-                    "eventbus relay: publish failed; will retry");
+                if outage {
+                    // Kafka is away: the relay says so once (`watch.rs`), not per event.
+                    tracing::debug!(event_id = %row.event_id, topic = %row.topic, %error,
+                        "eventbus relay: Kafka unreachable; the event waits");
+                    outage_error = Some(error.clone());
+                } else {
+                    tracing::warn!(event_id = %row.event_id, topic = %row.topic, attempt, %error,
+                        "eventbus relay: publish failed; will retry");
+                }
                 self.store
                     .retry_later(
                         row.id,
@@ -106,7 +124,11 @@ impl Relay {
                 self.stats.retried.add(1);
             }
         }
-        Ok(failed_keys)
+        Ok(Sent {
+            failed_keys,
+            acknowledged,
+            outage: outage_error,
+        })
     }
 
     /// Sends one row and awaits its acknowledgement.

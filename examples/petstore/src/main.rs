@@ -12,7 +12,11 @@
 //! It runs on the embedded defaults (a SQLite file and librdkafka's in-process mock cluster) with
 //! no setup, and on real PostgreSQL and Kafka when `EVENTBUS_DATABASE_URL` and
 //! `EVENTBUS_KAFKA_BROKERS` are set. It prints a timeline, then a summary — events per topic,
-//! delivered, retried, dead, commit-to-delivery latency — and exits non-zero if an event is lost.
+//! delivered, retried, dead, commit-to-delivery latency — and exits non-zero, saying why, if an
+//! event is lost or dead-lettered, a consumer did not join its group, or a health check fails. A
+//! broker that does not answer stops it within seconds, naming the broker's address. Logs (the
+//! library's `tracing` events: retries, outages) go to stderr, filtered by `RUST_LOG` (default
+//! `info`), as JSON lines with `EVENTBUS_LOG_FORMAT=json`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -116,9 +120,20 @@ fn ms(since: Instant) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    let format = eventbus::logging::LogFormat::from_env().unwrap_or_else(|e| {
+        eprintln!("petstore: {e}; logging as text");
+        eventbus::logging::LogFormat::Text
+    });
+    eventbus::logging::init(format, "info");
     match run().await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
+        Ok(failures) => {
+            eprintln!("\npetstore: FAILED:");
+            for failure in failures {
+                eprintln!("  - {failure}");
+            }
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("petstore: {e}");
             ExitCode::FAILURE
@@ -126,8 +141,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<bool, Box<dyn std::error::Error>> {
+/// Runs the petstore; what went wrong, if anything.
+async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let started = *STARTED.get_or_init(Instant::now);
+    // `from_env` asks the configured brokers for their metadata first (5 s at most): a broker
+    // that cannot be reached fails here, with its address, not minutes later.
     let orders = EventBus::from_env(Orders).await?;
     let payments = orders.for_service(Payments);
     let notifications = orders.for_service(Notifications);
@@ -148,15 +166,32 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let seen: Shared = Arc::default();
     let run = Uuid::now_v7().simple().to_string();
     let consumers = wire(&orders, &payments, &notifications, &seen, &run).await?;
-    for c in &consumers {
-        if !c.ready(Duration::from_secs(30)).await {
-            eprintln!("petstore: a consumer got no partitions within 30 s; going on");
+    let mut failures = Vec::new();
+    let mut joined = Vec::new();
+    for (name, c) in CONSUMERS.iter().zip(&consumers) {
+        if c.ready(Duration::from_secs(30)).await {
+            joined.push(*name);
+        } else {
+            failures.push(format!(
+                "the consumer group `{name}` got no partitions within 30 s ({}); is the broker at {} healthy?",
+                describe(c.health()),
+                std::env::var("EVENTBUS_KAFKA_BROKERS").unwrap_or_else(|_| "the embedded broker".into())
+            ));
         }
     }
-    println!(
-        "{} consumers      payments, notifications, mailer and audit log joined their groups",
-        at()
-    );
+    if joined.len() == consumers.len() {
+        println!(
+            "{} consumers      payments, notifications, mailer and audit log joined their groups",
+            at()
+        );
+    } else {
+        eprintln!(
+            "petstore: only {} of {} consumers joined their groups ({}); going on",
+            joined.len(),
+            consumers.len(),
+            joined.join(", ")
+        );
+    }
 
     for service in ["orders", "payments", "notifications"] {
         orders
@@ -193,26 +228,66 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut ok = summary(&orders, &seen, &consumers, started, expected);
+    failures.extend(summary(&orders, &seen, &consumers, started, expected));
     // What a readiness endpoint would serve: the broker, the outbox database and its backlog, and
     // each consumer.
     let health = orders.health(Duration::from_secs(5)).await;
-    let consumers_healthy = consumers.iter().all(|c| c.health().is_healthy());
+    let unhealthy: Vec<String> = CONSUMERS
+        .iter()
+        .zip(&consumers)
+        .filter(|(_, c)| !c.health().is_healthy())
+        .map(|(name, c)| format!("{name}: {}", describe(c.health())))
+        .collect();
     println!(
         "health: {health}; consumers {}",
-        if consumers_healthy {
+        if unhealthy.is_empty() {
             "running"
         } else {
             "NOT all running"
         }
     );
-    ok &= health.is_healthy() && consumers_healthy;
+    if !health.is_healthy() {
+        failures.push(format!("the bus is not healthy: {health}"));
+    }
+    for consumer in unhealthy {
+        failures.push(format!("a consumer is not healthy: {consumer}"));
+    }
     for c in consumers {
         c.shutdown().await;
     }
     orders.shutdown().await;
-    Ok(ok)
+    Ok(failures)
 }
+
+/// A consumer's state in words.
+fn describe(health: eventbus::consumer::ConsumerHealth) -> String {
+    format!(
+        "{}, {}, circuit {}",
+        if health.running {
+            "running"
+        } else {
+            "NOT running"
+        },
+        if health.joined {
+            "joined"
+        } else {
+            "NOT joined"
+        },
+        if health.circuit_open {
+            "OPEN"
+        } else {
+            "closed"
+        }
+    )
+}
+
+/// The consumer groups, in the order `wire` starts them.
+const CONSUMERS: [&str; 4] = [
+    "petstore-payments",
+    "petstore-notifications",
+    "petstore-mailer",
+    "petstore-audit-log",
+];
 
 fn lock(seen: &Shared) -> std::sync::MutexGuard<'_, Observed> {
     seen.lock()
@@ -452,14 +527,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Prints the summary; true when nothing was lost.
+/// Prints the summary; what was lost or dead-lettered.
 fn summary(
     bus: &EventBus<Orders>,
     seen: &Shared,
     consumers: &[eventbus::consumer::ConsumerHandle],
     started: Instant,
     expected: u64,
-) -> bool {
+) -> Vec<String> {
     let seen = lock(seen);
     println!(
         "
@@ -496,15 +571,28 @@ relay: {published} published, {relay_retried} retried, {relay_dead} dead-lettere
         ("confirmations delivered", seen.confirmed),
         ("audit records delivered", seen.audited),
     ];
-    let mut ok = relay_dead == 0 && dead == 0;
+    let mut failures = Vec::new();
     for (what, n) in lost {
         if n < expected {
-            eprintln!("LOST: {what}: {n} of {expected}");
-            ok = false;
+            failures.push(format!("lost: {what}: {n} of {expected}"));
         }
     }
-    if ok {
+    if relay_dead > 0 {
+        failures.push(format!(
+            "the relay dead-lettered {relay_dead} event(s): Kafka refused them {} times each; see why with `eventbus-relay dead` (the outbox's dead table), replay with `eventbus-relay replay`",
+            eventbus::OutboxConfig::default().max_attempts
+        ));
+    }
+    for (name, s) in CONSUMERS.iter().zip(&stats) {
+        if s.dead_lettered() > 0 {
+            failures.push(format!(
+                "the consumer `{name}` dead-lettered {} event(s) after their last retry: their handler kept failing (the `tracing` warnings above name the event and the error; the records are on `<topic>.dlq`)",
+                s.dead_lettered()
+            ));
+        }
+    }
+    if failures.is_empty() {
         println!("every order was placed, paid and confirmed; nothing lost");
     }
-    ok
+    failures
 }

@@ -1,0 +1,65 @@
+//! What every envelope meets before the bus takes it: CloudEvents 1.0's rules for the attributes
+//! we set, and the topic rules (AD-004, `eventbus_core::naming`).
+//!
+//! - `subject`: optional, but never empty; an empty aggregate id gives none, not `ce_subject: ""`.
+//! - the partition key: an empty key is refused ([`PublishError::EmptyKey`], naming the event and
+//!   its key field); no key (`None`) is fine.
+//! - an envelope built at run time (`publish_envelope`, `RawEvent`): its topic is checked
+//!   ([`PublishError::InvalidTopic`]), and its `id`, `source` and `type` must not be empty (the
+//!   derives guarantee all of this at compile time for typed events).
+
+use crate::envelope::Envelope;
+use crate::error::PublishError;
+use crate::event::Event;
+
+/// `envelope` of the typed event `E`, made conformant.
+pub(crate) fn typed<E: Event>(envelope: Envelope) -> Result<Envelope, PublishError> {
+    let field = match E::KEY_FIELD {
+        Some(name) => format!("field `{name}`"),
+        None => "the envelope's `key`".to_owned(),
+    };
+    common(envelope, &field)
+}
+
+/// An envelope built at run time, made conformant: its topic and attributes checked too.
+pub(crate) fn built(envelope: Envelope) -> Result<Envelope, PublishError> {
+    let invalid = |attribute: &str| {
+        PublishError::Invalid(format!(
+            "the envelope's `{attribute}` is empty: CloudEvents requires it (event `{}`, topic {:?})",
+            envelope.event_type, envelope.topic
+        ))
+    };
+    if envelope.event_type.trim().is_empty() {
+        return Err(invalid("event_type"));
+    }
+    if envelope.source.trim().is_empty() {
+        return Err(invalid("source"));
+    }
+    if envelope.id.is_nil() {
+        return Err(invalid("id"));
+    }
+    if let Err(rule) = eventbus_core::naming::check_topic(&envelope.topic) {
+        // The rule's text repeats the topic; the error names it once.
+        let prefix = format!("topic {:?}: ", envelope.topic);
+        let rule = rule.strip_prefix(&prefix).unwrap_or(&rule).to_owned();
+        return Err(PublishError::InvalidTopic {
+            event: envelope.event_type.clone(),
+            topic: envelope.topic.clone(),
+            rule,
+        });
+    }
+    common(envelope, "the envelope's `key`")
+}
+
+fn common(mut envelope: Envelope, field: &str) -> Result<Envelope, PublishError> {
+    if envelope.subject.as_deref().is_some_and(str::is_empty) {
+        envelope.subject = None;
+    }
+    if envelope.key.as_deref().is_some_and(str::is_empty) {
+        return Err(PublishError::EmptyKey {
+            event: envelope.event_type.clone(),
+            field: field.to_owned(),
+        });
+    }
+    Ok(envelope)
+}
