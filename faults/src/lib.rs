@@ -84,6 +84,11 @@ pub fn key(run: &str, index: u32) -> String {
     format!("{run}-k{index}")
 }
 
+/// The consumer group of run `run`'s consumer.
+pub fn group(run: &str) -> String {
+    format!("eventbus-faults-{run}")
+}
+
 /// Whether tick `seq` of counter `index` is poison when the first `poison` keys are poisoned.
 pub fn is_poison(index: u32, seq: u64, poison: u32) -> bool {
     index < poison && seq == POISON_SEQ
@@ -114,7 +119,10 @@ pub fn parse_expected(text: &str) -> Result<BTreeMap<String, u64>, String> {
             let (k, n) = line
                 .split_once(' ')
                 .ok_or_else(|| format!("not `key n`: {line:?}"))?;
-            let n = n.trim().parse().map_err(|_| format!("not a count: {line:?}"))?;
+            let n = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("not a count: {line:?}"))?;
             Ok((k.to_owned(), n))
         })
         .collect()
@@ -213,10 +221,7 @@ impl Tally {
             ));
         }
         if self.unexpected > 0 {
-            out.push(format!(
-                "{} tick(s) that never committed",
-                self.unexpected
-            ));
+            out.push(format!("{} tick(s) that never committed", self.unexpected));
         }
         if self.duplicates > 0 && !duplicates_allowed {
             out.push(format!(

@@ -31,12 +31,12 @@ use eventbus::{
     RetryPolicy,
 };
 use eventbus_faults::{
-    DEAD_LETTER_TOPIC, Faults, PARTITIONS, Tables, Tally, Tick, TickTopic, format_expected,
+    DEAD_LETTER_TOPIC, Faults, PARTITIONS, Tables, Tally, Tick, TickTopic, format_expected, group,
     is_poison, key, parse_expected, poison_ticks, write_atomic,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -226,13 +226,29 @@ async fn setup(opts: &Opts) -> Result<()> {
             Err((topic, e)) => return Err(format!("cannot create topic {topic}: {e}").into()),
         }
     }
+    // The run's consumer group starts where the topic ends now (committed offsets, so a consumer
+    // killed before its first commit resumes there too), not at the start of every earlier run.
+    tokio::task::spawn_blocking(move || {
+        let consumer = plain_consumer(&group(&run))?;
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions(&consumer, Tick::TOPIC)? {
+            let (_, high) = consumer.fetch_watermarks(Tick::TOPIC, p, Duration::from_secs(10))?;
+            list.add_partition_offset(Tick::TOPIC, p, Offset::Offset(high))?;
+        }
+        consumer.commit(&list, CommitMode::Sync)?;
+        Ok::<_, Error>(())
+    })
+    .await??;
     Ok(())
 }
 
 async fn cleanup(opts: &Opts) -> Result<()> {
     let t = Tables::of(&opts.run()?);
     let pool = pool(1).await?;
-    let drop = t.all().map(|n| format!("DROP TABLE IF EXISTS {n};")).join(" ");
+    let drop = t
+        .all()
+        .map(|n| format!("DROP TABLE IF EXISTS {n};"))
+        .join(" ");
     sqlx::raw_sql(AssertSqlSafe(drop)).execute(&pool).await?;
     Ok(())
 }
@@ -482,20 +498,19 @@ async fn verify(opts: &Opts) -> Result<bool> {
         loop {
             match consumer.poll(Duration::from_millis(10)) {
                 Some(Ok(m)) => {
-                    if let Ok(tick) = serde_json::from_slice::<Tick>(m.payload().unwrap_or_default())
+                    if let Ok(tick) =
+                        serde_json::from_slice::<Tick>(m.payload().unwrap_or_default())
                         && tick.run == run
                     {
                         distinct.insert((tick.key.clone(), tick.seq));
                         arrivals.push((tick.key, tick.seq));
                     }
                 }
-                Some(Err(e)) => {
-                    if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-                        eprintln!("verifier: {e} (still reading)");
-                        last_error = Some(Instant::now());
-                    }
+                Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) => {
+                    eprintln!("verifier: {e} (still reading)");
+                    last_error = Some(Instant::now());
                 }
-                None => {}
+                Some(Err(_)) | None => {}
             }
             let seen = distinct.len() as u64;
             if let Some(file) = &kill_file
@@ -583,11 +598,9 @@ async fn consume(opts: &Opts) -> Result<()> {
     let insert = format!("INSERT INTO {} (key, seq) VALUES ($1, $2)", t.effects);
     let this_run = run.clone();
     let handle = bus
-        .consumer(&format!("eventbus-faults-{run}"))
+        .consumer(&group(&run))
         .subscribe::<TickTopic>()
-        .filter(
-            EventFilter::new().payload_field("/run", move |v| v.as_str() == Some(&this_run)),
-        )
+        .filter(EventFilter::new().payload_field("/run", move |v| v.as_str() == Some(&this_run)))
         .retry(
             RetryPolicy::exponential(Duration::from_millis(20), Duration::from_millis(100))
                 .max_attempts(3),
@@ -727,7 +740,10 @@ fn dead_letters(run: &str) -> Result<u64> {
             continue;
         };
         let m = m?;
-        if ends.get(&m.partition()).is_some_and(|&h| m.offset() + 1 >= h) {
+        if ends
+            .get(&m.partition())
+            .is_some_and(|&h| m.offset() + 1 >= h)
+        {
             ends.remove(&m.partition());
         }
         if serde_json::from_slice::<Tick>(m.payload().unwrap_or_default())
