@@ -467,7 +467,8 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32> {
 
 /// The independent verifier: plain rdkafka, no eventbus code on the reading path. Reads the
 /// topic from its end as it was at start, keeps the ticks of the run, and once the expected
-/// ticks are known (`DIR/expected`) and all arrived (or the timeout passed), prints the tally.
+/// ticks are known (`DIR/expected`, written once the outbox is drained, so Kafka has them all)
+/// and all arrived, or `--timeout` seconds (30) after that, prints the tally.
 /// With `--kill-file FILE`: whenever FILE holds `PID N`, it sends SIGKILL to PID the moment N
 /// distinct ticks have arrived, then deletes FILE. The kill lands while records are arriving, so
 /// while the relay is between sending a batch and deleting its rows.
@@ -476,7 +477,7 @@ async fn verify(opts: &Opts) -> Result<bool> {
     let dir = opts.path("dir").ok_or("--dir is required")?;
     let duplicates_allowed = opts.flag("duplicates-allowed");
     let kill_file = opts.path("kill-file");
-    let timeout = Duration::from_secs(opts.num("timeout", Some(120))?);
+    let timeout = Duration::from_secs(opts.num("timeout", Some(30))?);
     tokio::task::spawn_blocking(move || {
         let consumer = plain_consumer(&format!("eventbus-faults-verify-{run}"))?;
         let topic = Tick::TOPIC;
@@ -657,7 +658,7 @@ async fn effects(opts: &Opts) -> Result<bool> {
     let run = opts.run()?;
     let poison: u32 = opts.num("poison", Some(0))?;
     let replayed: Option<u64> = opts.get("replayed").map(str::parse).transpose()?;
-    let timeout = Duration::from_secs(opts.num("timeout", Some(120))?);
+    let timeout = Duration::from_secs(opts.num("timeout", Some(90))?);
     let t = Tables::of(&run);
     let pool = pool(2).await?;
     let expected = committed(&pool, &run).await?;
