@@ -15,7 +15,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{AssertSqlSafe, Row as _};
 
-use crate::{Opts, Result, committed, kafka, plain_consumer, pool};
+use crate::{Opts, Result, committed, kafka, plain_consumer, pool, pool_waiting};
 
 /// The suite's consumer: a typed eventbus consumer with the PostgreSQL inbox; its handler writes
 /// each tick into the effects table inside the inbox transaction, and refuses poison ticks until
@@ -31,7 +31,8 @@ pub(crate) async fn consume(opts: &Opts) -> Result<()> {
         .direct()
         .build()
         .await?;
-    let pool = pool(8).await?;
+    // Up to 256 records in work share these connections: wait for one rather than fail.
+    let pool = pool_waiting(8, Duration::from_secs(10)).await?;
     let insert = format!("INSERT INTO {} (key, seq) VALUES ($1, $2)", t.effects);
     let this_run = run.clone();
     let handle = bus
@@ -47,16 +48,24 @@ pub(crate) async fn consume(opts: &Opts) -> Result<()> {
             let (insert, accept) = (insert.clone(), accept.clone());
             async move {
                 if tick.poison && !accept.as_deref().is_some_and(Path::exists) {
+                    eprintln!(
+                        "consumer: refusing poison tick {} of {}",
+                        tick.seq, tick.key
+                    );
                     return Err(HandlerError::from(format!(
                         "tick {} of {} is poison",
                         tick.seq, tick.key
                     )));
                 }
-                sqlx::query(AssertSqlSafe(insert))
+                let inserted = sqlx::query(AssertSqlSafe(insert))
                     .bind(&tick.key)
                     .bind(tick.seq as i64)
                     .execute(tx.postgres()?)
-                    .await?;
+                    .await;
+                if let Err(e) = inserted {
+                    eprintln!("consumer: tick {} of {}: {e}", tick.seq, tick.key);
+                    return Err(e.into());
+                }
                 if !pause.is_zero() {
                     // Still inside the transaction: a kill lands mid-handler.
                     tokio::time::sleep(pause).await;

@@ -169,11 +169,16 @@ fn kafka() -> Result<KafkaConfig> {
     Ok(KafkaConfig::new(&env("EVENTBUS_KAFKA_BROKERS")?))
 }
 
-/// A pool that gives up on a connection quickly, so a writer notices an outage and retries.
+/// A pool that gives up on a connection after 2 s, so a writer notices an outage and retries.
 async fn pool(max: u32) -> Result<PgPool> {
+    pool_waiting(max, Duration::from_secs(2)).await
+}
+
+/// A pool whose callers wait up to `acquire` for a connection.
+async fn pool_waiting(max: u32, acquire: Duration) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max)
-        .acquire_timeout(Duration::from_secs(2))
+        .acquire_timeout(acquire)
         .connect(&env("EVENTBUS_DATABASE_URL")?)
         .await?)
 }
