@@ -52,7 +52,11 @@ pub struct ConfirmationEmail {
 async fn main() {
     let bus = EventBus::testing(Petstore);
     bus.publish_domain(&OrderPlaced { order_id: 1 }).await.unwrap();
-    bus.publish_integration(&OrderPaid { order_id: 1 }).await.unwrap();
+    // An integration event is published by its source service.
+    bus.for_service(Payments)
+        .publish_integration(&OrderPaid { order_id: 1 })
+        .await
+        .unwrap();
     bus.publish_audit(&SignedIn { user: "ada".into() }).await.unwrap();
     bus.publish_system(&Started).await.unwrap();
     bus.publish_notification(&ConfirmationEmail { to: "a@b.c".into() }).await.unwrap();
