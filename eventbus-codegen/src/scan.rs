@@ -6,7 +6,7 @@
 //! front end ([`crate::derive::parse_event`]), so its name, version, category, topic and key are
 //! exactly what the expansion gives it. Services and topic types come from `#[derive(Service)]`
 //! and `#[derive(Topic)]` in the same files. Field types map to schema types
-//! ([`Scanner::ty`]); structs and unit-variant enums of the sources used by a field become
+//! (`Scanner::ty`); structs and unit-variant enums of the sources used by a field become
 //! declared types; serde's `rename`, `rename_all`, `skip`, `skip_serializing_if` and `flatten`
 //! are honoured. A type it cannot see (another crate's) is any JSON value (`json`).
 //!
