@@ -126,72 +126,60 @@ impl<'a> RawAttributes<'a> {
     /// record takes: required ones present, every attribute read UTF-8, and each typed one
     /// well-formed when present.
     pub(crate) fn check(&self) -> Result<Attributes<'a>, DecodeError> {
-        let bad = |header: &str, reason: String| DecodeError::BadHeader {
-            header: header.to_owned(),
-            reason,
-        };
-        let text = |header: &'static str, value: Option<&'a [u8]>| {
-            value
-                .map(|v| std::str::from_utf8(v).map_err(|_| bad(header, "not UTF-8".to_owned())))
-                .transpose()
-        };
-        let required = |header: &'static str, value: Option<&'a [u8]>| match text(header, value)? {
-            None => Err(DecodeError::MissingHeader(header)),
-            Some("") => Err(bad(
-                header,
-                "empty (CloudEvents requires a value)".to_owned(),
-            )),
-            Some(v) => Ok(v),
-        };
-        let spec = required(headers::SPEC_VERSION, self.spec_version)?;
-        if spec != CLOUDEVENTS_VERSION {
-            return Err(bad(
-                headers::SPEC_VERSION,
-                format!(
-                    "unsupported version {spec} (this consumer reads CloudEvents {CLOUDEVENTS_VERSION})"
-                ),
-            ));
+        // The checks report a small `Problem`; the message is written only for a bad record.
+        self.checked().map_err(|p| self.describe(p))
+    }
+
+    fn checked(&self) -> Result<Attributes<'a>, Problem> {
+        fn text<'v>(
+            header: &'static str,
+            value: Option<&'v [u8]>,
+        ) -> Result<Option<&'v str>, Problem> {
+            match value {
+                None => Ok(None),
+                Some(v) => std::str::from_utf8(v)
+                    .map(Some)
+                    .map_err(|_| Problem(header, Why::NotUtf8)),
+            }
         }
-        let id = required(headers::ID, self.id)?;
-        let id = Uuid::parse_str(id)
-            .map_err(|e| bad(headers::ID, format!("{id:?} is not a UUID ({e})")))?;
+        fn required<'v>(header: &'static str, value: Option<&'v [u8]>) -> Result<&'v str, Problem> {
+            match text(header, value)? {
+                None => Err(Problem(header, Why::Missing)),
+                Some("") => Err(Problem(header, Why::Empty)),
+                Some(v) => Ok(v),
+            }
+        }
+        // Optional text attributes: an empty one (which CloudEvents forbids) reads as absent.
+        fn optional<'v>(
+            header: &'static str,
+            value: Option<&'v [u8]>,
+        ) -> Result<Option<&'v str>, Problem> {
+            text(header, value).map(|v| v.filter(|v| !v.is_empty()))
+        }
+        if required(headers::SPEC_VERSION, self.spec_version)? != CLOUDEVENTS_VERSION {
+            return Err(Problem(headers::SPEC_VERSION, Why::Unsupported));
+        }
+        let id = Uuid::try_parse(required(headers::ID, self.id)?)
+            .map_err(|_| Problem(headers::ID, Why::Malformed))?;
         let source = required(headers::SOURCE, self.source)?;
         let event_type = required(headers::TYPE, self.event_type)?;
-        let time = text(headers::TIME, self.time)?
-            .map(|t| {
-                OffsetDateTime::parse(t, &Rfc3339).map_err(|e| {
-                    bad(
-                        headers::TIME,
-                        format!("{t:?} is not an RFC 3339 time ({e})"),
-                    )
-                })
-            })
-            .transpose()?;
-        let category = text(headers::CATEGORY, self.category)?
-            .map(|c| {
-                Category::parse(c).ok_or_else(|| {
-                    bad(
-                        headers::CATEGORY,
-                        format!(
-                            "unknown category {c:?} (one of {})",
-                            Category::ALL.map(Category::as_str).join(", ")
-                        ),
-                    )
-                })
-            })
-            .transpose()?;
-        let version = text(headers::SCHEMA_VERSION, self.schema_version)?
-            .map(|v| match v.parse::<u32>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(bad(
-                    headers::SCHEMA_VERSION,
-                    format!("{v:?} is not a number from 1"),
-                )),
-            })
-            .transpose()?;
-        // Optional text attributes: an empty one (which CloudEvents forbids) reads as absent.
-        let optional = |header: &'static str, value: Option<&'a [u8]>| {
-            text(header, value).map(|v| v.filter(|v| !v.is_empty()))
+        let time = match text(headers::TIME, self.time)? {
+            None => None,
+            Some(t) => Some(
+                OffsetDateTime::parse(t, &Rfc3339)
+                    .map_err(|_| Problem(headers::TIME, Why::Malformed))?,
+            ),
+        };
+        let category = match text(headers::CATEGORY, self.category)? {
+            None => None,
+            Some(c) => Some(Category::parse(c).ok_or(Problem(headers::CATEGORY, Why::Malformed))?),
+        };
+        let version = match text(headers::SCHEMA_VERSION, self.schema_version)? {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(Problem(headers::SCHEMA_VERSION, Why::Malformed)),
+            },
         };
         Ok(Attributes {
             id,
@@ -209,6 +197,82 @@ impl<'a> RawAttributes<'a> {
             tags: Tags::Joined(optional(headers::TAGS, self.tags)?),
         })
     }
+
+    /// The error of `problem`, with the value it is about.
+    fn describe(&self, Problem(header, why): Problem) -> DecodeError {
+        let value = self
+            .get(header)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let reason = match why {
+            Why::Missing => return DecodeError::MissingHeader(header),
+            Why::NotUtf8 => "not UTF-8".to_owned(),
+            Why::Empty => "empty (CloudEvents requires a value)".to_owned(),
+            Why::Unsupported => format!(
+                "unsupported version {value} (this consumer reads CloudEvents {CLOUDEVENTS_VERSION})"
+            ),
+            Why::Malformed => match header {
+                headers::ID => format!(
+                    "{value:?} is not a UUID ({})",
+                    Uuid::try_parse(&value)
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                ),
+                headers::TIME => format!(
+                    "{value:?} is not an RFC 3339 time ({})",
+                    OffsetDateTime::parse(&value, &Rfc3339)
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                ),
+                headers::CATEGORY => format!(
+                    "unknown category {value:?} (one of {})",
+                    Category::ALL.map(Category::as_str).join(", ")
+                ),
+                _ => format!("{value:?} is not a number from 1"),
+            },
+        };
+        DecodeError::BadHeader {
+            header: header.to_owned(),
+            reason,
+        }
+    }
+
+    /// The raw value of attribute `name`.
+    fn get(&self, name: &str) -> Option<&'a [u8]> {
+        use super::headers as h;
+        match name {
+            h::SPEC_VERSION => self.spec_version,
+            h::ID => self.id,
+            h::SOURCE => self.source,
+            h::TYPE => self.event_type,
+            h::TIME => self.time,
+            h::SUBJECT => self.subject,
+            h::CONTENT_TYPE => self.content_type,
+            h::CATEGORY => self.category,
+            h::SCHEMA_VERSION => self.schema_version,
+            h::CORRELATION_ID => self.correlation_id,
+            h::CAUSATION_ID => self.causation_id,
+            h::TRACEPARENT => self.traceparent,
+            h::TENANT_ID => self.tenant_id,
+            h::TAGS => self.tags,
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a record's attribute (see [`RawAttributes::check`]).
+#[derive(Debug, Clone, Copy)]
+struct Problem(&'static str, Why);
+
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    Missing,
+    NotUtf8,
+    Empty,
+    Unsupported,
+    Malformed,
 }
 
 /// A record's tags: as the `ce_tags` header carries them (comma-separated), or as a list.
