@@ -390,6 +390,13 @@ impl Scanner {
             });
             return Err(Error::Schema(Diagnostics(diagnostics)));
         }
+        for (service, file, ..) in &self.services {
+            self.catalog.rust_services.push((
+                service.name.value.clone(),
+                service.ident.to_string(),
+                location(file, service.ident.span()),
+            ));
+        }
         for (index, events) in by_service {
             let (service, _, path, doc) = &self.services[index];
             self.catalog.services.push(ServiceSchema {
@@ -397,6 +404,7 @@ impl Scanner {
                 file: path.clone(),
                 name: service.name.value.clone(),
                 ident: service.ident.to_string(),
+                rust_type: None,
                 description: doc.clone(),
                 default: service.default,
                 aggregates: Vec::new(),

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! eval "$(scripts/services start)"
-//! cargo bench -p eventbus-runtime --bench consumer
+//! cargo bench -p eventbus --bench consumer
 //! ```
 //!
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 500000), `EVENTBUS_BENCH_INBOX_EVENTS` (default

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! eval "$(scripts/services start)"
-//! cargo bench -p eventbus-runtime --bench relay
+//! cargo bench -p eventbus --bench relay
 //! ```
 //!
 //! It reports, in one run:

@@ -5,7 +5,7 @@
 //!
 //! CI runs proptest's default number of cases; a longer run:
 //! `PROPTEST_CASES=20000 cargo test -p eventbus-tests --test fuzz`
-//! (and `PROPTEST_CASES=100000 cargo test -p eventbus-runtime --lib fuzz` for the record decoder).
+//! (and `PROPTEST_CASES=100000 cargo test -p eventbus --lib fuzz` for the record decoder).
 
 #![allow(clippy::unwrap_used)]
 

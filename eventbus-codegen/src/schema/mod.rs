@@ -291,6 +291,9 @@ pub struct ServiceSchema {
     pub name: String,
     /// The service type's name (`Payments`).
     pub ident: String,
+    /// `service_type:`: the path of an existing `#[derive(Service)]` type the events belong to;
+    /// no service type is generated then.
+    pub rust_type: Option<String>,
     /// The description.
     pub description: String,
     /// Whether it is the crate's default service (`#[service(default)]`).
@@ -312,6 +315,8 @@ pub struct Catalog {
     pub inputs: Vec<PathBuf>,
     /// The file texts, for showing lines in later diagnostics (the lock check).
     pub(crate) sources: BTreeMap<Arc<str>, Arc<str>>,
+    /// The `#[derive(Service)]` types found in Rust sources: `(service name, type name, where)`.
+    pub(crate) rust_services: Vec<(String, String, FileLocation)>,
 }
 
 impl Catalog {
@@ -320,6 +325,7 @@ impl Catalog {
         self.services.extend(other.services);
         self.inputs.extend(other.inputs);
         self.sources.extend(other.sources);
+        self.rust_services.extend(other.rust_services);
     }
 
     /// A diagnostic at `at`, showing its line.

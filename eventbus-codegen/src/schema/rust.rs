@@ -198,7 +198,7 @@ impl RustOptions {
         let doc = docs(&e.description);
         let derive = format_ident!("{}", e.category.derive_name());
         let (ser, serde_crate) = self.serde();
-        let svc = ident(&service.ident);
+        let svc = self.service_path(service);
         let mut args = Vec::new();
         if e.category == Category::Integration {
             args.push(quote!(source = #svc));
@@ -254,10 +254,23 @@ impl RustOptions {
         }
     }
 
-    /// Every declaration of a service: its type, its per-aggregate topics, its types, its events.
+    /// The service type events name: the generated one, or `service_type:`'s path.
+    fn service_path(&self, s: &ServiceSchema) -> TokenStream {
+        match s.rust_type.as_deref().map(syn::parse_str::<syn::Path>) {
+            Some(Ok(path)) => quote!(#path),
+            _ => {
+                let name = ident(&s.ident);
+                quote!(#name)
+            }
+        }
+    }
+
+    /// Every declaration of a service: its type (unless `service_type:` names an existing one),
+    /// its per-aggregate topics, its types, its events.
     pub fn service(&self, s: &ServiceSchema) -> TokenStream {
         let rt = &self.runtime;
-        let name = ident(&s.ident);
+        let name = self.service_path(s);
+        let own_type = s.rust_type.is_none();
         let service_name = &s.name;
         let doc = docs(if s.description.is_empty() {
             "The service."
@@ -285,11 +298,16 @@ impl RustOptions {
             });
         let types = s.types.iter().map(|t| self.type_decl(t));
         let events = s.events.iter().map(|e| self.event(s, e));
+        let declaration = own_type.then(|| {
+            quote! {
+                #doc
+                #[derive(Debug, Clone, Copy, Default, #rt::Service)]
+                #[service(name = #service_name #default #krate)]
+                pub struct #name;
+            }
+        });
         quote! {
-            #doc
-            #[derive(Debug, Clone, Copy, Default, #rt::Service)]
-            #[service(name = #service_name #default #krate)]
-            pub struct #name;
+            #declaration
 
             #(#topics)*
             #(#types)*

@@ -522,7 +522,7 @@ mod tests {
     mod fuzz {
         //! Property tests: arbitrary headers, keys and payloads never panic the decoder, and the
         //! consumer's check and `Envelope::from_record` give one verdict.
-        //! `PROPTEST_CASES=100000 cargo test -p eventbus-runtime --lib fuzz` runs longer.
+        //! `PROPTEST_CASES=100000 cargo test -p eventbus --lib fuzz` runs longer.
 
         use proptest::prelude::*;
 

@@ -10,6 +10,7 @@ use super::Reader;
 
 pub(super) const TOP_KEYS: &[&str] = &[
     "service",
+    "service_type",
     "description",
     "default",
     "defaults",

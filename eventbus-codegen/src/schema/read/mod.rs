@@ -117,6 +117,8 @@ struct File {
 
 struct ServiceHead {
     name: String,
+    /// `service_type:`: the path of an existing `#[derive(Service)]` type.
+    rust_type: Option<(String, Pos)>,
     description: String,
     default: bool,
     default_key: Option<(String, Pos)>,

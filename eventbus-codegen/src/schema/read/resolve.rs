@@ -96,7 +96,14 @@ impl Reader {
         types: Vec<TypeDecl>,
     ) -> ServiceSchema {
         let name = &file.name;
-        let service_ident = to_pascal_case(&head.name);
+        let service_ident = match &head.rust_type {
+            Some((path, _)) => path.rsplit("::").next().unwrap_or(path).trim().to_owned(),
+            None => to_pascal_case(&head.name),
+        };
+        if let (Some((_, at)), true) = (&head.rust_type, head.default) {
+            let d = self.catalog.diagnostic(&loc(name, *at), "`default: true` with `service_type:`: whether the service is the crate's default is said by its Rust type (`#[service(default)]`); remove `default:`".to_owned());
+            self.diagnostics.push(d);
+        }
         // Rust names in the generated file: each must be unique after case conversion.
         let mut idents: HashMap<String, (String, FileLocation)> = HashMap::new();
         let mut claim = |this: &mut Self, ident: &str, what: String, at: &FileLocation| {
@@ -107,12 +114,14 @@ impl Reader {
             }
         };
         let file_start = loc(name, Pos { line: 1, column: 1 });
-        claim(
-            self,
-            &service_ident,
-            format!("the service `{}`", head.name),
-            &file_start,
-        );
+        if head.rust_type.is_none() {
+            claim(
+                self,
+                &service_ident,
+                format!("the service `{}`", head.name),
+                &file_start,
+            );
+        }
         for a in &head.aggregates {
             if a.routing == Routing::PerAggregate {
                 claim(
@@ -163,6 +172,7 @@ impl Reader {
             file: file.path.clone(),
             name: head.name.clone(),
             ident: service_ident,
+            rust_type: head.rust_type.as_ref().map(|(p, _)| p.clone()),
             description: head.description.clone(),
             default: head.default,
             aggregates: head.aggregates.clone(),

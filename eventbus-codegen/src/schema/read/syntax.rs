@@ -35,6 +35,7 @@ impl Reader {
         let entries = self.map(&name, root, what, allowed);
         let mut head = is_service.then(|| ServiceHead {
             name: String::new(),
+            rust_type: None,
             description: String::new(),
             default: false,
             default_key: None,
@@ -52,6 +53,15 @@ impl Reader {
                             self.err(&name, value.at, e);
                         }
                         h.name = s;
+                    }
+                }
+                "service_type" => {
+                    if let (Some(s), Some(h)) = (self.string(&name, value, "`service_type`"), head.as_mut()) {
+                        if syn::parse_str::<syn::Path>(&s).is_err() {
+                            self.err(&name, value.at, format!("`service_type: {s}` is not a Rust path: name the `#[derive(Service)]` type the events belong to, e.g. `service_type: crate::Inventory`"));
+                        } else {
+                            h.rust_type = Some((s, value.at));
+                        }
                     }
                 }
                 "description" => {
