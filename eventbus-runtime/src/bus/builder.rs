@@ -8,7 +8,7 @@ use crate::event::Service;
 /// Builds an [`EventBus`] in the Transactional (default) or Direct mode.
 ///
 /// Anything left unset takes the embedded default, so a new project runs with no setup: no
-/// database → a SQLite file in the temp dir; no broker → librdkafka's in-process mock cluster.
+/// database → the service's SQLite file in `$EVENTBUS_DATA_DIR` (default `{temp dir}/eventbus/`); no broker → librdkafka's in-process mock cluster.
 ///
 /// ```no_run
 /// # use eventbus::{EventBus, KafkaConfig, OutboxConfig, Service};
@@ -332,7 +332,9 @@ async fn check_kafka(
     })
 }
 
-/// The embedded default: a fresh SQLite file in the temp dir.
+/// The embedded default: the service's SQLite file in `$EVENTBUS_DATA_DIR` (default
+/// `{temp dir}/eventbus/`), the same file on every run, so a restart relays what the last run
+/// left in the outbox. Delete the file to start over.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn default_database(service: &str) -> Result<Database, StartError> {
     if cfg!(not(feature = "sqlite")) {
@@ -341,13 +343,18 @@ fn default_database(service: &str) -> Result<Database, StartError> {
             "is not set, and the embedded default (SQLite) needs the `sqlite` feature: set `database_url` (or EVENTBUS_DATABASE_URL) to your PostgreSQL database",
         )));
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let path = std::env::temp_dir().join(format!(
-        "eventbus-{service}-{}-{nanos}.db",
-        std::process::id()
-    ));
+    let dir = std::env::var_os("EVENTBUS_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| std::env::temp_dir().join("eventbus"), std::path::PathBuf::from);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        StartError::Config(ConfigError::invalid(
+            "EVENTBUS_DATA_DIR",
+            format!(
+                "the embedded database's directory `{}` cannot be created ({e}): set EVENTBUS_DATA_DIR to a writable directory, or set a database_url",
+                dir.display()
+            ),
+        ))
+    })?;
+    let path = dir.join(format!("{service}.db"));
     Ok(Database::Url(format!("sqlite://{}", path.display())))
 }
