@@ -215,8 +215,16 @@ impl Config {
         if !self.sources.is_empty() {
             let derived = crate::scan::scan(&self.sources)?;
             catalog.merge(derived);
-            for s in catalog.services.iter().filter(|s| s.origin == schema::Origin::Yaml && s.rust_type.is_none()) {
-                if let Some((_, rust, at)) = catalog.rust_services.iter().find(|(name, ..)| *name == s.name) {
+            for s in catalog
+                .services
+                .iter()
+                .filter(|s| s.origin == schema::Origin::Yaml && s.rust_type.is_none())
+            {
+                if let Some((_, rust, at)) = catalog
+                    .rust_services
+                    .iter()
+                    .find(|(name, ..)| *name == s.name)
+                {
                     return Err(Error::Config(format!(
                         "the service `{}` is declared twice: by `{}` (a schema) and by `#[derive(Service)] struct {rust}` at {at}; keep the Rust type and name it in the schema with `service_type: crate::{rust}` (its path), so the schema's events belong to it",
                         s.name,

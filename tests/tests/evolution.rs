@@ -340,3 +340,31 @@ fn a_breaking_change_to_a_derive_event_without_a_version_bump_fails_the_build() 
         "{both}"
     );
 }
+
+#[test]
+fn a_schema_service_that_a_derive_also_declares_is_refused_with_the_recipe() {
+    let (src, lock) = derive_sources("service-twice", "u64", 1);
+    let schemas = src.parent().unwrap().join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    let yaml = "service: shop\nevents:\n  ShopOpened: { category: system, description: Opened. }\n";
+    std::fs::write(schemas.join("shop.yaml"), yaml).unwrap();
+    let mut config = derive_config(&src, &lock);
+    config.schemas(&schemas);
+    let err = config.compile().expect_err("two declarations of `shop`");
+    assert!(
+        err.to_string().contains("service_type: crate::Shop"),
+        "{err}"
+    );
+    // Naming the Rust type makes the schema's events its own: no service type is generated.
+    let yaml = yaml.replace(
+        "service: shop\n",
+        "service: shop\nservice_type: crate::Shop\n",
+    );
+    std::fs::write(schemas.join("shop.yaml"), yaml).unwrap();
+    let mut config = derive_config(&src, &lock);
+    config.schemas(&schemas);
+    config.compile().unwrap();
+    let generated = std::fs::read_to_string(src.parent().unwrap().join("out/shop.rs")).unwrap();
+    assert!(!generated.contains("pub struct Shop;"), "{generated}");
+    assert!(generated.contains("service = crate::Shop"), "{generated}");
+}

@@ -345,7 +345,10 @@ fn default_database(service: &str) -> Result<Database, StartError> {
     }
     let dir = std::env::var_os("EVENTBUS_DATA_DIR")
         .filter(|d| !d.is_empty())
-        .map_or_else(|| std::env::temp_dir().join("eventbus"), std::path::PathBuf::from);
+        .map_or_else(
+            || std::env::temp_dir().join("eventbus"),
+            std::path::PathBuf::from,
+        );
     std::fs::create_dir_all(&dir).map_err(|e| {
         StartError::Config(ConfigError::invalid(
             "EVENTBUS_DATA_DIR",
