@@ -1,12 +1,9 @@
 //! The dynamic publisher: events known only at run time, behind an object-safe trait (the seed's
 //! `EventPublisher` adapter).
 
-use time::OffsetDateTime;
-use uuid::Uuid;
-
 use crate::BoxFuture;
 use crate::bus::Receipt;
-use crate::envelope::{Envelope, EventContext, JSON};
+use crate::envelope::{Envelope, EventContext};
 use crate::error::PublishError;
 use crate::event::Category;
 
@@ -171,23 +168,15 @@ impl RawEvent {
                 event: "raw event",
                 source,
             })?;
-        Ok(Envelope {
-            id: Uuid::now_v7(),
+        let described = crate::envelope::Described {
             source: service.to_owned(),
             event_type,
-            time: OffsetDateTime::now_utc(),
             subject: self.subject,
             topic,
             key: self.key,
             category: self.category,
             version: self.version,
-            content_type: JSON.to_owned(),
-            correlation_id: context.correlation_id.clone(),
-            causation_id: context.causation_id.clone(),
-            traceparent: context.traceparent.clone(),
-            tenant_id: context.tenant_id.clone(),
-            tags: context.tags.clone(),
-            payload,
-        })
+        };
+        Ok(Envelope::stamp(described, context, payload))
     }
 }

@@ -78,6 +78,17 @@ impl EventContext {
     }
 }
 
+/// What a new event says of itself (typed, or a `RawEvent`): [`Envelope::stamp`] adds the rest.
+pub(crate) struct Described {
+    pub(crate) source: String,
+    pub(crate) event_type: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) topic: String,
+    pub(crate) key: Option<String>,
+    pub(crate) category: Category,
+    pub(crate) version: u32,
+}
+
 /// One event as it travels: the CloudEvents attributes, the record key and topic, the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -122,16 +133,30 @@ impl Envelope {
             event: E::EVENT_TYPE,
             source,
         })?;
-        Ok(Envelope {
-            id: Uuid::now_v7(),
+        let described = Described {
             source: <E::Service as Service>::NAME.to_owned(),
             event_type: E::EVENT_TYPE.to_owned(),
-            time: OffsetDateTime::now_utc(),
             subject: event.subject(),
             topic: E::TOPIC.to_owned(),
             key: event.partition_key(),
             category: E::category(),
             version: E::VERSION,
+        };
+        Ok(Envelope::stamp(described, context, payload))
+    }
+
+    /// A new event's envelope: what it says of itself, a new id, the current time, `context`.
+    pub(crate) fn stamp(event: Described, context: &EventContext, payload: Vec<u8>) -> Self {
+        Envelope {
+            id: Uuid::now_v7(),
+            source: event.source,
+            event_type: event.event_type,
+            time: OffsetDateTime::now_utc(),
+            subject: event.subject,
+            topic: event.topic,
+            key: event.key,
+            category: event.category,
+            version: event.version,
             content_type: JSON.to_owned(),
             correlation_id: context.correlation_id.clone(),
             causation_id: context.causation_id.clone(),
@@ -139,7 +164,7 @@ impl Envelope {
             tenant_id: context.tenant_id.clone(),
             tags: context.tags.clone(),
             payload,
-        })
+        }
     }
 
     /// True when this envelope carries an `E`: its type, in its schema version.
