@@ -132,6 +132,10 @@ impl Reader {
                 .collect(),
         };
         for problem in check::check(&def) {
+            // A misspelled `description:` was reported as such; its absence is not a second error.
+            if raw.description_misspelled && matches!(problem.what, check::What::NoDescription) {
+                continue;
+            }
             // A role that named a missing field was reported above; do not also call it missing.
             if problem
                 .missing()
