@@ -62,8 +62,9 @@ fn service_path(def_service: &ServiceRef) -> TokenStream {
 /// there is one, else a stand-in declared here. An inner block's glob import of the crate root
 /// shadows an outer block's glob import of the stand-in, so the lookup falls back only when the
 /// crate root has none. Declares the type alias `__EventbusDefault`; `owner` (an event or topic
-/// type) is named in the message when it needs the default service and there is none.
-fn default_service(krate: &Path, owner: &Ident, needed: bool) -> TokenStream {
+/// type) is named in the message when it needs the default service and there is none. `claim`
+/// goes where the crate root's names are in scope (for `__EventbusClaims`, see [`event`]).
+fn default_service(krate: &Path, owner: &Ident, needed: bool, claim: TokenStream) -> TokenStream {
     let eb = quote!(#krate::__private);
     let check = needed.then(|| {
         quote_spanned! {owner.span()=>
@@ -74,6 +75,7 @@ fn default_service(krate: &Path, owner: &Ident, needed: bool) -> TokenStream {
         #[doc(hidden)]
         mod __eventbus_no_default {
             pub enum __EventbusDefaultService {}
+            pub enum __EventbusClaims {}
         }
         impl #eb::Service for __eventbus_no_default::__EventbusDefaultService {
             const NAME: &'static str = "";
@@ -89,6 +91,7 @@ fn default_service(krate: &Path, owner: &Ident, needed: bool) -> TokenStream {
                 impl #eb::DefaultServiceSlot for __EventbusDefaultSlot {
                     type Service = __EventbusDefaultService;
                 }
+                #claim
             };
         };
         type __EventbusDefault = <__EventbusDefaultSlot as #eb::DefaultServiceSlot>::Service;
@@ -118,11 +121,6 @@ pub fn event(def: &EventDef) -> TokenStream {
     let ident = &def.ident;
     let vis = &def.vis;
     let service = service_path(&def.service);
-    let default_service = default_service(
-        krate,
-        ident,
-        matches!(def.service, ServiceRef::CrateDefault),
-    );
     let category = format_ident!("{}", def.category.marker());
     let category_trait = format_ident!("{}", def.category.derive_name());
     let name = &def.name.value;
@@ -293,10 +291,11 @@ pub fn event(def: &EventDef) -> TokenStream {
     // Ownership: an event is published only by its service (an integration event by its source).
     let owned = quote!(impl #eb::OwnedBy<__Service> for #ident {});
 
-    // One Rust type per event type and version: a claim on the crate's default service (a
-    // crate-local type, or this expansion's stand-in when the crate has none, so it never breaks
-    // the orphan rule), keyed on the service, the event type and the version. A second type
-    // claiming the same is a conflicting implementation, reported at its name.
+    // One Rust type per event type and version: a claim on the crate's `__EventbusClaims`
+    // (declared `pub(crate)` with its default service, so never another crate's, even through a
+    // glob import; this expansion's stand-in when the crate has none), keyed on the service, the
+    // event type and the version. A second type claiming the same is a conflicting
+    // implementation, reported at its name.
     let unique_key = def
         .event_type_parts()
         .into_iter()
@@ -305,8 +304,14 @@ pub fn event(def: &EventDef) -> TokenStream {
         .join(".");
     let unique_hash = proc_macro2::Literal::u128_unsuffixed(fnv1a_128(&unique_key));
     let unique = quote_spanned! {def.name.at.span()=>
-        impl #eb::OneRustTypePerEventTypeAndVersion<__Service, #unique_hash, #version> for __EventbusDefault {}
+        impl #eb::OneRustTypePerEventTypeAndVersion<__Service, #unique_hash, #version> for __EventbusClaims {}
     };
+    let default_service = default_service(
+        krate,
+        ident,
+        matches!(def.service, ServiceRef::CrateDefault),
+        unique,
+    );
 
     let field_checks = def.fields.iter().filter(|f| !f.serde_custom).map(|f| {
         let ty = &f.ty;
@@ -370,7 +375,6 @@ pub fn event(def: &EventDef) -> TokenStream {
             }
 
             #owned
-            #unique
             #routed
 
             #[allow(dead_code)]
@@ -470,6 +474,10 @@ pub fn service(
             #[allow(unreachable_pub)]
             #vis type __EventbusDefaultService = #ident;
             impl<__E: ?::core::marker::Sized> #eb::CrateDefaultService<__E> for #ident {}
+            /// What this crate's event derives claim their event type on (one Rust type each).
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            pub(crate) enum __EventbusClaims {}
         }
     });
     quote! {
@@ -501,7 +509,9 @@ pub fn topic_type(ident: &Ident, name: &TopicName, krate: &Path) -> TokenStream 
                 dotted(vec![Some("domain".into()), None, Some(aggregate.clone())]),
             ),
             match service {
-                ServiceRef::CrateDefault => default_service(krate, ident, true),
+                ServiceRef::CrateDefault => {
+                    default_service(krate, ident, true, TokenStream::new())
+                }
                 ServiceRef::Path(_) => TokenStream::new(),
             },
         ),

@@ -140,7 +140,7 @@ pub trait DefaultServiceSlot {
 }
 
 /// One Rust type per event type and version in a crate: each derive implements it for the
-/// crate's default service, keyed on the event's service, a 128-bit hash of its event type
+/// crate's `__EventbusClaims` (a crate-local type), keyed on the event's service, a 128-bit hash of its event type
 /// without the service (`order.order_placed`) and its version. Two types claiming the same are
 /// conflicting implementations (E0119), reported at both.
 pub trait OneRustTypePerEventTypeAndVersion<S: ?Sized, const EVENT_TYPE_HASH: u128, const VERSION: u32> {}
