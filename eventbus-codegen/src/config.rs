@@ -316,10 +316,8 @@ impl Config {
     /// fails the build once the script ends). Returns whether it compiled.
     ///
     /// ```no_run
-    /// // build.rs
-    /// fn main() {
-    ///     eventbus_codegen::Config::new().schemas("schemas/").compile_or_report();
-    /// }
+    /// // in build.rs's `fn main()`
+    /// eventbus_codegen::Config::new().schemas("schemas/").compile_or_report();
     /// ```
     ///
     /// The script should then end normally: a build script that exits non-zero has cargo print

@@ -64,13 +64,39 @@ fn service_path(def_service: &ServiceRef) -> TokenStream {
 /// crate root has none. Declares the type alias `__EventbusDefault`; `owner` (an event or topic
 /// type) is named in the message when it needs the default service and there is none. `claim`
 /// goes where the crate root's names are in scope (for `__EventbusClaims`, see [`event`]).
-fn default_service(krate: &Path, owner: &Ident, needed: bool, claim: TokenStream) -> TokenStream {
+///
+/// `vis` is the owner's: the event's impls name the slot, and the slot's impl names the service,
+/// so this asks of the default service what naming it directly did (to be as visible as the
+/// event).
+fn default_service(
+    krate: &Path,
+    owner: (&Ident, &Visibility),
+    needed: bool,
+    claim: TokenStream,
+) -> TokenStream {
+    let (owner, vis) = owner;
     let eb = quote!(#krate::__private);
-    let check = needed.then(|| {
-        quote_spanned! {owner.span()=>
-            const _: () = #eb::assert_default_service::<__EventbusDefault, #owner>();
-        }
-    });
+    // The slot only where the default service is the owner's: an event of another service must
+    // not ask anything of the default one (it may be less visible than the event).
+    let (slot, slot_impl, resolved) = if needed {
+        (
+            quote! {
+                #[doc(hidden)]
+                #vis struct __EventbusDefaultSlot;
+            },
+            quote! {
+                impl #eb::DefaultServiceSlot for __EventbusDefaultSlot {
+                    type Service = __EventbusDefaultService;
+                }
+            },
+            quote_spanned! {owner.span()=>
+                type __EventbusDefault = <__EventbusDefaultSlot as #eb::DefaultServiceSlot>::Service;
+                const _: () = #eb::assert_default_service::<__EventbusDefault, #owner>();
+            },
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new(), TokenStream::new())
+    };
     quote! {
         #[doc(hidden)]
         mod __eventbus_no_default {
@@ -80,22 +106,18 @@ fn default_service(krate: &Path, owner: &Ident, needed: bool, claim: TokenStream
         impl #eb::Service for __eventbus_no_default::__EventbusDefaultService {
             const NAME: &'static str = "";
         }
-        #[doc(hidden)]
-        pub struct __EventbusDefaultSlot;
+        #slot
         const _: () = {
             #[allow(unused_imports)]
             use __eventbus_no_default::*;
             const _: () = {
                 #[allow(unused_imports)]
                 use crate::*;
-                impl #eb::DefaultServiceSlot for __EventbusDefaultSlot {
-                    type Service = __EventbusDefaultService;
-                }
+                #slot_impl
                 #claim
             };
         };
-        type __EventbusDefault = <__EventbusDefaultSlot as #eb::DefaultServiceSlot>::Service;
-        #check
+        #resolved
     }
 }
 
@@ -308,7 +330,7 @@ pub fn event(def: &EventDef) -> TokenStream {
     };
     let default_service = default_service(
         krate,
-        ident,
+        (ident, vis),
         matches!(def.service, ServiceRef::CrateDefault),
         unique,
     );
@@ -509,9 +531,12 @@ pub fn topic_type(ident: &Ident, name: &TopicName, krate: &Path) -> TokenStream 
                 dotted(vec![Some("domain".into()), None, Some(aggregate.clone())]),
             ),
             match service {
-                ServiceRef::CrateDefault => {
-                    default_service(krate, ident, true, TokenStream::new())
-                }
+                ServiceRef::CrateDefault => default_service(
+                    krate,
+                    (ident, &Visibility::Inherited),
+                    true,
+                    TokenStream::new(),
+                ),
                 ServiceRef::Path(_) => TokenStream::new(),
             },
         ),

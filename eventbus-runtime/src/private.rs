@@ -143,4 +143,10 @@ pub trait DefaultServiceSlot {
 /// crate's `__EventbusClaims` (a crate-local type), keyed on the event's service, a 128-bit hash of its event type
 /// without the service (`order.order_placed`) and its version. Two types claiming the same are
 /// conflicting implementations (E0119), reported at both.
-pub trait OneRustTypePerEventTypeAndVersion<S: ?Sized, const EVENT_TYPE_HASH: u128, const VERSION: u32> {}
+pub trait OneRustTypePerEventTypeAndVersion<
+    S: ?Sized,
+    const EVENT_TYPE_HASH: u128,
+    const VERSION: u32,
+>
+{
+}

@@ -93,8 +93,9 @@ fn broken_schemas_report_each_error_at_its_place() {
         let cargo = err.cargo_errors();
         assert_eq!(cargo.lines().count(), report.lines().count(), "{cargo}");
         assert!(
-            cargo.lines().all(|l| l.starts_with("cargo::error=")
-                && !l.starts_with("cargo::error=error:")),
+            cargo
+                .lines()
+                .all(|l| l.starts_with("cargo::error=") && !l.starts_with("cargo::error=error:")),
             "{cargo}"
         );
     }

@@ -194,7 +194,10 @@ async fn two_rust_types_for_one_event_type_and_version_do_not_start() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, eventbus::error::SubscribeError::TwoTypesForOneEvent { .. }),
+        matches!(
+            err,
+            eventbus::error::SubscribeError::TwoTypesForOneEvent { .. }
+        ),
         "{err}"
     );
     let text = err.to_string();

@@ -211,8 +211,10 @@ fn parse_struct_key(
         } else {
             ("service", "its service")
         };
-        let written = value_path(meta, &key, errors)
-            .map_or_else(|| "MyService".to_owned(), |p| p.to_token_stream().to_string().replace(' ', ""));
+        let written = value_path(meta, &key, errors).map_or_else(
+            || "MyService".to_owned(),
+            |p| p.to_token_stream().to_string().replace(' ', ""),
+        );
         errors.at(
             span,
             format!(

@@ -326,8 +326,7 @@ mod tests {
 
     #[test]
     fn a_tab_in_the_indentation_is_reported_on_its_line() {
-        let (message, at) =
-            parse("a:\n  b: 1\n\tc: 2\n").expect_err("a tab in the indentation");
+        let (message, at) = parse("a:\n  b: 1\n\tc: 2\n").expect_err("a tab in the indentation");
         assert_eq!(at, Pos { line: 3, column: 1 }, "{message}");
         assert!(message.contains("tab in the indentation"), "{message}");
     }

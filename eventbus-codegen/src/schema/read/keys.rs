@@ -113,7 +113,9 @@ impl Reader {
             if let Some((_, first, _)) = out.iter().find(|(seen, ..)| *seen == k) {
                 let first = format!("first at {}:{}", first.line, first.column);
                 let message = if what == "`events`" {
-                    format!("event `{k}` is declared twice ({first}): remove one, or give it another name (a new version is `version:` on the one event)")
+                    format!(
+                        "event `{k}` is declared twice ({first}): remove one, or give it another name (a new version is `version:` on the one event)"
+                    )
                 } else {
                     format!("key `{k}` is given twice in {what} ({first}): keep one")
                 };
