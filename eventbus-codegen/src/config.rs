@@ -327,6 +327,29 @@ impl Config {
     }
 }
 
+impl Config {
+    /// [`Config::compile`] for `build.rs`, reporting a failure as cargo errors: each line of each
+    /// problem is printed as a `cargo::error=` line (cargo shows each as an `error:` line and
+    /// fails the build once the script ends). Returns whether it compiled.
+    ///
+    /// ```no_run
+    /// // in build.rs's `fn main()`
+    /// eventbus_codegen::Config::new().schemas("schemas/").compile_or_report();
+    /// ```
+    ///
+    /// The script should then end normally: a build script that exits non-zero has cargo print
+    /// its whole output a second time, under "failed to run custom build command".
+    pub fn compile_or_report(&self) -> bool {
+        match self.compile() {
+            Ok(()) => true,
+            Err(e) => {
+                print!("{}", e.cargo_errors());
+                false
+            }
+        }
+    }
+}
+
 /// Writes `text` to `path` (creating its directory) unless it holds it already.
 fn write_if_changed(path: &Path, text: &str) -> Result<(), Error> {
     if std::fs::read_to_string(path).ok().as_deref() == Some(text) {

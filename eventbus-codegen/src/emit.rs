@@ -50,11 +50,85 @@ fn dotted(parts: Vec<Option<String>>) -> Vec<Part> {
     out
 }
 
-fn service_path(def_service: &ServiceRef, at: proc_macro2::Span) -> TokenStream {
+fn service_path(def_service: &ServiceRef) -> TokenStream {
     match def_service {
         ServiceRef::Path(p) => quote!(#p),
-        ServiceRef::CrateDefault => quote_spanned!(at=> crate::__EventbusDefaultService),
+        ServiceRef::CrateDefault => quote!(__EventbusDefault),
     }
+}
+
+/// Resolves the crate's default service without naming a path that may not exist: the crate
+/// root's `__EventbusDefaultService` (declared by `#[derive(Service)] #[service(default)]`) when
+/// there is one, else a stand-in declared here. An inner block's glob import of the crate root
+/// shadows an outer block's glob import of the stand-in, so the lookup falls back only when the
+/// crate root has none. Declares the type alias `__EventbusDefault`; `owner` (an event or topic
+/// type) is named in the message when it needs the default service and there is none. `claim`
+/// goes where the crate root's names are in scope (for `__EventbusClaims`, see [`event`]).
+///
+/// `vis` is the owner's: the event's impls name the slot, and the slot's impl names the service,
+/// so this asks of the default service what naming it directly did (to be as visible as the
+/// event).
+fn default_service(
+    krate: &Path,
+    owner: (&Ident, &Visibility),
+    needed: bool,
+    claim: TokenStream,
+) -> TokenStream {
+    let (owner, vis) = owner;
+    let eb = quote!(#krate::__private);
+    // The slot only where the default service is the owner's: an event of another service must
+    // not ask anything of the default one (it may be less visible than the event).
+    let (slot, slot_impl, resolved) = if needed {
+        (
+            quote! {
+                #[doc(hidden)]
+                #vis struct __EventbusDefaultSlot;
+            },
+            quote! {
+                impl #eb::DefaultServiceSlot for __EventbusDefaultSlot {
+                    type Service = __EventbusDefaultService;
+                }
+            },
+            quote_spanned! {owner.span()=>
+                type __EventbusDefault = <__EventbusDefaultSlot as #eb::DefaultServiceSlot>::Service;
+                const _: () = #eb::assert_default_service::<__EventbusDefault, #owner>();
+            },
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new(), TokenStream::new())
+    };
+    quote! {
+        #[doc(hidden)]
+        mod __eventbus_no_default {
+            pub enum __EventbusDefaultService {}
+            pub enum __EventbusClaims {}
+        }
+        impl #eb::Service for __eventbus_no_default::__EventbusDefaultService {
+            const NAME: &'static str = "";
+        }
+        #slot
+        const _: () = {
+            #[allow(unused_imports)]
+            use __eventbus_no_default::*;
+            const _: () = {
+                #[allow(unused_imports)]
+                use crate::*;
+                #slot_impl
+                #claim
+            };
+        };
+        #resolved
+    }
+}
+
+/// FNV-1a, 128 bits: the key of an event type in [`event`]'s uniqueness claim.
+fn fnv1a_128(text: &str) -> u128 {
+    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for byte in text.bytes() {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    hash
 }
 
 /// The name of the topic type an event declares for itself.
@@ -68,7 +142,7 @@ pub fn event(def: &EventDef) -> TokenStream {
     let eb = quote!(#krate::__private);
     let ident = &def.ident;
     let vis = &def.vis;
-    let service = service_path(&def.service, ident.span());
+    let service = service_path(&def.service);
     let category = format_ident!("{}", def.category.marker());
     let category_trait = format_ident!("{}", def.category.derive_name());
     let name = &def.name.value;
@@ -239,10 +313,42 @@ pub fn event(def: &EventDef) -> TokenStream {
     // Ownership: an event is published only by its service (an integration event by its source).
     let owned = quote!(impl #eb::OwnedBy<__Service> for #ident {});
 
+    // One Rust type per event type and version: a claim on the crate's `__EventbusClaims`
+    // (declared `pub(crate)` with its default service, so never another crate's, even through a
+    // glob import; this expansion's stand-in when the crate has none), keyed on the service, the
+    // event type and the version. A second type claiming the same is a conflicting
+    // implementation, reported at its name.
+    let unique_key = def
+        .event_type_parts()
+        .into_iter()
+        .map(|p| p.unwrap_or_else(|| "{service}".to_owned()))
+        .collect::<Vec<_>>()
+        .join(".");
+    let unique_hash = proc_macro2::Literal::u128_unsuffixed(fnv1a_128(&unique_key));
+    let unique = quote_spanned! {def.name.at.span()=>
+        impl #eb::OneRustTypePerEventTypeAndVersion<__Service, #unique_hash, #version> for __EventbusClaims {}
+    };
+    let default_service = default_service(
+        krate,
+        (ident, vis),
+        matches!(def.service, ServiceRef::CrateDefault),
+        unique,
+    );
+
     let field_checks = def.fields.iter().filter(|f| !f.serde_custom).map(|f| {
         let ty = &f.ty;
         quote_spanned!(ty.span()=> #eb::assert_payload_field::<#ident, #ty>();)
     });
+
+    // Routed to every topic type where the event's own is that topic: a wrong one is reported
+    // by `RoutedHere`, naming the topic the event is on. Spanned at the struct, not the derive.
+    let routed = quote_spanned! {ident.span()=>
+        impl<__T: #eb::Topic> #eb::RoutedTo<__T> for #ident
+        where
+            #topic_ty: #eb::RoutedHere<__T, #ident>,
+        {
+        }
+    };
 
     let doc_topic = format!(" The topic [`{ident}`] is published to (AD-004).");
     let doc_name = format!(" The name of [`{ident}`] on the wire.");
@@ -258,6 +364,7 @@ pub fn event(def: &EventDef) -> TokenStream {
         #topic_decl
 
         const _: () = {
+            #default_service
             type __Service = #service;
             const __TOPIC: &str = #topic_value;
             const __EVENT_TYPE: &str = #event_type;
@@ -290,35 +397,37 @@ pub fn event(def: &EventDef) -> TokenStream {
             }
 
             #owned
-            impl #eb::RoutedTo<#topic_ty> for #ident {}
+            #routed
 
             #[allow(dead_code)]
             fn __assert_fields() {
                 #(#field_checks)*
             }
-        };
 
-        impl #ident {
-            #[doc = #doc_topic]
-            #vis const TOPIC: &'static str = <Self as #eb::Event>::TOPIC;
-            #[doc = #doc_name]
-            #vis const NAME: &'static str = <Self as #eb::Event>::NAME;
-            #[doc = #doc_type]
-            #vis const EVENT_TYPE: &'static str = <Self as #eb::Event>::EVENT_TYPE;
-            #[doc = #doc_version]
-            #vis const VERSION: u32 = <Self as #eb::Event>::VERSION;
+            // The values themselves, not `<Self as Event>::..`: a payload without serde is then
+            // reported once, at the `Event` impl.
+            impl #ident {
+                #[doc = #doc_topic]
+                #vis const TOPIC: &'static str = __TOPIC;
+                #[doc = #doc_name]
+                #vis const NAME: &'static str = #name;
+                #[doc = #doc_type]
+                #vis const EVENT_TYPE: &'static str = __EVENT_TYPE;
+                #[doc = #doc_version]
+                #vis const VERSION: u32 = #version;
 
-            #[doc = #doc_publish]
-            #vis fn publish<'bus, __S: #eb::Service>(
-                &self,
-                bus: &'bus #eb::EventBus<__S>,
-            ) -> #eb::BoxFuture<'bus, ::core::result::Result<#eb::Receipt, #eb::PublishError>>
-            where
-                Self: #eb::OwnedBy<__S>,
-            {
-                bus.#publish_method(self)
+                #[doc = #doc_publish]
+                #vis fn publish<'bus, __S: #eb::Service>(
+                    &self,
+                    bus: &'bus #eb::EventBus<__S>,
+                ) -> #eb::BoxFuture<'bus, ::core::result::Result<#eb::Receipt, #eb::PublishError>>
+                where
+                    Self: #eb::OwnedBy<__S>,
+                {
+                    bus.#publish_method(self)
+                }
             }
-        }
+        };
     }
 }
 
@@ -386,6 +495,11 @@ pub fn service(
             #[doc(hidden)]
             #[allow(unreachable_pub)]
             #vis type __EventbusDefaultService = #ident;
+            impl<__E: ?::core::marker::Sized> #eb::CrateDefaultService<__E> for #ident {}
+            /// What this crate's event derives claim their event type on (one Rust type each).
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            pub(crate) enum __EventbusClaims {}
         }
     });
     quote! {
@@ -408,14 +522,23 @@ pub enum TopicName {
 /// The expansion of `#[derive(Topic)]`.
 pub fn topic_type(ident: &Ident, name: &TopicName, krate: &Path) -> TokenStream {
     let eb = quote!(#krate::__private);
-    let (service_ty, value) = match name {
-        TopicName::Fixed(n) => (quote!(()), quote!(#n)),
+    let (service_ty, value, default) = match name {
+        TopicName::Fixed(n) => (quote!(()), quote!(#n), TokenStream::new()),
         TopicName::Aggregate(service, aggregate) => (
-            service_path(service, ident.span()),
+            service_path(service),
             concat(
                 krate,
                 dotted(vec![Some("domain".into()), None, Some(aggregate.clone())]),
             ),
+            match service {
+                ServiceRef::CrateDefault => default_service(
+                    krate,
+                    (ident, &Visibility::Inherited),
+                    true,
+                    TokenStream::new(),
+                ),
+                ServiceRef::Path(_) => TokenStream::new(),
+            },
         ),
     };
     let too_long = format!(
@@ -423,6 +546,7 @@ pub fn topic_type(ident: &Ident, name: &TopicName, krate: &Path) -> TokenStream 
     );
     quote! {
         const _: () = {
+            #default
             #[allow(dead_code)]
             type __Service = #service_ty;
             impl #eb::Topic for #ident {

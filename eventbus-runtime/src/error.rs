@@ -287,6 +287,24 @@ pub enum SubscribeError {
         /// The consumer group.
         group: String,
     },
+    /// Two Rust types are handled as the same event type and version on one topic.
+    #[error(
+        "the consumer `{group}` handles `{event_type}` v{version} on `{topic}` as two Rust types, `{first}` and `{second}`: a record of it could be decoded as either; declare each event type and version with one Rust type (give the other its own `name` or `version`), or handle it once"
+    )]
+    TwoTypesForOneEvent {
+        /// The consumer group.
+        group: String,
+        /// The topic.
+        topic: &'static str,
+        /// The CloudEvents type both claim.
+        event_type: &'static str,
+        /// The version both claim.
+        version: u32,
+        /// The first type's name.
+        first: &'static str,
+        /// The second type's name.
+        second: &'static str,
+    },
     /// The Kafka consumer could not be created or subscribed.
     #[cfg(feature = "kafka")]
     #[error(

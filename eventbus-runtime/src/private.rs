@@ -3,7 +3,7 @@
 pub use crate::event::routing::MAX_TOPIC_LEN;
 pub use crate::event::{
     AuditEvent, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy, PartitionKey,
-    RoutedTo, Service, SystemEvent, Topic, category,
+    RoutedHere, RoutedTo, Service, SystemEvent, Topic, category,
 };
 pub use crate::{BoxFuture, EventBus, PublishError, Receipt};
 pub use std::string::String;
@@ -118,3 +118,35 @@ impl<E, T: PartitionKey + ?Sized> KeyField<E> for T {
 
 /// Fails to compile unless `T` is a payload field type.
 pub const fn assert_payload_field<E, T: PayloadField<E>>() {}
+
+/// Implemented by `#[derive(Service)]` for the crate's default service (`#[service(default)]`):
+/// an event that names no service requires it of the service it resolves to.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` names no service, and this crate declares no default service",
+    label = "an event without `service` belongs to the crate's default service",
+    note = "declare the default service once, at the crate root: `#[derive(eventbus::Service)] #[service(name = \"...\", default)] pub struct MyService;`",
+    note = "or name the owner on the event: `#[event(service = MyService)]` (an integration event: `#[event(source = MyService)]`)"
+)]
+pub trait CrateDefaultService<E: ?Sized> {}
+
+/// Fails to compile unless `S` is the crate's default service (the message names event `E`).
+pub const fn assert_default_service<S: CrateDefaultService<E>, E: ?Sized>() {}
+
+/// The crate's default service as an event's expansion resolves it: `__EventbusDefaultService` at
+/// the crate root, else a stand-in the expansion declares (whose `NAME` is empty).
+pub trait DefaultServiceSlot {
+    /// The resolved type.
+    type Service: Service;
+}
+
+/// One Rust type per event type and version in a crate: each derive implements it for the
+/// crate's `__EventbusClaims` (a crate-local type), keyed on the event's service, a 128-bit hash of its event type
+/// without the service (`order.order_placed`) and its version. Two types claiming the same are
+/// conflicting implementations (E0119), reported at both.
+pub trait OneRustTypePerEventTypeAndVersion<
+    S: ?Sized,
+    const EVENT_TYPE_HASH: u128,
+    const VERSION: u32,
+>
+{
+}

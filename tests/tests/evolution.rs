@@ -367,4 +367,30 @@ fn a_schema_service_that_a_derive_also_declares_is_refused_with_the_recipe() {
     let generated = std::fs::read_to_string(src.parent().unwrap().join("out/shop.rs")).unwrap();
     assert!(!generated.contains("pub struct Shop;"), "{generated}");
     assert!(generated.contains("service = crate::Shop"), "{generated}");
+/// Two derive events of one crate claiming one event type and version: the compiler refuses them
+/// when the crate declares its default service (`tests/ui/fail/event_type_declared_twice.rs`);
+/// `Config::sources` refuses them at build time whatever their services, across the files of
+/// `src`.
+#[test]
+fn a_derive_event_type_declared_twice_fails_the_build() {
+    let (src, lock) = derive_sources("derive-twice", "u64", 1);
+    let again = r#"
+/// An order was placed, declared again under another Rust name.
+#[derive(eventbus::DomainEvent, serde::Serialize, serde::Deserialize)]
+#[event(aggregate = "order", name = "order_placed")]
+pub struct OrderPlacedAgain {
+    #[event(aggregate_id)]
+    pub order_id: uuid::Uuid,
+}
+"#;
+    std::fs::write(src.join("again.rs"), again).unwrap();
+    let err = derive_config(&src, &lock)
+        .compile()
+        .expect_err("one event type and version declared by two types");
+    let text = err.to_string();
+    assert!(
+        text.contains("`shop.order_placed` v1 is declared twice"),
+        "{text}"
+    );
+    assert!(!lock.exists(), "nothing is recorded");
 }

@@ -156,6 +156,68 @@ async fn a_subscription_without_handlers_does_not_start() {
     assert!(err.to_string().contains("`petstore`"), "{err}");
 }
 
+/// `OrderShipped` as another crate would declare it: the same event type and version under
+/// another Rust type. (In one crate, two derives claiming it do not compile.)
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShippedElsewhere {
+    order_id: Uuid,
+}
+
+impl eventbus::Event for ShippedElsewhere {
+    type Category = eventbus::event::category::Domain;
+    type Service = Petstore;
+    type Topic = OrderTopic;
+    const NAME: &'static str = OrderShipped::NAME;
+    const EVENT_TYPE: &'static str = OrderShipped::EVENT_TYPE;
+    const VERSION: u32 = OrderShipped::VERSION;
+    const DESCRIPTION: &'static str = "An order was shipped.";
+    const TOPIC: &'static str = OrderShipped::TOPIC;
+    const OUTBOX_INSERT_POSTGRES: &'static str =
+        <OrderShipped as eventbus::Event>::OUTBOX_INSERT_POSTGRES;
+    const OUTBOX_INSERT_SQLITE: &'static str =
+        <OrderShipped as eventbus::Event>::OUTBOX_INSERT_SQLITE;
+    fn partition_key(&self) -> Option<String> {
+        Some(self.order_id.to_string())
+    }
+}
+
+impl eventbus::event::RoutedTo<OrderTopic> for ShippedElsewhere {}
+
+#[tokio::test]
+async fn two_rust_types_for_one_event_type_and_version_do_not_start() {
+    let bus = EventBus::testing(Petstore);
+    let err = bus
+        .subscribe::<OrderTopic>()
+        .on::<OrderShipped, _>(|_: OrderShipped| async {})
+        .on::<ShippedElsewhere, _>(|_: ShippedElsewhere| async {})
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            eventbus::error::SubscribeError::TwoTypesForOneEvent { .. }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    for part in [
+        "`petstore.order.order_shipped` v1",
+        "`domain.petstore.order`",
+        "OrderShipped`",
+        "ShippedElsewhere`",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    // One type handled twice is not two types.
+    bus.subscribe::<OrderTopic>()
+        .on::<OrderShipped, _>(|_: OrderShipped| async {})
+        .on::<OrderShipped, _>(|_: OrderShipped| async {})
+        .start()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn services_share_one_testing_bus() {
     let orders = EventBus::testing(Petstore);

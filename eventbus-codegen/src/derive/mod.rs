@@ -204,6 +204,27 @@ fn parse_struct_key(
         skip_value(meta);
         return;
     };
+    if !applies.contains(&category) && matches!(key.as_str(), "service" | "source") {
+        // The owner has another key in this category: say which, with the value as written.
+        let (instead, owner) = if key == "service" {
+            ("source", "its source, the service that publishes it")
+        } else {
+            ("service", "its service")
+        };
+        let written = value_path(meta, &key, errors).map_or_else(
+            || "MyService".to_owned(),
+            |p| p.to_token_stream().to_string().replace(' ', ""),
+        );
+        errors.at(
+            span,
+            format!(
+                "`{key}` does not apply to {} events: the owner of `{}` is {owner}; write `{instead} = {written}` (without it, the crate's default service is the owner)",
+                category.as_str(),
+                def.ident
+            ),
+        );
+        return;
+    }
     if !applies.contains(&category) {
         let owners: Vec<&str> = applies.iter().map(|c| c.derive_name()).collect();
         errors.at(

@@ -79,6 +79,19 @@ impl Error {
         }
     }
 
+    /// The report as `cargo::error=` lines for `build.rs`, one per line of the report (cargo
+    /// takes one line each, and writes `error:` before it, so the report's own is left out).
+    /// [`crate::Config::compile_or_report`] prints them.
+    pub fn cargo_errors(&self) -> String {
+        self.to_string()
+            .lines()
+            .map(|line| {
+                let line = line.strip_prefix("error: ").unwrap_or(line);
+                format!("cargo::error={line}\n")
+            })
+            .collect()
+    }
+
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
             action,

@@ -137,8 +137,14 @@ impl<'de> Visitor<'de> for KindVisitor {
 }
 
 /// Parses one YAML document. On a syntax error, returns its message and position.
+///
+/// Repeated keys are passed through to the tree (the reader reports each, naming where the key
+/// was first given). A tab in the indentation and an unclosed `{` or `[` are reported where they
+/// are written: the parser notices them only later, on the next line or token.
 pub(crate) fn parse(text: &str) -> Result<Node, (String, Pos)> {
-    match serde_saphyr::from_str::<Spanned<Kind>>(text) {
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+    match serde_saphyr::from_str_with_options::<Spanned<Kind>>(text, options) {
         Ok(root) => Ok(node(root)),
         Err(e) => {
             let at = e.location().map_or(Pos { line: 1, column: 1 }, |l| Pos {
@@ -146,9 +152,147 @@ pub(crate) fn parse(text: &str) -> Result<Node, (String, Pos)> {
                 column: u32::try_from(l.column()).unwrap_or(u32::MAX).max(1),
             });
             let message = e.without_snippet().to_string();
-            Err((message, at))
+            Err(syntax_error(text, &message, at))
         }
     }
+}
+
+/// The parser's syntax error, worded for a schema and placed where the fault is written.
+fn syntax_error(text: &str, message: &str, at: Pos) -> (String, Pos) {
+    let lower = message.to_lowercase();
+    if lower.contains("tab")
+        && let Some(tab) = first_tab(text, at)
+    {
+        return (
+            "invalid YAML: a tab in the indentation: YAML indents with spaces only; replace the tab with spaces".to_owned(),
+            tab,
+        );
+    }
+    // The parser names an unclosed bracket, or stumbles on a later line while one is open (a
+    // key on the next line is then "illegal" inside the flow collection).
+    let names_bracket = lower.contains("flow mapping")
+        || lower.contains("flow sequence")
+        || lower.contains("unclosed bracket");
+    if let Some((open, opened)) = unclosed_bracket(text, at)
+        && (names_bracket || opened.line < at.line)
+    {
+        let (what, close) = if open == '{' {
+            ("flow mapping", '}')
+        } else {
+            ("flow sequence", ']')
+        };
+        return (
+            format!(
+                "invalid YAML: unclosed bracket: this `{open}` opens a {what} that is never closed; end it with `{close}`"
+            ),
+            opened,
+        );
+    }
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .trim_end_matches(['.', ' ']);
+    (
+        format!(
+            "invalid YAML: {message}; fix the syntax (indentation, a missing `:`, an unclosed bracket or quote)"
+        ),
+        at,
+    )
+}
+
+/// The first tab in a line's indentation, from the line before `at` on (the parser reports a
+/// tab where the previous token ends); else the first tab on or after that line.
+fn first_tab(text: &str, at: Pos) -> Option<Pos> {
+    let from = usize::try_from(at.line.saturating_sub(2)).unwrap_or(0);
+    let lines = || text.lines().enumerate().skip(from);
+    let pos = |i: usize, col: usize| Pos {
+        line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        column: u32::try_from(col + 1).unwrap_or(u32::MAX),
+    };
+    lines()
+        .find_map(|(i, line)| {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            line[..indent].find('\t').map(|col| pos(i, col))
+        })
+        .or_else(|| lines().find_map(|(i, line)| line.find('\t').map(|col| pos(i, col))))
+}
+
+/// The innermost `{` or `[` still open at `at`, and where it is. Brackets count where a flow
+/// collection starts (a value or list item beginning with one) and inside one; quoted text
+/// and comments are skipped.
+fn unclosed_bracket(text: &str, at: Pos) -> Option<(char, Pos)> {
+    let mut open: Vec<(char, Pos)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        if line_no > at.line {
+            break;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        // In block context, only a value or list item may start a flow collection.
+        let mut start = 0;
+        if open.is_empty() {
+            let body = line.trim_start();
+            let indent = chars.len() - body.chars().count();
+            let mut rest = indent;
+            while chars.get(rest) == Some(&'-') && chars.get(rest + 1).is_none_or(|c| *c == ' ') {
+                rest += 2;
+                while chars.get(rest) == Some(&' ') {
+                    rest += 1;
+                }
+            }
+            start = match chars.get(rest) {
+                Some('{' | '[') => rest,
+                _ => match line.find(": ").map(|b| line[..b].chars().count() + 2) {
+                    Some(mut v) => {
+                        while chars.get(v) == Some(&' ') {
+                            v += 1;
+                        }
+                        if matches!(chars.get(v), Some('{' | '[')) {
+                            v
+                        } else {
+                            continue;
+                        }
+                    }
+                    None => continue,
+                },
+            };
+        }
+        let mut quote: Option<char> = None;
+        let mut j = start;
+        while j < chars.len() {
+            let c = chars[j];
+            let col = u32::try_from(j + 1).unwrap_or(u32::MAX);
+            if line_no == at.line && col > at.column {
+                break;
+            }
+            match quote {
+                Some('"') if c == '\\' => j += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '"' | '\'' => quote = Some(c),
+                    '#' if j == 0 || chars[j - 1] == ' ' => break,
+                    '{' | '[' => open.push((
+                        c,
+                        Pos {
+                            line: line_no,
+                            column: col,
+                        },
+                    )),
+                    '}' | ']' => {
+                        open.pop();
+                        if open.is_empty() {
+                            break;
+                        }
+                    }
+                    _ => {}
+                },
+            }
+            j += 1;
+        }
+    }
+    open.pop()
 }
 
 #[cfg(test)]
@@ -178,6 +322,31 @@ mod tests {
             }
         );
         assert_eq!(inner[1].0.at, Pos { line: 3, column: 3 });
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_reported_on_its_line() {
+        let (message, at) = parse("a:\n  b: 1\n\tc: 2\n").expect_err("a tab in the indentation");
+        assert_eq!(at, Pos { line: 3, column: 1 }, "{message}");
+        assert!(message.contains("tab in the indentation"), "{message}");
+    }
+
+    #[test]
+    fn an_unclosed_flow_mapping_is_reported_at_its_bracket() {
+        let (message, at) = parse("a:\n  b: { c: 1, d: 2\n  e: 3\n").expect_err("unclosed");
+        assert_eq!(at, Pos { line: 2, column: 6 }, "{message}");
+        assert!(message.contains("unclosed bracket"), "{message}");
+        let (_, at) = parse("a: [1, [2, 3]\nb: 1\n").expect_err("unclosed");
+        assert_eq!(at, Pos { line: 1, column: 4 });
+    }
+
+    #[test]
+    fn repeated_keys_reach_the_tree() {
+        let root = parse("a: 1\na: 2\n").expect("parses");
+        let Kind::Map(entries) = &root.kind else {
+            panic!("a map")
+        };
+        assert_eq!(entries.len(), 2);
     }
 
     #[test]

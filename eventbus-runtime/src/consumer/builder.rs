@@ -145,11 +145,36 @@ impl<S: Service, T> Consumer<S, T> {
         }
     }
 
+    /// Two Rust types handled as one event type and version on one topic: a record could be
+    /// decoded as either, so the consumer refuses to start. (Two derives claiming one event type
+    /// in one crate are a compile error; across crates, only here can it be seen.)
+    fn two_types_for_one_event(&self) -> Option<SubscribeError> {
+        self.routes.iter().enumerate().find_map(|(i, a)| {
+            self.routes[..i]
+                .iter()
+                .find(|b| {
+                    (b.topic, b.event_type, b.version) == (a.topic, a.event_type, a.version)
+                        && b.event.0 != a.event.0
+                })
+                .map(|b| SubscribeError::TwoTypesForOneEvent {
+                    group: self.group.clone(),
+                    topic: a.topic,
+                    event_type: a.event_type,
+                    version: a.version,
+                    first: b.event.1,
+                    second: a.event.1,
+                })
+        })
+    }
+
     /// Starts consuming: on Kafka in the Transactional and Direct modes, from the in-memory
     /// transport in the Testing mode.
     pub async fn start(mut self) -> Result<ConsumerHandle, SubscribeError> {
         if self.routes.is_empty() && self.plugins.is_empty() {
             return Err(SubscribeError::NoHandlers { group: self.group });
+        }
+        if let Some(e) = self.two_types_for_one_event() {
+            return Err(e);
         }
         #[cfg(any(feature = "postgres", feature = "sqlite"))]
         if let Some(inbox) = &self.inbox {
@@ -205,6 +230,7 @@ impl<S: Service, T: Topic> Consumer<S, T> {
             version: E::VERSION,
             category: E::category(),
             name: std::any::type_name::<H>(),
+            event: (std::any::TypeId::of::<E>(), std::any::type_name::<E>()),
             call,
         });
         self

@@ -83,7 +83,10 @@ pub(crate) struct Route {
     pub(crate) version: u32,
     /// The category the event type declares: a record that carries none is of this one.
     pub(crate) category: Category,
+    /// The handler's name (its Rust type), for logs and dead letters.
     pub(crate) name: &'static str,
+    /// The Rust type of the handler's event, and its name for messages.
+    pub(crate) event: (std::any::TypeId, &'static str),
     pub(crate) call: ErasedTyped,
 }
 

@@ -8,8 +8,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod accepts;
 mod key;
 pub mod routing;
+
+pub use accepts::*;
 
 pub use key::PartitionKey;
 pub(crate) use key::fnv1a;
@@ -188,60 +191,22 @@ pub trait NotificationEvent: Event {
 )]
 pub trait OwnedBy<S: Service> {}
 
-/// `E: RoutedTo<T>`: event `E` is published to topic `T`. Implemented by the derives.
+/// `E: RoutedTo<T>`: event `E` is published to topic `T`. Implemented by the derives, for every
+/// topic type, where [`RoutedHere`] holds: so a wrong topic is reported naming the event's own.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not routed to the topic `{T}`",
     label = "`{Self}` is published to another topic",
-    note = "an event arrives only on the topic it is routed to (`<{Self} as eventbus::Event>::Topic`): bind the publisher or subscription to that topic, or route the event to `{T}` with `#[event(topic = {T})]`"
+    note = "an event arrives only on the topic it is routed to: bind the publisher or subscription to that topic, or route the event to `{T}` with `#[event(topic = {T})]`"
 )]
 pub trait RoutedTo<T: Topic>: Event {}
 
-/// The bound of `publish_domain`: implemented by the [`category::Domain`] marker only.
+/// `Own: RoutedHere<T, E>`: `Own`, the topic event `E` is routed to, is `T`. The derives bound
+/// `E: RoutedTo<T>` by it, so a publisher or subscription bound to another topic is told which
+/// topic the event is on.
 #[diagnostic::on_unimplemented(
-    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_domain`",
-    label = "not a domain event",
-    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
-    note = "`publish_domain` takes events declared with `#[derive(DomainEvent)]`"
+    message = "`{E}` is routed to the topic `{Self}`, not to `{T}`",
+    label = "`{E}` is published to `{Self}`",
+    note = "an event arrives only on the topic it is routed to: bind the publisher or subscription to `{Self}`, or route `{E}` to `{T}` with `#[event(topic = {T})]`"
 )]
-pub trait AcceptsDomain<E, T> {}
-impl<E, T> AcceptsDomain<E, T> for category::Domain {}
-
-/// The bound of `publish_integration`: implemented by the [`category::Integration`] marker only.
-#[diagnostic::on_unimplemented(
-    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_integration`",
-    label = "not an integration event",
-    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
-    note = "`publish_integration` takes events declared with `#[derive(IntegrationEvent)]`"
-)]
-pub trait AcceptsIntegration<E, T> {}
-impl<E, T> AcceptsIntegration<E, T> for category::Integration {}
-
-/// The bound of `publish_audit`: implemented by the [`category::Audit`] marker only.
-#[diagnostic::on_unimplemented(
-    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_audit`",
-    label = "not an audit event",
-    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
-    note = "`publish_audit` takes events declared with `#[derive(AuditEvent)]`"
-)]
-pub trait AcceptsAudit<E, T> {}
-impl<E, T> AcceptsAudit<E, T> for category::Audit {}
-
-/// The bound of `publish_system`: implemented by the [`category::System`] marker only.
-#[diagnostic::on_unimplemented(
-    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_system`",
-    label = "not a system event",
-    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
-    note = "`publish_system` takes events declared with `#[derive(SystemEvent)]`"
-)]
-pub trait AcceptsSystem<E, T> {}
-impl<E, T> AcceptsSystem<E, T> for category::System {}
-
-/// The bound of `publish_notification`: implemented by the [`category::Notification`] marker only.
-#[diagnostic::on_unimplemented(
-    message = "`{E}` (category `{Self}`, topic `{T}`) cannot go through `publish_notification`",
-    label = "not a notification event",
-    note = "publish `{E}` with the method of its own category (`publish_domain`, `publish_integration`, `publish_audit`, `publish_system` or `publish_notification`), or with `publish`, which takes any event",
-    note = "`publish_notification` takes events declared with `#[derive(NotificationEvent)]`"
-)]
-pub trait AcceptsNotification<E, T> {}
-impl<E, T> AcceptsNotification<E, T> for category::Notification {}
+pub trait RoutedHere<T, E> {}
+impl<T, E> RoutedHere<T, E> for T {}

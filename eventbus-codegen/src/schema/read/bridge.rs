@@ -32,6 +32,8 @@ impl Reader {
             );
             self.err(name, *at, format!("event `{}` names the aggregate `{a}`, which this service does not declare: {hint}", raw.ident));
         }
+        // An unknown aggregate was reported: its id field is not also reported missing.
+        let aggregate_unknown = aggregate.is_some() && agg.is_none();
         // Roles: as written, plus the defaults (aggregate id field, service default key).
         let mut roles: Vec<(FieldRole, String, Pos)> = raw.roles.clone();
         let has = |roles: &[(FieldRole, String, Pos)], r: FieldRole| roles.iter().any(|x| x.0 == r);
@@ -132,6 +134,18 @@ impl Reader {
                 .collect(),
         };
         for problem in check::check(&def) {
+            // A misspelled `description:` was reported as such; its absence is not a second error.
+            if raw.description_misspelled && matches!(problem.what, check::What::NoDescription) {
+                continue;
+            }
+            if aggregate_unknown
+                && matches!(
+                    problem.what,
+                    check::What::MissingRoleField(FieldRole::AggregateId)
+                )
+            {
+                continue;
+            }
             // A role that named a missing field was reported above; do not also call it missing.
             if problem
                 .missing()
@@ -159,7 +173,9 @@ impl Reader {
                 .collect::<Vec<_>>()
                 .join("."),
         };
+        // A service name that is not a segment was reported at the name, not at each event.
         if topic_name.is_none()
+            && model::check_segment("the service name", &head.name).is_ok()
             && let Err(e) = model::check_topic(&topic)
         {
             self.err(name, raw.key_at, format!("event `{}`: {e}", raw.ident));

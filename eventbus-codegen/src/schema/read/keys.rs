@@ -85,7 +85,7 @@ impl Reader {
         file: &Arc<str>,
         node: &'n Node,
         what: &str,
-        allowed: &[&str],
+        allowed: &[&'static str],
     ) -> Vec<(&'n str, Pos, &'n Node)> {
         let Kind::Map(entries) = &node.kind else {
             if !matches!(node.kind, Kind::Null) {
@@ -100,7 +100,7 @@ impl Reader {
             }
             return Vec::new();
         };
-        let mut out = Vec::new();
+        let mut out: Vec<(&'n str, Pos, &'n Node)> = Vec::new();
         for (key, value) in entries {
             let Some(k) = key.as_str() else {
                 self.err(
@@ -110,9 +110,26 @@ impl Reader {
                 );
                 continue;
             };
+            // A repeated key: reported once, naming the first; the first is the one read.
+            if let Some((_, first, _)) = out.iter().find(|(seen, ..)| *seen == k) {
+                let first = format!("first at {}:{}", first.line, first.column);
+                let message = if what == "`events`" {
+                    format!(
+                        "event `{k}` is declared twice ({first}): remove one, or give it another name (a new version is `version:` on the one event)"
+                    )
+                } else {
+                    format!("key `{k}` is given twice in {what} ({first}): keep one")
+                };
+                self.err(file, key.at, message);
+                continue;
+            }
             if !allowed.is_empty() && !allowed.contains(&k) {
                 let hint = match did_you_mean(k, allowed) {
-                    Some(s) => format!("did you mean `{s}`?"),
+                    Some(s) => {
+                        // Its absence is this misspelling: no "missing" error follows.
+                        self.misspelled.push((node.at, s));
+                        format!("did you mean `{s}`?")
+                    }
                     None => format!("expected one of: {}", allowed.join(", ")),
                 };
                 self.err(file, key.at, format!("unknown key `{k}` in {what}: {hint}"));
@@ -121,6 +138,11 @@ impl Reader {
             out.push((k, key.at, value));
         }
         out
+    }
+
+    /// Whether a key of the mapping at `at` was a misspelling of `key` (already reported).
+    pub(super) fn misspelled(&self, at: Pos, key: &str) -> bool {
+        self.misspelled.iter().any(|(p, k)| *p == at && *k == key)
     }
 
     pub(super) fn string(&mut self, file: &Arc<str>, node: &Node, what: &str) -> Option<String> {

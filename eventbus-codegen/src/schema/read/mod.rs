@@ -56,11 +56,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Catalog, Error> {
         let file = match node::parse(&text) {
             Ok(root) => reader.file(&path, name, &root),
             Err((message, at)) => {
-                reader.err(
-                    &name,
-                    at,
-                    format!("invalid YAML: {message}; fix the syntax (indentation, a missing `:`, an unclosed bracket or quote)"),
-                );
+                // Worded and placed by `node::parse`.
+                reader.err(&name, at, message);
                 continue;
             }
         };
@@ -135,6 +132,8 @@ struct RawEvent {
     category: Option<Category>,
     description: String,
     strings: BTreeMap<&'static str, (String, Pos)>,
+    /// `description:` was misspelled (reported): its absence is no second error.
+    description_misspelled: bool,
     roles: Vec<(FieldRole, String, Pos)>,
     fields: Vec<FieldSchema>,
     field_types: Vec<(Ty, String, Pos)>,
@@ -144,6 +143,8 @@ struct RawEvent {
 struct Reader {
     diagnostics: Vec<Diagnostic>,
     catalog: Catalog,
+    /// Unknown keys that were misspellings of a known one: the mapping's position and the key.
+    misspelled: Vec<(Pos, &'static str)>,
 }
 
 fn loc(file: &Arc<str>, at: Pos) -> FileLocation {

@@ -187,7 +187,8 @@ impl Reader {
         at: Pos,
         node: &Node,
     ) -> Option<(TypeDecl, Vec<TypeRef>)> {
-        let ok = self.ident(file, at, key, "the type name", false);
+        // A refused name is reported here; the type is still declared (see below).
+        self.ident(file, at, key, "the type name", false);
         let entries = self.map(file, node, &format!("type `{key}`"), TYPE_KEYS);
         let mut description = String::new();
         let mut kind = None;
@@ -211,6 +212,8 @@ impl Reader {
                     }
                     let Kind::Seq(items) = &v.kind else {
                         self.err(file, v.at, format!("`enum` must be a list of values, e.g. `enum: [card, bank_transfer]`, not {}", v.kind.what()));
+                        // Still an enum: its fields are not also told the type is unknown.
+                        kind = Some(TypeKind::Enum(Vec::new()));
                         continue;
                     };
                     let mut variants: Vec<Variant> = Vec::new();
@@ -236,21 +239,23 @@ impl Reader {
                 }
             }
         }
-        let Some(kind) = kind else {
-            self.err(file, at, format!("type `{key}` has neither `fields` (a record) nor `enum` (a list of values): add one"));
-            return None;
-        };
-        ok.then(|| {
-            (
-                TypeDecl {
-                    ident: key.to_owned(),
-                    description,
-                    kind,
-                    at: loc(file, at),
-                },
-                refs,
-            )
-        })
+        // A type is declared even when its body is wrong (reported once, here): the fields
+        // using it are not also told it is unknown (nothing is generated while an error stands).
+        let kind = kind.unwrap_or_else(|| {
+            if !self.misspelled(node.at, "fields") && !self.misspelled(node.at, "enum") {
+                self.err(file, at, format!("type `{key}` has neither `fields` (a record) nor `enum` (a list of values): add one"));
+            }
+            TypeKind::Record(Vec::new())
+        });
+        Some((
+            TypeDecl {
+                ident: key.to_owned(),
+                description,
+                kind,
+                at: loc(file, at),
+            },
+            refs,
+        ))
     }
 
     /// Fields of an event or record; returns them and the named types they use.
@@ -381,13 +386,17 @@ impl Reader {
             category: None,
             description: String::new(),
             strings: BTreeMap::new(),
+            description_misspelled: false,
             roles: Vec::new(),
             fields: Vec::new(),
             field_types: Vec::new(),
         };
+        // A category written but wrong (or misspelled) is reported as that, not also as missing.
+        let mut category_written = false;
         for (k, _, v) in self.map(file, node, &format!("event `{key}`"), EVENT_KEYS) {
             match k {
                 "category" => {
+                    category_written = true;
                     let Some(s) = self.string(file, v, "`category`") else { continue };
                     match Category::ALL.iter().find(|c| c.as_str() == s) {
                         Some(c) => ev.category = Some(*c),
@@ -431,7 +440,12 @@ impl Reader {
                 }
             }
         }
-        if ev.category.is_none() && matches!(node.kind, Kind::Map(_)) {
+        ev.description_misspelled = self.misspelled(node.at, "description");
+        if ev.category.is_none()
+            && !category_written
+            && !self.misspelled(node.at, "category")
+            && matches!(node.kind, Kind::Map(_))
+        {
             self.err(file, at, format!("event `{key}` has no `category`: add `category: domain` (or integration, audit, system, notification)"));
         }
         ok.then_some(ev)
