@@ -367,6 +367,8 @@ fn a_schema_service_that_a_derive_also_declares_is_refused_with_the_recipe() {
     let generated = std::fs::read_to_string(src.parent().unwrap().join("out/shop.rs")).unwrap();
     assert!(!generated.contains("pub struct Shop;"), "{generated}");
     assert!(generated.contains("service = crate::Shop"), "{generated}");
+}
+
 /// Two derive events of one crate claiming one event type and version: the compiler refuses them
 /// when the crate declares its default service (`tests/ui/fail/event_type_declared_twice.rs`);
 /// `Config::sources` refuses them at build time whatever their services, across the files of
