@@ -1,6 +1,6 @@
 //! The operations HTTP API (feature `ops`, docs/operations.md): liveness and readiness from
 //! [`EventBus::health`], the `metrics`-facade metrics in the Prometheus text format, and the
-//! outbox's dead letters (list, show, replay).
+//! outbox's dead letters (list, show, replay, discard into the audit table `{table}_discarded`).
 //!
 //! [`router`] gives an [`axum::Router`] to mount into the application's own server; [`serve`] runs
 //! it on a listener of its own (bind it to loopback unless the API is meant to be reachable).
@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -192,6 +193,7 @@ pub fn router<S: Service>(bus: EventBus<S>, ops: Ops) -> Router {
         .route("/dead-letters/outbox/replay", post(replay_set))
         .route("/dead-letters/outbox/{id}", get(show))
         .route("/dead-letters/outbox/{id}/replay", post(replay_one))
+        .route("/dead-letters/outbox/{id}/discard", post(discard))
         .with_state(shared)
 }
 
@@ -450,15 +452,14 @@ async fn replay_one(State(shared): Shared_, headers: HeaderMap, Path(id): Path<U
     }
 }
 
-async fn replay_set(
-    State(shared): Shared_,
-    headers: HeaderMap,
-    filter: Option<Json<Filter>>,
-) -> Response {
+async fn replay_set(State(shared): Shared_, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorize(&shared, &headers) {
         return r.into_response();
     }
-    let filter = filter.map(|Json(f)| f).unwrap_or_default();
+    let filter: Filter = match json_body(&body) {
+        Ok(f) => f.unwrap_or_default(),
+        Err(r) => return r.into_response(),
+    };
     if filter.event_type.is_none() && filter.topic.is_none() && filter.all != Some(true) {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -474,4 +475,54 @@ async fn replay_set(
         Err(r) => return r.into_response(),
     };
     replay(&shared, ids).await
+}
+
+/// A JSON request body, after the token check (`None` when empty).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| Problem(StatusCode::BAD_REQUEST, format!("the JSON body: {e}")))
+}
+
+/// Why a dead letter is discarded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Discard {
+    reason: String,
+}
+
+async fn discard(
+    State(shared): Shared_,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r.into_response();
+    }
+    let reason = match json_body::<Discard>(&body) {
+        Ok(Some(Discard { reason })) if !reason.trim().is_empty() => reason,
+        _ => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "give the reason: {\"reason\": \"...\"} (it is kept in the audit table)",
+            );
+        }
+    };
+    let store = match store(&shared) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.discard(id, &reason).await {
+        Ok(true) => {
+            tracing::info!(event_id = %id, reason, "a dead letter was discarded");
+            Json(json!({ "discarded": id, "audit_table": format!("{}_discarded", store.table()) }))
+                .into_response()
+        }
+        Ok(false) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("discarding: {e}")),
+    }
 }

@@ -109,6 +109,25 @@ async fn kill_all(layer: &support::Layer) {
     }
 }
 
+/// The audit table's rows: (reason, last error).
+async fn audit(layer: &support::Layer) -> Vec<(String, String)> {
+    let query = format!(
+        "SELECT reason, last_error FROM {}_discarded ORDER BY id",
+        layer.table
+    );
+    match layer.store.database() {
+        Database::Sqlite(pool) => sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+        Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+        Database::Url(_) => unreachable!("a layer's store has a pool"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_the_outbox_dead_letters_over_http() {
     for layer in support::layers().await {
@@ -210,6 +229,38 @@ async fn health_metrics_and_the_outbox_dead_letters_over_http() {
         .await;
         assert_eq!(status, 400, "a set replay names its filter: {body}");
 
+        // Discarded: gone from the dead letters, kept with its reason in the audit table.
+        let (status, extra) = {
+            bus.publish_all(&OrderPlaced::numbered(1)).await.unwrap();
+            kill_all(&layer).await;
+            get_json(addr, "/dead-letters/outbox").await
+        };
+        assert_eq!(status, 200);
+        let doomed = extra["dead_letters"].as_array().unwrap()[3]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let discard = format!("/dead-letters/outbox/{doomed}/discard");
+        let reason = json!({ "reason": "a test order, never to be sent" });
+        let (status, _) = post_json(addr, &discard, None, Some(reason.clone())).await;
+        assert_eq!(status, 401);
+        let (status, body) = post_json(addr, &discard, Some("s3cret"), Some(json!({}))).await;
+        assert_eq!(status, 400, "a discard gives its reason: {body}");
+        let (status, body) = post_json(addr, &discard, Some("s3cret"), Some(reason.clone())).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let (status, _) = get_json(addr, &format!("/dead-letters/outbox/{doomed}")).await;
+        assert_eq!(status, 404);
+        let (status, _) = post_json(addr, &discard, Some("s3cret"), Some(reason)).await;
+        assert_eq!(status, 404, "discarded once");
+        assert_eq!(
+            audit(&layer).await,
+            vec![(
+                "a test order, never to be sent".to_owned(),
+                "broker said no".to_owned()
+            )],
+            "{name}"
+        );
+
         // Replayed: one by id, then the rest by filter; a relay delivers them to their topic.
         let reader = support::Reader::at_end(&layer.kafka, &topic).await;
         let (status, body) = post_json(addr, &one, Some("s3cret"), None).await;
@@ -269,10 +320,11 @@ async fn without_a_token_the_api_is_read_only() {
     assert_eq!(status, 200);
     for path in [
         format!("/dead-letters/outbox/{}/replay", uuid::Uuid::nil()),
+        format!("/dead-letters/outbox/{}/discard", uuid::Uuid::nil()),
         "/dead-letters/outbox/replay".to_owned(),
     ] {
         let (status, body) =
-            post_json(addr, &path, Some("anything"), Some(json!({"all": true}))).await;
+            post_json(addr, &path, Some("anything"), Some(json!({"reason": "x"}))).await;
         assert_eq!(status, 403, "{path}: {body}");
         assert!(
             body["error"]

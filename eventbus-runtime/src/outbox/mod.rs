@@ -262,6 +262,40 @@ impl OutboxStore {
         }
     }
 
+    /// Discards a dead row: moves it to the audit table `{table}_discarded` with `reason` (and
+    /// the time). False when `event_id` is not in the dead table.
+    pub async fn discard(&self, event_id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => Ok(sqlx::query(sql(&self.sql.discard[0]))
+                .bind(event_id)
+                .bind(reason)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                let [insert, delete] = &self.sql.discard[..] else {
+                    unreachable!("SQLite discards in two statements")
+                };
+                let mut tx = pool.begin().await?;
+                let moved = sqlx::query(sql(insert))
+                    .bind(event_id)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(sql(delete))
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(moved > 0)
+            }
+        }
+    }
+
     /// The dead rows, oldest first.
     pub async fn dead(&self) -> Result<Vec<DeadEvent>, sqlx::Error> {
         let rows = match &self.db {
