@@ -348,6 +348,7 @@ struct DeadLetter {
     key: Option<String>,
     attempts: i32,
     error: String,
+    dead_for_secs: f64,
 }
 
 impl From<DeadEvent> for DeadLetter {
@@ -359,6 +360,7 @@ impl From<DeadEvent> for DeadLetter {
             key: d.key,
             attempts: d.attempts,
             error: d.error,
+            dead_for_secs: d.dead_for.as_secs_f64(),
         }
     }
 }
@@ -369,6 +371,8 @@ impl From<DeadEvent> for DeadLetter {
 struct Filter {
     event_type: Option<String>,
     topic: Option<String>,
+    /// Only rows dead for at least this many seconds.
+    older_than_secs: Option<f64>,
     /// Paging: at most this many (listing only; default 100, at most 1000).
     limit: Option<usize>,
     /// Paging: those after this event id (the previous page's `next`).
@@ -381,6 +385,9 @@ impl Filter {
     fn keeps(&self, d: &DeadEvent) -> bool {
         self.event_type.as_ref().is_none_or(|t| *t == d.event_type)
             && self.topic.as_ref().is_none_or(|t| *t == d.topic)
+            && self
+                .older_than_secs
+                .is_none_or(|secs| d.dead_for.as_secs_f64() >= secs)
     }
 }
 
@@ -421,12 +428,32 @@ async fn list(State(shared): Shared_, Query(filter): Query<Filter>) -> Response 
 }
 
 async fn show(State(shared): Shared_, Path(id): Path<Uuid>) -> Response {
-    match dead(&shared).await {
-        Ok(rows) => match rows.into_iter().find(|d| d.event_id == id) {
-            Some(d) => Json(DeadLetter::from(d)).into_response(),
-            None => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
-        },
-        Err(r) => r.into_response(),
+    let store = match store(&shared) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.dead_record(id).await {
+        Ok(Some(record)) => {
+            let mut body = json!(DeadLetter::from(record.event));
+            body["headers"] = serde_json::from_str(&record.headers)
+                .unwrap_or(serde_json::Value::String(record.headers));
+            // The payload as JSON when it is JSON, else base64.
+            match serde_json::from_slice::<serde_json::Value>(&record.payload) {
+                Ok(payload) => body["payload"] = payload,
+                Err(_) => {
+                    use base64::Engine as _;
+                    body["payload_base64"] = base64::engine::general_purpose::STANDARD
+                        .encode(&record.payload)
+                        .into();
+                }
+            }
+            Json(body).into_response()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading the dead table: {e}"),
+        ),
     }
 }
 

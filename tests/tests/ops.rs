@@ -210,6 +210,13 @@ async fn health_metrics_and_the_outbox_dead_letters_over_http() {
         assert_eq!(status, 200, "{name}: {shown}");
         assert_eq!(shown["attempts"], json!(3));
         assert_eq!(shown["error"], json!("broker said no"));
+        assert_eq!(shown["headers"]["ce_id"], json!(first), "{name}: {shown}");
+        assert!(shown["payload"].is_object(), "{name}: {shown}");
+        assert!(shown["dead_for_secs"].as_f64().unwrap() >= 0.0, "{shown}");
+        let (_, old) = get_json(addr, "/dead-letters/outbox?older_than_secs=3600").await;
+        assert!(old["dead_letters"].as_array().unwrap().is_empty(), "{old}");
+        let (_, recent) = get_json(addr, "/dead-letters/outbox?older_than_secs=0").await;
+        assert_eq!(recent["dead_letters"].as_array().unwrap().len(), 3);
         let (status, _) =
             get_json(addr, &format!("/dead-letters/outbox/{}", uuid::Uuid::nil())).await;
         assert_eq!(status, 404);
