@@ -135,6 +135,11 @@ impl Ops {
         self
     }
 
+    /// True without a token: the mutating endpoints answer 403.
+    pub fn is_read_only(&self) -> bool {
+        self.token.is_none()
+    }
+
     /// How long `/health/ready` waits for each dependency (default 2 s).
     pub fn health_timeout(mut self, timeout: Duration) -> Self {
         self.health_timeout = timeout;
