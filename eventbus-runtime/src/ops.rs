@@ -1,6 +1,7 @@
 //! The operations HTTP API (feature `ops`, docs/operations.md): liveness and readiness from
 //! [`EventBus::health`], the `metrics`-facade metrics in the Prometheus text format, and the
-//! outbox's dead letters (list, show, replay, discard into the audit table `{table}_discarded`).
+//! outbox's dead letters (list, show, replay, discard into the audit table `{table}_discarded`),
+//! and the dead-letter topics (`{topic}.dlq`: list, replay).
 //!
 //! [`router`] gives an [`axum::Router`] to mount into the application's own server; [`serve`] runs
 //! it on a listener of its own (bind it to loopback unless the API is meant to be reachable).
@@ -152,6 +153,7 @@ type HealthFn = dyn Fn(Duration) -> Pin<Box<dyn Future<Output = Health> + Send>>
 struct Shared {
     health: Box<HealthFn>,
     outbox: Option<OutboxStore>,
+    kafka: Option<crate::config::KafkaConfig>,
     ops: Ops,
 }
 
@@ -181,6 +183,10 @@ pub fn router<S: Service>(bus: EventBus<S>, ops: Ops) -> Router {
         ops.prometheus = global_prometheus().ok();
     }
     let outbox = bus.outbox().cloned();
+    let kafka = match bus.transport() {
+        crate::bus::Transport::Kafka(kafka) => Some(kafka),
+        _ => None,
+    };
     let health: Box<HealthFn> = Box::new(move |timeout| {
         let bus = bus.clone();
         Box::pin(async move { bus.health(timeout).await })
@@ -188,6 +194,7 @@ pub fn router<S: Service>(bus: EventBus<S>, ops: Ops) -> Router {
     let shared = Arc::new(Shared {
         health,
         outbox,
+        kafka,
         ops,
     });
     Router::new()
@@ -199,6 +206,8 @@ pub fn router<S: Service>(bus: EventBus<S>, ops: Ops) -> Router {
         .route("/dead-letters/outbox/{id}", get(show))
         .route("/dead-letters/outbox/{id}/replay", post(replay_one))
         .route("/dead-letters/outbox/{id}/discard", post(discard))
+        .route("/dead-letters/topics/{topic}", get(topic_list))
+        .route("/dead-letters/topics/{topic}/replay", post(topic_replay))
         .with_state(shared)
 }
 
@@ -556,5 +565,107 @@ async fn discard(
         }
         Ok(false) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("discarding: {e}")),
+    }
+}
+
+fn kafka(shared: &Shared) -> Result<crate::config::KafkaConfig, Problem> {
+    shared.kafka.clone().ok_or_else(|| {
+        Problem(
+            StatusCode::NOT_FOUND,
+            "this bus has no Kafka (Testing mode): no dead-letter topics".into(),
+        )
+    })
+}
+
+/// The paging of a dead-letter topic's listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicPage {
+    limit: Option<usize>,
+}
+
+async fn topic_list(
+    State(shared): Shared_,
+    Path(topic): Path<String>,
+    Query(page): Query<TopicPage>,
+) -> Response {
+    let kafka = match kafka(&shared) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let read = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || crate::dlq::read(&kafka, &topic, limit)).await
+    };
+    let records = match read {
+        Ok(Ok(records)) => records,
+        Ok(Err(e)) => return problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let letters: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "partition": r.partition,
+                "offset": r.offset,
+                "id": r.header(crate::envelope::headers::ID),
+                "event_type": r.header("ce_type"),
+                "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "original_topic": r.header(crate::dlq::ORIGINAL_TOPIC),
+                "error": r.header(crate::dlq::ERROR),
+                "attempts": r.header(crate::dlq::ATTEMPTS).and_then(|a| a.parse::<u64>().ok()),
+                "failed_in": r.header(crate::dlq::FAILED_IN),
+                "group": r.header(crate::dlq::GROUP),
+            })
+        })
+        .collect();
+    Json(json!({ "topic": topic, "dead_letters": letters })).into_response()
+}
+
+/// Which records of a dead-letter topic to replay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicReplay {
+    ids: Option<Vec<Uuid>>,
+    all: Option<bool>,
+}
+
+async fn topic_replay(
+    State(shared): Shared_,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r.into_response();
+    }
+    let which = match json_body::<TopicReplay>(&body) {
+        Ok(Some(TopicReplay {
+            ids: Some(ids),
+            all: None,
+        })) if !ids.is_empty() => crate::dlq::Which::Events(ids),
+        Ok(Some(TopicReplay {
+            ids: None,
+            all: Some(true),
+        })) => crate::dlq::Which::All,
+        Ok(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "name the records: {\"ids\": [\"<ce_id>\", ...]} or {\"all\": true}",
+            );
+        }
+        Err(r) => return r.into_response(),
+    };
+    let kafka = match kafka(&shared) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    match crate::dlq::replay(&kafka, &topic, which).await {
+        Ok(n) => {
+            tracing::info!(topic, replayed = n, "dead letters replayed");
+            Json(json!({ "replayed": n })).into_response()
+        }
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -376,3 +376,94 @@ async fn an_unreachable_broker_makes_the_instance_unready() {
     );
     bus.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_dead_letter_topic_is_listed_and_replayed() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    for layer in support::layers().await {
+        let name = layer.name;
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        let original = format!("eventbus.tests.ops-orig-{run}");
+        let dlq = format!("{original}.dlq");
+        let reader = support::Reader::at_end(&layer.kafka, &original).await;
+        let _dlq_reader = support::Reader::at_end(&layer.kafka, &dlq).await;
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", layer.kafka.bootstrap_servers.join(","))
+            .create()
+            .unwrap();
+        let ids = [uuid::Uuid::now_v7(), uuid::Uuid::now_v7()];
+        for id in &ids {
+            let id = id.to_string();
+            let headers = [
+                ("ce_id", id.as_str()),
+                ("ce_type", "petstore.order.placed"),
+                (eventbus::dlq::ORIGINAL_TOPIC, original.as_str()),
+                (eventbus::dlq::ERROR, "handler failed"),
+                (eventbus::dlq::ATTEMPTS, "5"),
+                (eventbus::dlq::FAILED_IN, "orders::on_placed"),
+                (eventbus::dlq::GROUP, "orders"),
+            ]
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+            producer
+                .send(
+                    FutureRecord::to(&dlq)
+                        .key("order-1")
+                        .payload("{}")
+                        .headers(headers),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+        let bus = support::direct_bus(&layer).await;
+        let addr = start(bus.clone(), Ops::new().token("s3cret")).await;
+
+        let (status, list) = get_json(addr, &format!("/dead-letters/topics/{dlq}")).await;
+        assert_eq!(status, 200, "{name}: {list}");
+        let letters = list["dead_letters"].as_array().unwrap();
+        assert_eq!(letters.len(), 2, "{name}: {list}");
+        let listed: Vec<&str> = letters.iter().map(|l| l["id"].as_str().unwrap()).collect();
+        assert!(listed.contains(&ids[0].to_string().as_str()), "{list}");
+        let first = letters
+            .iter()
+            .find(|l| l["id"] == json!(ids[0].to_string()))
+            .unwrap();
+        assert_eq!(first["original_topic"], json!(original));
+        assert_eq!(first["error"], json!("handler failed"));
+        assert_eq!(first["attempts"], json!(5));
+        assert_eq!(first["group"], json!("orders"));
+
+        let replay = format!("/dead-letters/topics/{dlq}/replay");
+        let one = json!({ "ids": [ids[0]] });
+        let (status, _) = post_json(addr, &replay, None, Some(one.clone())).await;
+        assert_eq!(status, 401);
+        let (status, _) = post_json(addr, &replay, Some("s3cret"), Some(json!({}))).await;
+        assert_eq!(status, 400);
+        let (status, body) = post_json(addr, &replay, Some("s3cret"), Some(one)).await;
+        assert_eq!(
+            (status, &body["replayed"]),
+            (200, &json!(1)),
+            "{name}: {body}"
+        );
+        let records = tokio::task::block_in_place(|| {
+            reader.read(Duration::from_secs(30), |got| !got.is_empty())
+        });
+        assert_eq!(records.len(), 1, "{name}");
+        assert_eq!(
+            records[0].header("ce_id").as_deref(),
+            Some(ids[0].to_string().as_str())
+        );
+        assert!(
+            records[0].header(eventbus::dlq::ERROR).is_none(),
+            "the dead-letter headers are stripped"
+        );
+        bus.shutdown().await;
+    }
+}
