@@ -8,7 +8,7 @@
 
 use askama::Template;
 pub use eventbus_core::outbox::Dialect;
-use eventbus_core::outbox::{COLUMNS, check_table_name};
+use eventbus_core::outbox::{COLUMNS, Column, DISCARDED_COLUMNS, check_table_name};
 
 #[derive(Template)]
 #[template(path = "outbox_postgres.sql", escape = "none")]
@@ -16,6 +16,7 @@ struct Postgres<'a> {
     table: &'a str,
     outbox_columns: String,
     dead_columns: String,
+    discarded_columns: String,
 }
 
 #[derive(Template)]
@@ -24,13 +25,27 @@ struct Sqlite<'a> {
     table: &'a str,
     outbox_columns: String,
     dead_columns: String,
+    discarded_columns: String,
 }
 
 /// The column lines of the outbox table (or of its dead table) in `dialect`: names aligned, each
 /// column's comment above it.
 fn column_lines(dialect: Dialect, dead: bool) -> String {
-    let columns: Vec<_> = COLUMNS
-        .iter()
+    table_lines(COLUMNS.iter(), dialect, dead)
+}
+
+/// The column lines of the audit table `{table}_discarded`: the dead table's, then
+/// [`DISCARDED_COLUMNS`].
+fn discarded_lines(dialect: Dialect) -> String {
+    table_lines(COLUMNS.iter().chain(DISCARDED_COLUMNS), dialect, true)
+}
+
+fn table_lines<'c>(
+    columns: impl Iterator<Item = &'c Column>,
+    dialect: Dialect,
+    dead: bool,
+) -> String {
+    let columns: Vec<_> = columns
         .filter_map(|c| {
             let ty = if dead {
                 c.in_dead(dialect)
@@ -56,24 +71,28 @@ fn column_lines(dialect: Dialect, dead: bool) -> String {
         .join(",\n")
 }
 
-/// The migration creating `table` (the outbox), `{table}_dead`, their indexes and, on
+/// The migration creating `table` (the outbox), `{table}_dead`, the audit table
+/// `{table}_discarded` (dead letters an operator discarded), their indexes and, on
 /// PostgreSQL, the notification trigger. `table` must be a plain lower-case SQL identifier of at
 /// most 40 characters.
 pub fn outbox_migration(dialect: Dialect, table: &str) -> Result<String, String> {
     check_table_name(table).map_err(|e| format!("outbox table {e}"))?;
     let (outbox_columns, dead_columns) =
         (column_lines(dialect, false), column_lines(dialect, true));
+    let discarded_columns = discarded_lines(dialect);
     let rendered = match dialect {
         Dialect::Postgres => Postgres {
             table,
             outbox_columns,
             dead_columns,
+            discarded_columns,
         }
         .render(),
         Dialect::Sqlite => Sqlite {
             table,
             outbox_columns,
             dead_columns,
+            discarded_columns,
         }
         .render(),
     };

@@ -13,6 +13,11 @@ CREATE TABLE IF NOT EXISTS {{ table }}_dead (
 {{ dead_columns }}
 );
 
+-- dead letters an operator discarded, kept for the audit (the operations API)
+CREATE TABLE IF NOT EXISTS {{ table }}_discarded (
+{{ discarded_columns }}
+);
+
 -- Wake relays at commit: one notification per statement, not per row.
 CREATE OR REPLACE FUNCTION {{ table }}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -8,3 +8,8 @@ CREATE INDEX IF NOT EXISTS {{ table }}_pending_key ON {{ table }} (partition_key
 CREATE TABLE IF NOT EXISTS {{ table }}_dead (
 {{ dead_columns }}
 );
+
+-- dead letters an operator discarded, kept for the audit (the operations API)
+CREATE TABLE IF NOT EXISTS {{ table }}_discarded (
+{{ discarded_columns }}
+);

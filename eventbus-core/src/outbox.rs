@@ -258,6 +258,29 @@ pub const COLUMNS: &[Column] = &[
     },
 ];
 
+/// The columns the audit table `{table}_discarded` adds to a dead row's (every dead column, then
+/// these): why an operator discarded it, and when. A discarded dead letter is moved there, never
+/// deleted outright.
+pub const DISCARDED_COLUMNS: &[Column] = &[
+    Column {
+        name: "reason",
+        outbox: NONE,
+        dead: each("TEXT        NOT NULL", "TEXT    NOT NULL"),
+        value: None,
+        note: NONE,
+    },
+    Column {
+        name: "discarded_at",
+        outbox: NONE,
+        dead: each(
+            "TIMESTAMPTZ NOT NULL DEFAULT now()",
+            "TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        ),
+        value: None,
+        note: NONE,
+    },
+];
+
 /// The columns a new row sets, in INSERT order: `event_id, topic, …, shard`.
 pub fn new_row_columns() -> String {
     COLUMNS

@@ -40,6 +40,25 @@ CREATE TABLE IF NOT EXISTS eventbus_outbox_dead (
     failed_at     TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- dead letters an operator discarded, kept for the audit (the operations API)
+CREATE TABLE IF NOT EXISTS eventbus_outbox_discarded (
+    id            BIGINT      PRIMARY KEY,
+    event_id      UUID        NOT NULL UNIQUE,
+    topic         TEXT        NOT NULL,
+    partition_key TEXT,
+    event_type    TEXT        NOT NULL,
+    version       INTEGER     NOT NULL,
+    headers       JSONB       NOT NULL,
+    payload       BYTEA       NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    attempts      INTEGER     NOT NULL,
+    last_error    TEXT        NOT NULL,
+    shard         INTEGER     NOT NULL,
+    failed_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    reason        TEXT        NOT NULL,
+    discarded_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- Wake relays at commit: one notification per statement, not per row.
 CREATE OR REPLACE FUNCTION eventbus_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

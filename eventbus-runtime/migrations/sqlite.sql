@@ -34,3 +34,22 @@ CREATE TABLE IF NOT EXISTS eventbus_outbox_dead (
     shard         INTEGER NOT NULL,
     failed_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+
+-- dead letters an operator discarded, kept for the audit (the operations API)
+CREATE TABLE IF NOT EXISTS eventbus_outbox_discarded (
+    id            INTEGER PRIMARY KEY,
+    event_id      BLOB    NOT NULL UNIQUE,
+    topic         TEXT    NOT NULL,
+    partition_key TEXT,
+    event_type    TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    headers       TEXT    NOT NULL,
+    payload       BLOB    NOT NULL,
+    created_at    TEXT    NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_error    TEXT    NOT NULL,
+    shard         INTEGER NOT NULL,
+    failed_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    reason        TEXT    NOT NULL,
+    discarded_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);

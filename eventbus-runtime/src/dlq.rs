@@ -1,7 +1,7 @@
 //! Dead letters: one header vocabulary for every record that could not be delivered, whether the
 //! relay gave up on it (its outbox row moved to the dead table, and the record to the outbox's
 //! `dead_letter_topic`) or a consumer did (after its last attempt, to `{topic}.dlq`), and
-//! [`replay`], which puts either back on its original topic.
+//! [`read`], which lists them, and [`replay`], which puts either back on its original topic.
 //!
 //! A dead letter carries the original record (key, headers, payload) plus:
 //!
@@ -112,15 +112,12 @@ pub enum Which {
     Filter(EventFilter),
 }
 
-/// Reads `dead_letter_topic` from its start to its current end and publishes the chosen records
-/// back to their original topics (without the dead-letter headers); returns how many. Records the
-/// relay and the consumers dead-lettered carry the same headers, so both replay. The DLQ keeps its
-/// records: replaying twice delivers twice (a consumer with an inbox ignores the second).
-pub async fn replay(
-    kafka: &KafkaConfig,
-    dead_letter_topic: &str,
-    which: Which,
-) -> Result<u64, ReplayError> {
+/// A consumer assigned to a dead-letter topic, and where each of its partitions ends.
+type Opened = (BaseConsumer, Vec<(i32, i64)>);
+
+/// A consumer of `dead_letter_topic` assigned from its start, and each non-empty partition's end;
+/// `None` when it holds nothing.
+fn open(kafka: &KafkaConfig, dead_letter_topic: &str) -> Result<Option<Opened>, ReplayError> {
     let err = |source| ReplayError {
         dead_letter_topic: dead_letter_topic.to_owned(),
         source: crate::config::redact::kafka_error(source, Some(kafka)),
@@ -153,9 +150,93 @@ pub async fn replay(
         }
     }
     if ends.is_empty() {
-        return Ok(0);
+        return Ok(None);
     }
     consumer.assign(&tpl).map_err(err)?;
+    Ok(Some((consumer, ends)))
+}
+
+/// A record of a dead-letter topic, as [`read`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadRecord {
+    /// Its partition in the dead-letter topic.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Every header, the dead-letter ones included.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Its value.
+    pub payload: Vec<u8>,
+}
+
+impl DeadRecord {
+    /// A header's value, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Reads up to `max` records of `dead_letter_topic`, from its start to its current end, without
+/// replaying anything (blocking: from async code, call it on a blocking thread).
+pub fn read(
+    kafka: &KafkaConfig,
+    dead_letter_topic: &str,
+    max: usize,
+) -> Result<Vec<DeadRecord>, ReplayError> {
+    let err = |source| ReplayError {
+        dead_letter_topic: dead_letter_topic.to_owned(),
+        source: crate::config::redact::kafka_error(source, Some(kafka)),
+    };
+    let Some((consumer, mut remaining)) = open(kafka, dead_letter_topic)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() && out.len() < max && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.map_err(err)?;
+        remaining.retain(|(p, high)| !(*p == message.partition() && message.offset() + 1 >= *high));
+        out.push(DeadRecord {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads `dead_letter_topic` from its start to its current end and publishes the chosen records
+/// back to their original topics (without the dead-letter headers); returns how many. Records the
+/// relay and the consumers dead-lettered carry the same headers, so both replay. The DLQ keeps its
+/// records: replaying twice delivers twice (a consumer with an inbox ignores the second).
+pub async fn replay(
+    kafka: &KafkaConfig,
+    dead_letter_topic: &str,
+    which: Which,
+) -> Result<u64, ReplayError> {
+    let err = |source| ReplayError {
+        dead_letter_topic: dead_letter_topic.to_owned(),
+        source: crate::config::redact::kafka_error(source, Some(kafka)),
+    };
+    let Some((consumer, ends)) = open(kafka, dead_letter_topic)? else {
+        return Ok(0);
+    };
     let producer: FutureProducer = crate::kafka::producer(kafka)
         .map_err(|e| err(rdkafka::error::KafkaError::ClientCreation(e.to_string())))?;
     let mut remaining = ends.clone();

@@ -128,6 +128,8 @@ pub mod kafka;
 #[cfg(feature = "cli")]
 pub mod logging;
 mod metrics;
+#[cfg(feature = "ops")]
+pub mod ops;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod outbox;
 #[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]

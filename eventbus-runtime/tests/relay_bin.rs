@@ -249,3 +249,81 @@ fn logs_can_be_json_lines() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`text` or `json`"));
 }
+
+/// One HTTP/1.1 request to `addr`: the status and the body.
+#[cfg(feature = "ops")]
+fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+#[cfg(feature = "ops")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_relay_with_the_operations_api() {
+    let url = sqlite_outbox_with("relaybin-serve", "serve_outbox", 2).await;
+    let broker = format!("127.0.0.1:{}", closed_port());
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let log = std::env::temp_dir().join(format!("relaybin-serve-{}.log", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus-relay"))
+        .args(["serve", "--addr", &addr])
+        .env("EVENTBUS_DATABASE_URL", &url)
+        .env("EVENTBUS_KAFKA_BROKERS", &broker)
+        .env("EVENTBUS_OUTBOX_TABLE", "serve_outbox")
+        .env_remove("EVENTBUS_OPS_TOKEN")
+        .env_remove("EVENTBUS_OPS_TOKEN_FILE")
+        .env_remove("RUST_LOG")
+        .env_remove("EVENTBUS_LOG_FORMAT")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the API listens on {addr}:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = |method: &'static str, path: &'static str| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || http(&addr, method, path))
+    };
+    assert_eq!(http("GET", "/health/live").await.unwrap().0, 200);
+    let (status, ready) = http("GET", "/health/ready").await.unwrap();
+    assert_eq!(status, 503, "the broker is down: {ready}");
+    assert!(ready.contains(r#""down":["kafka"]"#), "{ready}");
+    assert!(ready.contains(r#""pending":2"#), "{ready}");
+    let (status, dead) = http("GET", "/dead-letters/outbox").await.unwrap();
+    assert_eq!(
+        (status, dead.as_str()),
+        (200, r#"{"dead_letters":[],"next":null}"#)
+    );
+    let (status, refused) = http("POST", "/dead-letters/outbox/replay").await.unwrap();
+    assert_eq!(status, 403, "no token, read-only: {refused}");
+
+    let (exit, took) = terminate(&mut child);
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{exit:?}\n{output}");
+    assert!(
+        took <= STOP_BOUND,
+        "stopped {took:?} after SIGTERM\n{output}"
+    );
+    assert!(
+        output.contains(&format!("the operations API listens on http://{addr}")),
+        "{output}"
+    );
+    let _ = std::fs::remove_file(log);
+}

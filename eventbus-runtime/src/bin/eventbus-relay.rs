@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batch in hand, within 2.5 s)
+//! eventbus-relay serve [--addr A]   `run`, with the operations HTTP API next to it (docs/operations.md;
+//!                                   default 127.0.0.1:9464, loopback: give another address explicitly)
 //! eventbus-relay migrate            create the outbox and dead tables
 //! eventbus-relay status             pending and dead counts
 //! eventbus-relay dead               list dead events
@@ -30,9 +32,67 @@ use eventbus::outbox::Replay;
 use eventbus::relay::Relay;
 use eventbus::{Database, KafkaConfig, OutboxConfig};
 
-const USAGE: &str = "usage: eventbus-relay [--log-format text|json] [run | migrate | status | dead | replay (--all | EVENT_ID...)]
+const USAGE: &str = "usage: eventbus-relay [--log-format text|json] [run | serve [--addr ADDR] | migrate | status | dead | replay (--all | EVENT_ID...)]
 environment: EVENTBUS_DATABASE_URL, EVENTBUS_KAFKA_BROKERS, EVENTBUS_OUTBOX_* (see the eventbus docs),
-             RUST_LOG (default info), EVENTBUS_LOG_FORMAT (text or json)";
+             RUST_LOG (default info), EVENTBUS_LOG_FORMAT (text or json),
+             EVENTBUS_OPS_TOKEN or EVENTBUS_OPS_TOKEN_FILE (serve: enables the API's mutations)";
+
+/// Where `serve` listens unless `--addr` says otherwise: loopback only.
+#[cfg(feature = "ops")]
+const DEFAULT_OPS_ADDR: &str = "127.0.0.1:9464";
+
+/// The service name the operations API's bus reports (the relay publishes no events of its own).
+#[cfg(feature = "ops")]
+struct RelayService;
+
+#[cfg(feature = "ops")]
+impl eventbus::Service for RelayService {
+    const NAME: &'static str = "eventbus-relay";
+}
+
+/// Starts the operations API for `serve`: a bus on the relay's outbox and brokers (without a relay
+/// of its own) answers the health checks; the API reads and replays the same dead table.
+#[cfg(feature = "ops")]
+async fn start_ops(
+    args: &[String],
+    url: &str,
+    kafka: &KafkaConfig,
+    config: &OutboxConfig,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, String> {
+    let addr = match args.iter().position(|a| a == "--addr") {
+        Some(at) => args
+            .get(at + 1)
+            .ok_or("--addr needs an address (host:port)")?
+            .as_str(),
+        None => match args.iter().find_map(|a| a.strip_prefix("--addr=")) {
+            Some(addr) => addr,
+            None => DEFAULT_OPS_ADDR,
+        },
+    };
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("--addr {addr:?} is not an address (host:port): {e}"))?;
+    let ops = eventbus::ops::Ops::from_env().map_err(|e| e.to_string())?;
+    let read_only = ops.is_read_only();
+    let bus = eventbus::EventBus::builder(RelayService)
+        .database(Database::Url(url.to_owned()))
+        .kafka(kafka.clone())
+        .outbox(config.clone())
+        .kafka_check(None)
+        .without_relay()
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let listening = eventbus::ops::bind(addr, eventbus::ops::router(bus, ops))
+        .await
+        .map_err(|e| format!("the operations API cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        %addr,
+        read_only,
+        "eventbus-relay: the operations API listens on http://{addr}"
+    );
+    Ok(tokio::spawn(listening.run()))
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -95,7 +155,7 @@ async fn run(args: &[String]) -> Result<(), String> {
     let url = std::env::var("EVENTBUS_DATABASE_URL").map_err(|_| {
         "EVENTBUS_DATABASE_URL is not set: give the outbox's database (postgres://...)".to_owned()
     })?;
-    let store = eventbus::outbox::connect(Database::Url(url), &config.table)
+    let store = eventbus::outbox::connect(Database::Url(url.clone()), &config.table)
         .await
         .map_err(|e| e.to_string())?;
     let db = |e: sqlx::Error| format!("database error on the outbox `{}`: {e}", config.table);
@@ -140,11 +200,20 @@ async fn run(args: &[String]) -> Result<(), String> {
             let n = store.replay(which).await.map_err(db)?;
             println!("replayed {n} event(s); a running relay publishes them");
         }
-        "run" => {
+        "run" | "serve" => {
             let kafka = KafkaConfig::from_env()
                 .map_err(|e| e.to_string())?
                 .ok_or("EVENTBUS_KAFKA_BROKERS is not set: give the Kafka bootstrap servers")?;
             store.migrate().await.map_err(db)?;
+            #[cfg(feature = "ops")]
+            let api = match command {
+                "serve" => Some(start_ops(&args[1..], &url, &kafka, &config).await?),
+                _ => None,
+            };
+            #[cfg(not(feature = "ops"))]
+            if command == "serve" {
+                return Err("this eventbus-relay was built without the `ops` feature".to_owned());
+            }
             let relay = Relay::new(store, &kafka, config.clone())
                 .map_err(|e| e.to_string())?
                 .spawn();
@@ -160,6 +229,10 @@ async fn run(args: &[String]) -> Result<(), String> {
                 "eventbus-relay: stopping (the batch in hand gets {:?})",
                 eventbus::relay::SHUTDOWN_GRACE
             );
+            #[cfg(feature = "ops")]
+            if let Some(api) = api {
+                api.abort();
+            }
             let stats = tokio::select! {
                 stats = relay.shutdown() => stats.map_err(|e| e.to_string())?,
                 () = shutdown_signal() => return Err("a second signal: stopped at once".to_owned()),

@@ -94,6 +94,19 @@ pub struct DeadEvent {
     pub attempts: i32,
     /// The last error.
     pub error: String,
+    /// How long ago it went dead.
+    pub dead_for: std::time::Duration,
+}
+
+/// A dead row with what it would publish: [`OutboxStore::dead_record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadRecord {
+    /// What [`OutboxStore::dead`] lists.
+    pub event: DeadEvent,
+    /// The CloudEvents headers, a JSON object.
+    pub headers: String,
+    /// The record value.
+    pub payload: Vec<u8>,
 }
 
 /// Which dead rows to replay.
@@ -262,6 +275,60 @@ impl OutboxStore {
         }
     }
 
+    /// Discards a dead row: moves it to the audit table `{table}_discarded` with `reason` (and
+    /// the time). False when `event_id` is not in the dead table.
+    pub async fn discard(&self, event_id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => Ok(sqlx::query(sql(&self.sql.discard[0]))
+                .bind(event_id)
+                .bind(reason)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                let [insert, delete] = &self.sql.discard[..] else {
+                    unreachable!("SQLite discards in two statements")
+                };
+                let mut tx = pool.begin().await?;
+                let moved = sqlx::query(sql(insert))
+                    .bind(event_id)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(sql(delete))
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(moved > 0)
+            }
+        }
+    }
+
+    /// One dead row with its headers and payload; `None` when `event_id` is not dead.
+    pub async fn dead_record(&self, event_id: Uuid) -> Result<Option<DeadRecord>, sqlx::Error> {
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => sqlx::query(sql(&self.sql.dead_one))
+                .bind(event_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| dead_record(&r))
+                .transpose(),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => sqlx::query(sql(&self.sql.dead_one))
+                .bind(event_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| dead_record(&r))
+                .transpose(),
+        }
+    }
+
     /// The dead rows, oldest first.
     pub async fn dead(&self) -> Result<Vec<DeadEvent>, sqlx::Error> {
         let rows = match &self.db {
@@ -335,7 +402,9 @@ where
     String: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
     Option<String>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
     i32: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    f64: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
 {
+    let dead_for: Option<f64> = r.try_get(6usize)?;
     Ok(DeadEvent {
         event_id: r.try_get(0usize)?,
         topic: r.try_get(1usize)?,
@@ -343,5 +412,24 @@ where
         key: r.try_get(3usize)?,
         attempts: r.try_get(4usize)?,
         error: r.try_get(5usize)?,
+        dead_for: std::time::Duration::from_secs_f64(dead_for.unwrap_or(0.0).max(0.0)),
+    })
+}
+
+fn dead_record<R: Row>(r: &R) -> Result<DeadRecord, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    String: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    Option<String>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    i32: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    f64: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+    Vec<u8>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
+{
+    Ok(DeadRecord {
+        event: dead_row(r)?,
+        headers: r.try_get(7usize)?,
+        payload: r.try_get(8usize)?,
     })
 }

@@ -22,6 +22,11 @@ pub(crate) struct Statements {
     /// id per execution (it stores ids as blobs).
     pub(super) replay_some: Vec<String>,
     pub(super) dead: String,
+    /// One dead row with its headers (JSON text) and payload (binds: event id).
+    pub(super) dead_one: String,
+    /// Moves a dead row to `{table}_discarded` with a reason (binds: event id, reason):
+    /// PostgreSQL in one statement, SQLite in two (insert, delete).
+    pub(super) discard: Vec<String>,
     pub(super) pending: String,
     pub(super) backlog: String,
     /// The INSERT of an event whose type is not known at compile time (binds all eight values).
@@ -74,8 +79,19 @@ impl Statements {
                      INSERT INTO {t} ({new}) SELECT {new} FROM moved ORDER BY id"
                 )],
                 dead: format!(
-                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
+                     EXTRACT(EPOCH FROM now() - failed_at)::float8 FROM {t}_dead ORDER BY id"
                 ),
+                dead_one: format!(
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
+                     EXTRACT(EPOCH FROM now() - failed_at)::float8, headers::text, payload \
+                     FROM {t}_dead WHERE event_id = $1"
+                ),
+                discard: vec![format!(
+                    "WITH moved AS (DELETE FROM {t}_dead WHERE event_id = $1 RETURNING *) \
+                     INSERT INTO {t}_discarded (id, {cols}, last_error, failed_at, reason) \
+                     SELECT id, {cols}, last_error, failed_at, $2 FROM moved"
+                )],
                 pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
                 backlog: format!(
                     "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8, \
@@ -129,8 +145,21 @@ impl Statements {
                     format!("DELETE FROM {t}_dead WHERE event_id = ?1"),
                 ],
                 dead: format!(
-                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error FROM {t}_dead ORDER BY id"
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
+                     (julianday('now') - julianday(failed_at)) * 86400.0 FROM {t}_dead ORDER BY id"
                 ),
+                dead_one: format!(
+                    "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
+                     (julianday('now') - julianday(failed_at)) * 86400.0, headers, payload \
+                     FROM {t}_dead WHERE event_id = ?1"
+                ),
+                discard: vec![
+                    format!(
+                        "INSERT INTO {t}_discarded (id, {cols}, last_error, failed_at, reason) \
+                         SELECT id, {cols}, last_error, failed_at, ?2 FROM {t}_dead WHERE event_id = ?1"
+                    ),
+                    format!("DELETE FROM {t}_dead WHERE event_id = ?1"),
+                ],
                 pending: format!("SELECT count(*) FROM {t} WHERE sent_at IS NULL"),
                 backlog: format!(
                     "SELECT count(*), (julianday('now') - julianday(min(created_at))) * 86400.0, \

@@ -1,0 +1,671 @@
+//! The operations HTTP API (feature `ops`, docs/operations.md): liveness and readiness from
+//! [`EventBus::health`], the `metrics`-facade metrics in the Prometheus text format, and the
+//! outbox's dead letters (list, show, replay, discard into the audit table `{table}_discarded`),
+//! and the dead-letter topics (`{topic}.dlq`: list, replay).
+//!
+//! [`router`] gives an [`axum::Router`] to mount into the application's own server; [`serve`] runs
+//! it on a listener of its own (bind it to loopback unless the API is meant to be reachable).
+//!
+//! Mutating endpoints need `Authorization: Bearer <token>`, the token read by [`Ops::from_env`]
+//! from `EVENTBUS_OPS_TOKEN` or from the file named by `EVENTBUS_OPS_TOKEN_FILE`. Without a
+//! token the API is read-only: mutations answer 403.
+//!
+//! ```no_run
+//! # use eventbus::{EventBus, Service};
+//! # #[derive(Service)] #[service(name = "petstore")] struct Petstore;
+//! # async fn run(bus: EventBus<Petstore>) -> Result<(), Box<dyn std::error::Error>> {
+//! let router = eventbus::ops::router(bus, eventbus::ops::Ops::from_env()?);
+//! eventbus::ops::serve("127.0.0.1:9464".parse()?, router).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::EventBus;
+use crate::error::ConfigError;
+use crate::event::Service;
+use crate::health::{Check, Health};
+use crate::outbox::{DeadEvent, OutboxStore, Replay};
+
+/// The environment variable holding the bearer token of the mutating endpoints.
+pub const TOKEN_ENV: &str = "EVENTBUS_OPS_TOKEN";
+/// The environment variable naming a file that holds the token (trailing whitespace trimmed).
+pub const TOKEN_FILE_ENV: &str = "EVENTBUS_OPS_TOKEN_FILE";
+
+/// A bearer token. Never printed: its `Debug` says only that there is one.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    /// A token (an empty one is refused by [`Ops::token`]).
+    pub fn new(token: impl Into<String>) -> Self {
+        Token(Arc::from(token.into()))
+    }
+
+    /// Compares in time independent of where the first difference is.
+    fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// What the API is given besides the bus: the token, the Prometheus handle, the health timeout.
+#[derive(Debug, Clone)]
+pub struct Ops {
+    token: Option<Token>,
+    prometheus: Option<PrometheusHandle>,
+    health_timeout: Duration,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops {
+            token: None,
+            prometheus: None,
+            health_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Ops {
+    /// Read-only (no token), the global Prometheus recorder, health checks within 2 s.
+    pub fn new() -> Self {
+        Ops::default()
+    }
+
+    /// The token from `EVENTBUS_OPS_TOKEN`, or from the file named by `EVENTBUS_OPS_TOKEN_FILE`;
+    /// neither set: read-only.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let token = match (std::env::var(TOKEN_ENV), std::env::var(TOKEN_FILE_ENV)) {
+            (Ok(t), _) if !t.is_empty() => Some(t),
+            (_, Ok(file)) if !file.is_empty() => {
+                let t = std::fs::read_to_string(&file).map_err(|e| {
+                    ConfigError::clause(TOKEN_FILE_ENV, format!("cannot read {file}: {e}"))
+                })?;
+                let t = t.trim_end().to_owned();
+                if t.is_empty() {
+                    return Err(ConfigError::clause(
+                        TOKEN_FILE_ENV,
+                        format!("the file {file} is empty"),
+                    ));
+                }
+                Some(t)
+            }
+            _ => None,
+        };
+        Ok(Ops {
+            token: token.map(Token::new),
+            ..Ops::default()
+        })
+    }
+
+    /// Enables the mutating endpoints with this bearer token (an empty one leaves them off).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.token = (!token.is_empty()).then(|| Token::new(token));
+        self
+    }
+
+    /// Renders `/metrics` from this handle: for an application that installed the Prometheus
+    /// recorder itself. Without one, the API installs it as the global `metrics` recorder on
+    /// first use (and `/metrics` answers 503 when another recorder is already installed).
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        self.prometheus = Some(handle);
+        self
+    }
+
+    /// True without a token: the mutating endpoints answer 403.
+    pub fn is_read_only(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// How long `/health/ready` waits for each dependency (default 2 s).
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+}
+
+type HealthFn = dyn Fn(Duration) -> Pin<Box<dyn Future<Output = Health> + Send>> + Send + Sync;
+
+struct Shared {
+    health: Box<HealthFn>,
+    outbox: Option<OutboxStore>,
+    kafka: Option<crate::config::KafkaConfig>,
+    ops: Ops,
+}
+
+/// The global Prometheus recorder this module installed, or why it could not.
+fn global_prometheus() -> Result<PrometheusHandle, String> {
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new().install_recorder().map_err(|e| {
+                format!(
+                    "cannot install the Prometheus recorder ({e}); an application with a \
+                     `metrics` recorder of its own passes its PrometheusHandle with \
+                     Ops::prometheus"
+                )
+            })
+        })
+        .clone()
+}
+
+/// The operations API of `bus`, to mount (`Router::merge` or `nest`) into an axum server.
+///
+/// When `ops` has no Prometheus handle, the global recorder is installed now, so that the metrics
+/// of buses and consumers built afterwards are recorded.
+pub fn router<S: Service>(bus: EventBus<S>, ops: Ops) -> Router {
+    let mut ops = ops;
+    if ops.prometheus.is_none() {
+        ops.prometheus = global_prometheus().ok();
+    }
+    let outbox = bus.outbox().cloned();
+    let kafka = match bus.transport() {
+        crate::bus::Transport::Kafka(kafka) => Some(kafka),
+        _ => None,
+    };
+    let health: Box<HealthFn> = Box::new(move |timeout| {
+        let bus = bus.clone();
+        Box::pin(async move { bus.health(timeout).await })
+    });
+    let shared = Arc::new(Shared {
+        health,
+        outbox,
+        kafka,
+        ops,
+    });
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/dead-letters/outbox", get(list))
+        .route("/dead-letters/outbox/replay", post(replay_set))
+        .route("/dead-letters/outbox/{id}", get(show))
+        .route("/dead-letters/outbox/{id}/replay", post(replay_one))
+        .route("/dead-letters/outbox/{id}/discard", post(discard))
+        .route("/dead-letters/topics/{topic}", get(topic_list))
+        .route("/dead-letters/topics/{topic}/replay", post(topic_replay))
+        .with_state(shared)
+}
+
+/// A listener bound for [`router`]'s API: its address, then [`Listening::run`].
+#[derive(Debug)]
+pub struct Listening {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+/// Binds `addr` for `router`. Port 0 picks a free port ([`Listening::local_addr`]).
+pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Listening> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the operations API listens beyond loopback");
+    }
+    Ok(Listening { listener, router })
+}
+
+impl Listening {
+    /// The address bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the process ends (or the future is dropped).
+    pub async fn run(self) -> std::io::Result<()> {
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "the operations API listens");
+        axum::serve(self.listener, self.router).await
+    }
+}
+
+/// Binds `addr` and serves `router` on it: the address is the caller's to choose, loopback
+/// (`127.0.0.1:9464`) unless the API must be reachable from elsewhere.
+pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
+    bind(addr, router).await?.run().await
+}
+
+type Shared_ = State<Arc<Shared>>;
+
+/// An error answer: its status and `{"error": "..."}`.
+struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    Problem(status, message.into()).into_response()
+}
+
+/// Refuses a mutation without the configured token.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(token) = &shared.ops.token else {
+        return Err(Problem(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the operations API is read-only: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}) to \
+                 enable the mutating endpoints"
+            ),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if token.matches(given.trim()) => Ok(()),
+        Some(_) => Err(Problem(
+            StatusCode::UNAUTHORIZED,
+            "wrong bearer token".into(),
+        )),
+        None => Err(Problem(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>`".into(),
+        )),
+    }
+}
+
+async fn live() -> Response {
+    (StatusCode::OK, Json(json!({ "live": true }))).into_response()
+}
+
+fn check_json(check: &Option<Check>) -> serde_json::Value {
+    match check {
+        None => serde_json::Value::Null,
+        Some(Check::Up { latency }) => {
+            json!({ "up": true, "latency_ms": latency.as_secs_f64() * 1000.0 })
+        }
+        Some(Check::Down { error }) => json!({ "up": false, "error": error }),
+    }
+}
+
+async fn ready(State(shared): Shared_) -> Response {
+    let health = (shared.health)(shared.ops.health_timeout).await;
+    let mut down = Vec::new();
+    for (name, check) in [("kafka", &health.kafka), ("database", &health.database)] {
+        if check.as_ref().is_some_and(|c| !c.is_up()) {
+            down.push(name);
+        }
+    }
+    let backlog = health.backlog.map(|b| {
+        json!({
+            "pending": b.pending,
+            "oldest_pending_seconds": b.oldest_pending.map(|d| d.as_secs_f64()),
+            "dead": b.dead,
+        })
+    });
+    let body = json!({
+        "ready": health.is_healthy(),
+        "mode": format!("{:?}", health.mode),
+        "down": down,
+        "kafka": check_json(&health.kafka),
+        "database": check_json(&health.database),
+        "backlog": backlog,
+    });
+    let status = if health.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(shared): Shared_) -> Response {
+    let handle = match &shared.ops.prometheus {
+        Some(h) => h.clone(),
+        None => match global_prometheus() {
+            Ok(h) => h,
+            Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, e),
+        },
+    };
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// A dead row as the API shows it.
+#[derive(Debug, Serialize)]
+struct DeadLetter {
+    id: Uuid,
+    topic: String,
+    event_type: String,
+    key: Option<String>,
+    attempts: i32,
+    error: String,
+    dead_for_secs: f64,
+}
+
+impl From<DeadEvent> for DeadLetter {
+    fn from(d: DeadEvent) -> Self {
+        DeadLetter {
+            id: d.event_id,
+            topic: d.topic,
+            event_type: d.event_type,
+            key: d.key,
+            attempts: d.attempts,
+            error: d.error,
+            dead_for_secs: d.dead_for.as_secs_f64(),
+        }
+    }
+}
+
+/// The filters of a listing and of a set replay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    event_type: Option<String>,
+    topic: Option<String>,
+    /// Only rows dead for at least this many seconds.
+    older_than_secs: Option<f64>,
+    /// Paging: at most this many (listing only; default 100, at most 1000).
+    limit: Option<usize>,
+    /// Paging: those after this event id (the previous page's `next`).
+    after: Option<Uuid>,
+    /// A set replay without `event_type` or `topic` replays every dead row only with `all`.
+    all: Option<bool>,
+}
+
+impl Filter {
+    fn keeps(&self, d: &DeadEvent) -> bool {
+        self.event_type.as_ref().is_none_or(|t| *t == d.event_type)
+            && self.topic.as_ref().is_none_or(|t| *t == d.topic)
+            && self
+                .older_than_secs
+                .is_none_or(|secs| d.dead_for.as_secs_f64() >= secs)
+    }
+}
+
+fn store(shared: &Shared) -> Result<&OutboxStore, Problem> {
+    shared.outbox.as_ref().ok_or_else(|| {
+        Problem(
+            StatusCode::NOT_FOUND,
+            "this bus has no outbox (it is not in the Transactional mode)".into(),
+        )
+    })
+}
+
+async fn dead(shared: &Shared) -> Result<Vec<DeadEvent>, Problem> {
+    store(shared)?.dead().await.map_err(|e| {
+        Problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading the dead table: {e}"),
+        )
+    })
+}
+
+async fn list(State(shared): Shared_, Query(filter): Query<Filter>) -> Response {
+    let rows = match dead(&shared).await {
+        Ok(rows) => rows,
+        Err(r) => return r.into_response(),
+    };
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    // Rows come in the dead table's order; `after` resumes behind the previous page's last.
+    let mut rows = rows.into_iter().filter(|d| filter.keeps(d));
+    if let Some(after) = filter.after {
+        rows.by_ref().find(|d| d.event_id == after);
+    }
+    let mut page: Vec<DeadLetter> = rows.by_ref().take(limit).map(DeadLetter::from).collect();
+    let more = rows.next().is_some();
+    let next = more.then(|| page.last().map(|d| d.id)).flatten();
+    page.shrink_to_fit();
+    Json(json!({ "dead_letters": page, "next": next })).into_response()
+}
+
+async fn show(State(shared): Shared_, Path(id): Path<Uuid>) -> Response {
+    let store = match store(&shared) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.dead_record(id).await {
+        Ok(Some(record)) => {
+            let mut body = json!(DeadLetter::from(record.event));
+            body["headers"] = serde_json::from_str(&record.headers)
+                .unwrap_or(serde_json::Value::String(record.headers));
+            // The payload as JSON when it is JSON, else base64.
+            match serde_json::from_slice::<serde_json::Value>(&record.payload) {
+                Ok(payload) => body["payload"] = payload,
+                Err(_) => {
+                    use base64::Engine as _;
+                    body["payload_base64"] = base64::engine::general_purpose::STANDARD
+                        .encode(&record.payload)
+                        .into();
+                }
+            }
+            Json(body).into_response()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading the dead table: {e}"),
+        ),
+    }
+}
+
+async fn replay(shared: &Shared, ids: Vec<Uuid>) -> Response {
+    let store = match store(shared) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.replay(Replay::Events(ids)).await {
+        Ok(n) => Json(json!({ "replayed": n })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("replaying: {e}")),
+    }
+}
+
+async fn replay_one(State(shared): Shared_, headers: HeaderMap, Path(id): Path<Uuid>) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r.into_response();
+    }
+    match dead(&shared).await {
+        Ok(rows) if rows.iter().any(|d| d.event_id == id) => replay(&shared, vec![id]).await,
+        Ok(_) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn replay_set(State(shared): Shared_, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r.into_response();
+    }
+    let filter: Filter = match json_body(&body) {
+        Ok(f) => f.unwrap_or_default(),
+        Err(r) => return r.into_response(),
+    };
+    if filter.event_type.is_none() && filter.topic.is_none() && filter.all != Some(true) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "name `event_type` and/or `topic`, or `\"all\": true` to replay every dead letter",
+        );
+    }
+    let ids = match dead(&shared).await {
+        Ok(rows) => rows
+            .into_iter()
+            .filter(|d| filter.keeps(d))
+            .map(|d| d.event_id)
+            .collect(),
+        Err(r) => return r.into_response(),
+    };
+    replay(&shared, ids).await
+}
+
+/// A JSON request body, after the token check (`None` when empty).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| Problem(StatusCode::BAD_REQUEST, format!("the JSON body: {e}")))
+}
+
+/// Why a dead letter is discarded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Discard {
+    reason: String,
+}
+
+async fn discard(
+    State(shared): Shared_,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r.into_response();
+    }
+    let reason = match json_body::<Discard>(&body) {
+        Ok(Some(Discard { reason })) if !reason.trim().is_empty() => reason,
+        _ => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "give the reason: {\"reason\": \"...\"} (it is kept in the audit table)",
+            );
+        }
+    };
+    let store = match store(&shared) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.discard(id, &reason).await {
+        Ok(true) => {
+            tracing::info!(event_id = %id, reason, "a dead letter was discarded");
+            Json(json!({ "discarded": id, "audit_table": format!("{}_discarded", store.table()) }))
+                .into_response()
+        }
+        Ok(false) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("discarding: {e}")),
+    }
+}
+
+fn kafka(shared: &Shared) -> Result<crate::config::KafkaConfig, Problem> {
+    shared.kafka.clone().ok_or_else(|| {
+        Problem(
+            StatusCode::NOT_FOUND,
+            "this bus has no Kafka (Testing mode): no dead-letter topics".into(),
+        )
+    })
+}
+
+/// The paging of a dead-letter topic's listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicPage {
+    limit: Option<usize>,
+}
+
+async fn topic_list(
+    State(shared): Shared_,
+    Path(topic): Path<String>,
+    Query(page): Query<TopicPage>,
+) -> Response {
+    let kafka = match kafka(&shared) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let read = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || crate::dlq::read(&kafka, &topic, limit)).await
+    };
+    let records = match read {
+        Ok(Ok(records)) => records,
+        Ok(Err(e)) => return problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let letters: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "partition": r.partition,
+                "offset": r.offset,
+                "id": r.header(crate::envelope::headers::ID),
+                "event_type": r.header("ce_type"),
+                "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "original_topic": r.header(crate::dlq::ORIGINAL_TOPIC),
+                "error": r.header(crate::dlq::ERROR),
+                "attempts": r.header(crate::dlq::ATTEMPTS).and_then(|a| a.parse::<u64>().ok()),
+                "failed_in": r.header(crate::dlq::FAILED_IN),
+                "group": r.header(crate::dlq::GROUP),
+            })
+        })
+        .collect();
+    Json(json!({ "topic": topic, "dead_letters": letters })).into_response()
+}
+
+/// Which records of a dead-letter topic to replay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicReplay {
+    ids: Option<Vec<Uuid>>,
+    all: Option<bool>,
+}
+
+async fn topic_replay(
+    State(shared): Shared_,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r.into_response();
+    }
+    let which = match json_body::<TopicReplay>(&body) {
+        Ok(Some(TopicReplay {
+            ids: Some(ids),
+            all: None,
+        })) if !ids.is_empty() => crate::dlq::Which::Events(ids),
+        Ok(Some(TopicReplay {
+            ids: None,
+            all: Some(true),
+        })) => crate::dlq::Which::All,
+        Ok(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "name the records: {\"ids\": [\"<ce_id>\", ...]} or {\"all\": true}",
+            );
+        }
+        Err(r) => return r.into_response(),
+    };
+    let kafka = match kafka(&shared) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    match crate::dlq::replay(&kafka, &topic, which).await {
+        Ok(n) => {
+            tracing::info!(topic, replayed = n, "dead letters replayed");
+            Json(json!({ "replayed": n })).into_response()
+        }
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
