@@ -141,6 +141,26 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `GET path` on the operations API: the status and the body (HTTP/1.1, one request).
+async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// Runs the petstore; what went wrong, if anything.
 async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let started = *STARTED.get_or_init(Instant::now);
@@ -156,7 +176,20 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         (true, true) => "the configured database and Kafka",
         _ => "the embedded defaults (SQLite, in-process Kafka)",
     };
-    println!("petstore: {:?} mode on {where_}\n", orders.mode());
+    println!("petstore: {:?} mode on {where_}", orders.mode());
+    // The operations API (docs/operations.md) on loopback, read-only (no EVENTBUS_OPS_TOKEN):
+    // a free port unless EVENTBUS_PETSTORE_OPS_ADDR names one.
+    let ops_addr: std::net::SocketAddr = std::env::var("EVENTBUS_PETSTORE_OPS_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:0".to_owned())
+        .parse()?;
+    let ops = eventbus::ops::bind(
+        ops_addr,
+        eventbus::ops::router(orders.clone(), eventbus::ops::Ops::from_env()?),
+    )
+    .await?;
+    let ops_addr = ops.local_addr()?;
+    tokio::spawn(ops.run());
+    println!("operations API: http://{ops_addr}/health/ready, /metrics, /dead-letters/outbox\n");
 
     let db = orders
         .outbox()
@@ -248,6 +281,15 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     );
     if !health.is_healthy() {
         failures.push(format!("the bus is not healthy: {health}"));
+    }
+    match get(ops_addr, "/health/ready").await {
+        Ok((status, body)) => {
+            println!("GET /health/ready: {status} {body}");
+            if status != 200 {
+                failures.push(format!("/health/ready answered {status}: {body}"));
+            }
+        }
+        Err(e) => failures.push(format!("the operations API did not answer: {e}")),
     }
     for consumer in unhealthy {
         failures.push(format!("a consumer is not healthy: {consumer}"));
