@@ -1,17 +1,22 @@
 //! The facts both halves of eventbus share, defined once: the compile-time half
 //! (`eventbus-codegen`, run by the derive and by `build.rs`) emits statements and DDL from them,
-//! the run-time half (`eventbus`) runs statements built from them. No dependencies.
+//! the run-time half (`eventbus`) runs statements built from them. No dependencies, except for
+//! the optional [`yaml`] tree (feature `yaml`: serde and serde-saphyr).
 //!
 //! - [`outbox`]: the outbox table (its columns, per dialect, for the outbox and its dead table),
 //!   the SQL [`outbox::Dialect`]s, the table-name rule, the INSERT statements;
 //! - [`category`]: the five categories, their names, and the default topic and CloudEvents type
 //!   they give an event;
 //! - [`naming`]: topic segment and topic rules;
-//! - [`fnv1a`]: the hash of partition keys (stored shards depend on it never changing).
+//! - [`fnv1a`]: the hash of partition keys (stored shards depend on it never changing);
+//! - `yaml` (feature `yaml`): a YAML document as a tree of located nodes, for the readers of
+//!   schemas and of the configuration file.
 
 pub mod category;
 pub mod naming;
 pub mod outbox;
+#[cfg(feature = "yaml")]
+pub mod yaml;
 
 pub use category::Category;
 

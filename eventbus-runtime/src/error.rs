@@ -141,8 +141,8 @@ impl ConfigError {
     }
 
     /// The same error at `at` (line, column) of the file being read.
-    pub(crate) fn at(mut self, at: (u64, u64)) -> Self {
-        self.at = Some(at);
+    pub(crate) fn at(mut self, at: impl Into<(u64, u64)>) -> Self {
+        self.at = Some(at.into());
         self
     }
 

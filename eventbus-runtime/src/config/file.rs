@@ -116,7 +116,7 @@ impl FileConfig {
             }
         };
         for (key, node) in &top {
-            file.places.insert((*key).to_owned(), node.at);
+            file.places.insert((*key).to_owned(), node.at.into());
         }
         if let Some(node) = set(&top, "mode") {
             file.mode = Some(match node.as_str() {
@@ -147,7 +147,7 @@ impl FileKafka {
         let entries = mapping("kafka", node, "a mapping (brokers, sasl, properties)")?;
         let fields = settings("kafka.", entries, KAFKA)?;
         for (key, node) in &fields {
-            places.insert(format!("kafka.{key}"), node.at);
+            places.insert(format!("kafka.{key}"), node.at.into());
         }
         let brokers = match set(&fields, "brokers") {
             None => {
@@ -189,7 +189,7 @@ impl FileKafka {
                     Kind::Bool(b) => b.to_string(),
                     _ => return Err(wrong(&path, "a string, a number or a boolean", value)),
                 };
-                places.insert(path, value.at);
+                places.insert(path, value.at.into());
                 properties.insert(key.to_owned(), text);
             }
         }
@@ -257,7 +257,7 @@ impl FileSasl {
         }
         let fields = settings("kafka.sasl.", entries, SASL)?;
         for (key, node) in &fields {
-            places.insert(format!("kafka.sasl.{key}"), node.at);
+            places.insert(format!("kafka.sasl.{key}"), node.at.into());
         }
         let required = |key: &str| -> Result<String, ConfigError> {
             let path = format!("kafka.sasl.{key}");
@@ -282,7 +282,7 @@ impl FileOutbox {
         let entries = mapping("outbox", node, "a mapping of outbox settings")?;
         let fields = settings("outbox.", entries, OUTBOX)?;
         for (key, node) in &fields {
-            places.insert(format!("outbox.{key}"), node.at);
+            places.insert(format!("outbox.{key}"), node.at.into());
         }
         let text = |key: &str, what: &str| -> Result<Option<String>, ConfigError> {
             set(&fields, key)

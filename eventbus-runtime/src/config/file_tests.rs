@@ -193,3 +193,18 @@ fn the_sasl_password_comes_from_its_variable_only() {
     let url = refused("database_url: [postgres://app:hunter2@db/x]\n");
     assert!(!url.contains("hunter2"), "{url}");
 }
+
+#[test]
+fn syntax_errors_are_placed_where_they_are_written() {
+    // The located YAML tree of `eventbus_core::yaml`, shared with the schema reader.
+    let tab = refused("mode: direct\nkafka:\n\tbrokers: a:9092\n");
+    assert!(
+        tab.contains("tab in the indentation") && tab.contains("line 3, column 1"),
+        "{tab}"
+    );
+    let open = refused("mode: direct\nkafka: { brokers: a:9092\noutbox: {}\n");
+    assert!(
+        open.contains("unclosed bracket") && open.contains("line 2, column 8"),
+        "{open}"
+    );
+}

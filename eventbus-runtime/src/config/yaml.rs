@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::Spanned;
+pub(super) use eventbus_core::yaml::{Kind, Node, Pos};
 
 use super::redact::{MASK, is_sensitive_property, redact};
 use crate::error::ConfigError;
@@ -47,7 +46,7 @@ pub(super) fn checked_keys<'a>(
                 format!("{prefix}{name}"),
                 format!(
                     "set twice, on line {} and on line {}: keep one",
-                    first.at.0, key.at.0
+                    first.at.line, key.at.line
                 ),
             )
             .at(key.at));
@@ -158,142 +157,22 @@ pub(super) fn wrong(path: &str, what: &str, node: &Node) -> ConfigError {
     ConfigError::clause(path, format!("expected {what}, found {found}")).at(node.at)
 }
 
-/// A YAML node and where it starts (line, column; from 1).
-#[derive(Debug)]
-pub(super) struct Node {
-    pub(super) at: (u64, u64),
-    pub(super) kind: Kind,
-}
-
-#[derive(Debug)]
-pub(super) enum Kind {
-    Null,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
-}
-
-impl Kind {
-    fn what(&self) -> &'static str {
-        match self {
-            Kind::Null => "nothing",
-            Kind::Bool(_) => "a boolean",
-            Kind::Int(_) | Kind::Float(_) => "a number",
-            Kind::Str(_) => "a string",
-            Kind::Seq(_) => "a list",
-            Kind::Map(_) => "a mapping",
-        }
-    }
-}
-
-impl Node {
-    pub(super) fn as_str(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-fn node(s: Spanned<Kind>) -> Node {
-    Node {
-        at: (s.referenced.line(), s.referenced.column()),
-        kind: s.value,
-    }
-}
-
 /// One YAML document; repeated keys are kept (the walk reports them with both lines).
 pub(super) fn parse(text: &str) -> Result<Node, ConfigError> {
-    let options = serde_saphyr::options! {
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
-    };
-    match serde_saphyr::from_str_with_options::<Option<Spanned<Kind>>>(text, options) {
-        Ok(Some(root)) => Ok(node(root)),
-        Ok(None) => Ok(Node {
-            at: (1, 1),
+    if text.trim().is_empty() {
+        return Ok(Node {
+            at: Pos { line: 1, column: 1 },
             kind: Kind::Null,
-        }),
-        Err(e) => {
-            let at = e.location().map(|l| (l.line().max(1), l.column().max(1)));
-            let error = ConfigError::clause(
-                "YAML",
-                format!(
-                    "{}; the settings are mode, database_url, kafka (brokers, sasl, properties) and outbox ({})",
-                    e.without_snippet(),
-                    super::file::OUTBOX.join(", ")
-                ),
-            );
-            Err(match at {
-                Some(at) => error.at(at),
-                None => error,
-            })
-        }
+        });
     }
-}
-
-impl<'de> Deserialize<'de> for Kind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(KindVisitor)
-    }
-}
-
-struct KindVisitor;
-
-impl<'de> Visitor<'de> for KindVisitor {
-    type Value = Kind;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Kind, E> {
-        Ok(Kind::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Kind, E> {
-        Ok(Kind::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
-        Kind::deserialize(d)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Kind, E> {
-        Ok(Kind::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Kind, E> {
-        Ok(Kind::Int(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
-        Ok(Kind::Int(v.into()))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Kind, E> {
-        Ok(Kind::Int(v))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Kind, E> {
-        Ok(Kind::Int(i128::try_from(v).unwrap_or(i128::MAX)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Kind, E> {
-        Ok(Kind::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
-        Ok(Kind::Str(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Kind, E> {
-        Ok(Kind::Str(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Spanned<Kind>>()? {
-            items.push(node(item));
-        }
-        Ok(Kind::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<Spanned<Kind>>()? {
-            let value = map.next_value::<Spanned<Kind>>()?;
-            entries.push((node(key), node(value)));
-        }
-        Ok(Kind::Map(entries))
-    }
+    eventbus_core::yaml::parse(text).map_err(|(message, at)| {
+        ConfigError::clause(
+            "YAML",
+            format!(
+                "{message}; the settings are mode, database_url, kafka (brokers, sasl, properties) and outbox ({})",
+                super::file::OUTBOX.join(", ")
+            ),
+        )
+        .at(at)
+    })
 }
