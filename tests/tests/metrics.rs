@@ -116,13 +116,17 @@ async fn the_bus_the_relay_and_consumers_report_through_the_metrics_facade() {
         bus.publish_all(&OrderPlaced::numbered(5)).await.unwrap();
         let relayed = format!("eventbus_relay_published_total{{table={}}}", layer.table);
         let relayed_before = counter(&relayed);
-        // The relay counts a batch once its rows are marked, which may be after the consumer
-        // has already handled them: wait for both.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while stats.handled() < handled_before + 5 || counter(&relayed) < relayed_before + 5 {
+        let pending = format!("eventbus_outbox_pending{{table={}}}", layer.table);
+        // The relay counts a batch once its rows are marked and reads the backlog for its gauges
+        // after the batch, both of which may follow the consumer's handling: wait for all three.
+        while stats.handled() < handled_before + 5
+            || counter(&relayed) < relayed_before + 5
+            || gauge(&pending).is_none()
+        {
             assert!(
                 std::time::Instant::now() < deadline,
-                "{}: handled and relayed",
+                "{}: handled, relayed and the outbox gauges set",
                 layer.name
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -147,9 +151,9 @@ async fn the_bus_the_relay_and_consumers_report_through_the_metrics_facade() {
             "{}: the exported count is the consumer's own",
             layer.name
         );
-        // The relay read the backlog on its first pass, before any health check.
+        // The relay read the backlog after its first batch, before any health check.
         assert!(
-            gauge(&format!("eventbus_outbox_pending{{table={}}}", layer.table)).is_some(),
+            gauge(&pending).is_some(),
             "{}: the relay sets the outbox gauges",
             layer.name
         );
