@@ -15,6 +15,40 @@ use crate::error::StartError;
 /// Creates the idempotent producer every mode uses: `enable.idempotence=true`, `acks=all`, a
 /// short linger for batching; the user's properties override ours.
 pub(crate) fn producer(config: &KafkaConfig) -> Result<FutureProducer, StartError> {
+    create_producer(config, |_| {})
+}
+
+/// The relay's producer: [`producer`], except that a record never times out in librdkafka
+/// (`message.timeout.ms=0`, whatever the configuration says).
+///
+/// A record that times out while still queued is reported failed, yet a later record of the same
+/// partition that was queued behind it may still be sent when the broker comes back: the later
+/// event of a key would overtake the earlier one (librdkafka's gapless guarantee excludes
+/// timeouts). So the relay waits out an outage with its records queued, in order, and librdkafka
+/// retries them; stopping the relay purges what is queued (its rows stay in the outbox).
+pub(crate) fn relay_producer(config: &KafkaConfig) -> Result<FutureProducer, StartError> {
+    let configured = config
+        .properties
+        .iter()
+        .find(|(k, _)| *k == "message.timeout.ms" || *k == "delivery.timeout.ms")
+        .filter(|(_, v)| *v != "0");
+    if let Some((key, value)) = configured {
+        tracing::warn!(
+            "eventbus relay: ignoring the Kafka property {key}={value}: a record that times out \
+             in the producer's queue can be overtaken by a later event of its key, so the relay \
+             never times records out and waits out outages instead"
+        );
+    }
+    create_producer(config, |c| {
+        c.remove("delivery.timeout.ms");
+        c.set("message.timeout.ms", "0");
+    })
+}
+
+fn create_producer(
+    config: &KafkaConfig,
+    finish: impl FnOnce(&mut rdkafka::ClientConfig),
+) -> Result<FutureProducer, StartError> {
     let mut c = rdkafka::ClientConfig::new();
     c.set("enable.idempotence", "true")
         .set("acks", "all")
@@ -26,6 +60,7 @@ pub(crate) fn producer(config: &KafkaConfig) -> Result<FutureProducer, StartErro
     for (k, v) in config.client_config().config_map() {
         c.set(k, v);
     }
+    finish(&mut c);
     c.create().map_err(|source| StartError::Kafka {
         servers: config.bootstrap_servers.join(","),
         source: crate::config::redact::kafka_error(source, Some(config)),

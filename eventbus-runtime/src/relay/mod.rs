@@ -157,7 +157,7 @@ impl Relay {
             )));
         }
         Ok(Relay {
-            producer: crate::kafka::producer(kafka)?,
+            producer: crate::kafka::relay_producer(kafka)?,
             servers: kafka.bootstrap_servers.join(","),
             config,
             wake: Arc::new(Notify::new()),
