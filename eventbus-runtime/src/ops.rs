@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -157,18 +157,31 @@ struct Shared {
     ops: Ops,
 }
 
+/// The buckets of `eventbus_publish_duration_seconds` (seconds) in the recorder installed here.
+pub const PUBLISH_SECONDS_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// The global Prometheus recorder this module installed, or why it could not.
 fn global_prometheus() -> Result<PrometheusHandle, String> {
     static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new().install_recorder().map_err(|e| {
-                format!(
-                    "cannot install the Prometheus recorder ({e}); an application with a \
+            PrometheusBuilder::new()
+                // A histogram (aggregatable across instances), not the default summary.
+                .set_buckets_for_metric(
+                    Matcher::Full("eventbus_publish_duration_seconds".to_owned()),
+                    PUBLISH_SECONDS_BUCKETS,
+                )
+                .expect("the bucket list is not empty")
+                .install_recorder()
+                .map_err(|e| {
+                    format!(
+                        "cannot install the Prometheus recorder ({e}); an application with a \
                      `metrics` recorder of its own passes its PrometheusHandle with \
                      Ops::prometheus"
-                )
-            })
+                    )
+                })
         })
         .clone()
 }
