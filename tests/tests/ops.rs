@@ -148,7 +148,22 @@ async fn health_metrics_and_the_outbox_dead_letters_over_http() {
         let (status, body) = get_json(addr, "/health/live").await;
         assert_eq!((status, &body["live"]), (200, &json!(true)), "{name}");
 
-        bus.publish_all(&OrderPlaced::numbered(3)).await.unwrap();
+        // A bus built after the API (which installed the Prometheus recorder) has its publishes
+        // counted and timed there.
+        let writer = EventBus::builder(Petstore)
+            .database(layer.store.database())
+            .kafka(layer.kafka.clone())
+            .outbox(OutboxConfig {
+                table: layer.table.clone(),
+                ..OutboxConfig::default()
+            })
+            .without_relay()
+            .build()
+            .await
+            .unwrap();
+        for order in OrderPlaced::numbered(3) {
+            writer.publish(&order).await.unwrap();
+        }
         kill_all(&layer).await;
 
         let (status, ready) = get_json(addr, "/health/ready").await;
@@ -176,6 +191,21 @@ async fn health_metrics_and_the_outbox_dead_letters_over_http() {
             "{name}: {:?}",
             dead.value
         );
+        // Publish latency is a histogram (buckets aggregate across instances; the alert rules in
+        // deploy/prometheus take quantiles of it).
+        let timed = scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "eventbus_publish_duration_seconds"
+                    && s.labels.get("mode") == Some("transactional")
+            })
+            .unwrap_or_else(|| panic!("{name}: no eventbus_publish_duration_seconds in\n{text}"));
+        let prometheus_parse::Value::Histogram(buckets) = &timed.value else {
+            panic!("{name}: not a histogram: {:?}", timed.value)
+        };
+        let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+        assert!(total >= 3.0, "{name}: {buckets:?}");
 
         // Listed, filtered, paged.
         let (status, list) = get_json(addr, "/dead-letters/outbox").await;
