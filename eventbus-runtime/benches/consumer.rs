@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 500000), `EVENTBUS_BENCH_INBOX_EVENTS` (default
-//! 20000). For profiling one phase: `EVENTBUS_BENCH_REUSE=1` reads the records a previous run left
+//! 200000), `EVENTBUS_BENCH_INBOX_BATCH` (records per inbox transaction, default 256). For profiling one phase: `EVENTBUS_BENCH_REUSE=1` reads the records a previous run left
 //! in the topic instead of producing new ones, and `EVENTBUS_BENCH_ONLY=raw|hand|typed|latency|inbox` runs one
 //! consumer.
 //!
@@ -48,7 +48,7 @@ struct Work {
 async fn main() {
     let (url, brokers) = support::services("consumer");
     let events: u64 = env("EVENTBUS_BENCH_EVENTS", 500_000);
-    let inbox_events: u64 = env("EVENTBUS_BENCH_INBOX_EVENTS", 20_000);
+    let inbox_events: u64 = env("EVENTBUS_BENCH_INBOX_EVENTS", 200_000);
     let kafka = KafkaConfig::new(&brokers);
     let bus = EventBus::builder(Bench)
         .kafka(kafka.clone())
@@ -112,10 +112,11 @@ async fn main() {
 
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let table = format!("bench_inbox_{}", &run[20..]);
-    let inbox = Inbox::postgres(pool.clone(), &table).unwrap();
+    let batch: usize = env("EVENTBUS_BENCH_INBOX_BATCH", eventbus::inbox::DEFAULT_BATCH);
+    let inbox = Inbox::postgres(pool.clone(), &table).unwrap().batch(batch);
     let with_inbox = typed_consumer(&bus, &format!("inbox-{run}"), inbox_events, Some(inbox)).await;
     println!(
-        "  eventbus consumer with inbox:           {with_inbox} (PostgreSQL; one transaction per record)"
+        "  eventbus consumer with inbox:           {with_inbox} (PostgreSQL; {inbox_events} records, up to {batch} per transaction)"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
         .execute(&pool)
@@ -248,17 +249,20 @@ async fn typed_consumer(
         .consumer(group)
         .subscribe::<WorkTopic>()
         .concurrency(2048);
+    let inbox_handle = inbox.clone();
     let consumer = match inbox {
         None => consumer.on::<Work, _>(move |_w: Work| {
             h.fetch_add(1, Ordering::Relaxed);
             async {}
         }),
-        Some(inbox) => consumer
-            .inbox(inbox)
-            .on_tx::<Work, _>(move |_w: Work, tx: InboxTx| {
-                h.fetch_add(1, Ordering::Relaxed);
-                async move { Ok::<_, eventbus::HandlerError>(tx) }
-            }),
+        Some(inbox) => {
+            consumer
+                .inbox(inbox.clone())
+                .on_tx::<Work, _>(move |_w: Work, tx: InboxTx| {
+                    h.fetch_add(1, Ordering::Relaxed);
+                    async move { Ok::<_, eventbus::HandlerError>(tx) }
+                })
+        }
     };
     let started = Instant::now();
     let handle = consumer.start().await.unwrap();
@@ -270,6 +274,12 @@ async fn typed_consumer(
     let at_first = handled.load(Ordering::Relaxed);
     while handled.load(Ordering::Relaxed) < total {
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // With an inbox, the end is the last commit: every id is in the inbox table.
+    if let Some(inbox) = &inbox_handle {
+        while inbox.processed(group).await.unwrap() < total as i64 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     let rate = Rate {
         per_second: (total - at_first) as f64 / first.elapsed().as_secs_f64(),

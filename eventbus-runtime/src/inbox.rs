@@ -20,13 +20,29 @@ use crate::config::check_table_name;
 use crate::error::{ConfigError, HandlerError};
 
 /// The inbox table of a consumer's database.
+///
+/// A Kafka consumer with an inbox handles the records of a partition in batches of up to
+/// [`Inbox::batch`] records (256 by default): one transaction claims every event id of the batch
+/// in one statement, runs the handlers one after another in it (an `on_tx` handler writes its
+/// effects there), and commits once. When a handler fails, the batch is rolled back, the records
+/// before the failing one are committed again without it, and the failing record continues alone
+/// with its retries (and its dead letter): exactly-once effects and per-key order hold, and one
+/// bad record costs one re-run of its predecessors' handlers. `batch(1)` is one transaction per
+/// record, with the keys of a partition handled in parallel (worth it when handlers wait on I/O).
 #[derive(Clone, Debug)]
 pub struct Inbox {
     db: InboxDb,
     table: Arc<str>,
     /// The statement that claims an event id, built once (it runs for every record).
     claim: Arc<str>,
+    /// The statement that claims the event ids of a batch.
+    claim_many: Arc<str>,
+    /// Records per transaction.
+    batch: usize,
 }
+
+/// The default of [`Inbox::batch`].
+pub const DEFAULT_BATCH: usize = 256;
 
 #[derive(Clone, Debug)]
 enum InboxDb {
@@ -99,7 +115,13 @@ impl Inbox {
         Ok(Inbox {
             db: InboxDb::Postgres(pool),
             claim: claim_statement(table, "$1", "$2"),
+            claim_many: format!(
+                "INSERT INTO {table} (consumer, event_id) SELECT $1, unnest($2::uuid[]) \
+                 ON CONFLICT DO NOTHING RETURNING event_id"
+            )
+            .into(),
             table: table.into(),
+            batch: DEFAULT_BATCH,
         })
     }
 
@@ -110,8 +132,27 @@ impl Inbox {
         Ok(Inbox {
             db: InboxDb::Sqlite(pool),
             claim: claim_statement(table, "?1", "?2"),
+            // `WHERE true`: SQLite's parser needs it before an upsert clause after a SELECT.
+            claim_many: format!(
+                "INSERT INTO {table} (consumer, event_id) SELECT ?1, unhex(value) \
+                 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING RETURNING event_id"
+            )
+            .into(),
             table: table.into(),
+            batch: DEFAULT_BATCH,
         })
+    }
+
+    /// Handles up to `records` records of a partition in one transaction (at least 1; default
+    /// [`DEFAULT_BATCH`]; see [`Inbox`]). The consumer's `concurrency` also bounds a batch.
+    pub fn batch(mut self, records: usize) -> Self {
+        self.batch = records.max(1);
+        self
+    }
+
+    /// Records per transaction.
+    pub(crate) fn batch_size(&self) -> usize {
+        self.batch
     }
 
     /// Creates the table if it does not exist.
@@ -169,6 +210,41 @@ impl Inbox {
             #[cfg(feature = "sqlite")]
             InboxDb::Sqlite(pool) => claim!(pool, InboxTx::Sqlite),
         }
+    }
+
+    /// Begins the transaction of a batch: claims every id of `event_ids` for `consumer` in one
+    /// statement and says which are fresh. An id that appears twice (a redelivery inside the
+    /// batch) is fresh at its first place only.
+    pub(crate) async fn begin_batch(
+        &self,
+        consumer: &str,
+        event_ids: &[Uuid],
+    ) -> Result<(InboxTx, Vec<bool>), sqlx::Error> {
+        let (tx, mut claimed): (InboxTx, std::collections::HashSet<Uuid>) = match &self.db {
+            #[cfg(feature = "postgres")]
+            InboxDb::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let ids: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(self.claim_many.to_string()))
+                    .bind(consumer)
+                    .bind(event_ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                (InboxTx::Postgres(tx), ids.into_iter().collect())
+            }
+            #[cfg(feature = "sqlite")]
+            InboxDb::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let hex: Vec<String> = event_ids.iter().map(|id| id.simple().to_string()).collect();
+                let ids: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(self.claim_many.to_string()))
+                    .bind(consumer)
+                    .bind(serde_json::to_string(&hex).unwrap_or_default())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                (InboxTx::Sqlite(tx), ids.into_iter().collect())
+            }
+        };
+        let fresh = event_ids.iter().map(|id| claimed.remove(id)).collect();
+        Ok((tx, fresh))
     }
 
     /// Forgets processed ids older than `age` (a redelivery older than that would run again).

@@ -292,6 +292,155 @@ async fn with_the_inbox_a_crash_mid_handler_has_its_effects_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_batch_commits_around_a_failing_record_in_order_and_exactly_once() {
+    for layer in support::layers().await {
+        let name = layer.name;
+        let run = run_id();
+        let bus = direct_bus(&layer).await;
+        let table = format!("fx_batch_{run}");
+        let (inbox, create) = match layer.store.database() {
+            Database::Postgres(pool) => (
+                Inbox::postgres(pool, "eventbus_inbox").unwrap(),
+                format!(
+                    "CREATE TABLE {table} (at BIGSERIAL PRIMARY KEY, k TEXT NOT NULL, n BIGINT NOT NULL)"
+                ),
+            ),
+            Database::Sqlite(pool) => (
+                Inbox::sqlite(pool, "eventbus_inbox").unwrap(),
+                format!(
+                    "CREATE TABLE {table} (at INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL, n INTEGER NOT NULL)"
+                ),
+            ),
+            Database::Url(_) => unreachable!(),
+        };
+        run_sql(&layer, &create).await;
+        // 400 jobs over 8 keys, in batches of up to 64. Jobs 7, 57, 107, ... fail their first two
+        // attempts (the batch's and one alone), job 123 fails every one (a dead letter).
+        let total = 400;
+        bus.publish_all(&jobs(&run, total, 8)).await.unwrap();
+        let attempts: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+        let (fx, seen, wanted_run) = (table.clone(), Arc::clone(&attempts), run.clone());
+        let consumer = bus
+            .consumer(&format!("batch-{run}"))
+            .subscribe::<JobTopic>()
+            .inbox(inbox.batch(64))
+            .retry(
+                RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(20))
+                    .max_attempts(4),
+            )
+            .on_tx::<Job, _>(move |job: Job, mut tx: InboxTx| {
+                let (fx, seen, wanted_run) = (fx.clone(), Arc::clone(&seen), wanted_run.clone());
+                async move {
+                    if job.run != wanted_run {
+                        return Ok(tx);
+                    }
+                    let attempt = {
+                        let mut seen = seen.lock().unwrap();
+                        let a = seen.entry(job.n).or_default();
+                        *a += 1;
+                        *a
+                    };
+                    let insert = sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO {fx} (k, n) VALUES ('{}', {})",
+                        job.key, job.n
+                    ));
+                    match &mut tx {
+                        InboxTx::Postgres(_) => {
+                            sqlx::query(insert).execute(tx.postgres()?).await?;
+                        }
+                        InboxTx::Sqlite(_) => {
+                            sqlx::query(insert).execute(tx.sqlite()?).await?;
+                        }
+                    }
+                    if job.n == 123 || (job.n % 50 == 7 && attempt <= 2) {
+                        return Err(format!("job {} fails attempt {attempt}", job.n).into());
+                    }
+                    Ok::<_, eventbus::HandlerError>(tx)
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        let stats = consumer.stats();
+        // (The topic may hold other runs' jobs: the handler skips them, the stats count them.)
+        wait_until("job 123 is dead-lettered", Duration::from_secs(60), || {
+            stats.dead_lettered() >= 1
+        })
+        .await;
+        let effects = async || -> Vec<(String, i64)> {
+            let q = format!("SELECT k, n FROM {table} ORDER BY at");
+            match layer.store.database() {
+                Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(q))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap(),
+                Database::Sqlite(pool) => sqlx::query_as(sqlx::AssertSqlSafe(q))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap(),
+                Database::Url(_) => unreachable!(),
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (effects().await.len() as u64) < total - 1 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: every job's effect lands"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(stats.dead_lettered(), 1, "{name}: job 123 only");
+        // Committed effects: every job but 123, once each, and per key in publish order.
+        let rows = effects().await;
+        assert_eq!(
+            rows.len() as u64,
+            total - 1,
+            "{name}: one effect per handled job"
+        );
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for (k, n) in &rows {
+            assert_ne!(*n, 123, "{name}: the dead job's effects were rolled back");
+            if let Some(prev) = last.insert(k.clone(), *n) {
+                assert!(
+                    prev < *n,
+                    "{name}: key {k}: job {n} committed after job {prev}"
+                );
+            }
+        }
+        // The failing jobs were retried: each of 7, 57, ... ran at least three times.
+        let attempts = attempts.lock().unwrap().clone();
+        for n in (7..total).step_by(50) {
+            assert!(
+                attempts[&n] >= 3,
+                "{name}: job {n} ran {} times",
+                attempts[&n]
+            );
+        }
+        eprintln!(
+            "{name}: {} handled, {} dead, {} handler runs for {total} jobs",
+            stats.handled(),
+            stats.dead_lettered(),
+            attempts.values().sum::<u32>()
+        );
+        consumer.shutdown().await;
+    }
+}
+
+async fn run_sql(layer: &Layer, statement: &str) {
+    let statement = sqlx::AssertSqlSafe(statement.to_owned());
+    match layer.store.database() {
+        Database::Postgres(pool) => {
+            sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+        }
+        Database::Sqlite(pool) => {
+            sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+        }
+        Database::Url(_) => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_of_a_group_split_partitions_across_a_rebalance() {
     for layer in support::layers().await {
         two_consumers_across_a_rebalance(&layer).await;

@@ -232,9 +232,83 @@ impl Engine {
 
     /// One attempt: every wanted handler, inside the inbox transaction when there is one.
     async fn attempt(&self, envelope: &Envelope) -> Result<(), (String, HandlerError)> {
-        let Some(mut tx) = self.begin(envelope).await? else {
+        let Some(tx) = self.begin(envelope).await? else {
             return Ok(());
         };
+        let tx = self.run_handlers(envelope, tx).await?;
+        if let Some(tx) = tx {
+            commit(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Records per inbox transaction on the Kafka loop: 1 without an inbox.
+    pub(crate) fn batch_size(&self) -> usize {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        if let Some(inbox) = &self.inbox {
+            return inbox.batch_size();
+        }
+        1
+    }
+
+    /// One attempt at a batch of one partition's records, in one inbox transaction: the ids
+    /// claimed in one statement, every wanted handler of each fresh record in order, one commit.
+    /// On a failure nothing is committed, and the error says at which record (the commit's own
+    /// failure, and the claim's, are put on the first).
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) async fn attempt_batch(
+        &self,
+        envelopes: &[&Envelope],
+    ) -> Result<(), (usize, String, HandlerError)> {
+        let Some(inbox) = &self.inbox else {
+            unreachable!("batches are made only for consumers with an inbox")
+        };
+        let wanted: Vec<bool> = envelopes.iter().map(|e| self.wants(e)).collect();
+        let ids: Vec<uuid::Uuid> = envelopes
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, w)| **w)
+            .map(|(e, _)| e.id)
+            .collect();
+        let (tx, fresh) = Box::pin(inbox.begin_batch(&self.group, &ids))
+            .await
+            .map_err(|e| (0, "inbox".to_owned(), HandlerError::from(e)))?;
+        let mut tx = Some(tx);
+        let mut fresh = fresh.into_iter();
+        let (mut handled, mut duplicates) = (0, 0);
+        for (i, envelope) in envelopes.iter().enumerate() {
+            if !wanted[i] {
+                continue;
+            }
+            if !fresh.next().unwrap_or(false) {
+                duplicates += 1;
+                continue;
+            }
+            tx = self
+                .run_handlers(envelope, tx)
+                .await
+                .map_err(|(handler, error)| (i, handler, error))?;
+            handled += 1;
+        }
+        if let Some(tx) = tx {
+            commit(tx).await.map_err(|(h, e)| (0, h, e))?;
+        }
+        let skipped = wanted.iter().filter(|w| !**w).count();
+        self.stats.skipped.add(skipped as u64);
+        self.stats.duplicates.add(duplicates);
+        self.stats.handled.add(handled);
+        if handled > 0 {
+            self.breaker.record(true);
+        }
+        Ok(())
+    }
+
+    /// Every wanted handler of `envelope`, the inbox transaction (if any) passed through them.
+    async fn run_handlers(
+        &self,
+        envelope: &Envelope,
+        mut tx: Option<Tx>,
+    ) -> Result<Option<Tx>, (String, HandlerError)> {
         for route in self.routes_for(envelope) {
             let failed = |e| (route.name.to_owned(), e);
             let handling = start_route(route, &envelope.payload, tx)
@@ -255,10 +329,7 @@ impl Engine {
                     .map_err(|panic| failed(panicked(panic)))?;
             self.finish(handling).await.map_err(failed)?;
         }
-        if let Some(tx) = tx {
-            commit(tx).await?;
-        }
-        Ok(())
+        Ok(tx)
     }
 
     /// Handles one record with retries; returns whether it must go to the dead-letter topic.

@@ -163,6 +163,8 @@ pub(super) struct KafkaRun {
     dead_letter_topic: Option<String>,
     /// The subscribed topics' names, so records refer to them without allocating.
     topics: Vec<&'static str>,
+    /// Records per inbox transaction (1: one at a time per key).
+    batch: usize,
 }
 
 impl KafkaRun {
@@ -176,6 +178,7 @@ impl KafkaRun {
         assigned: watch::Sender<bool>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let offsets = Arc::new(Offsets::default());
+        let engine_batch = engine.batch_size();
         let mut config = rdkafka::ClientConfig::new();
         config
             .set("group.id", group)
@@ -230,6 +233,7 @@ impl KafkaRun {
             queued: AtomicUsize::new(0),
             dead_letter_topic,
             topics: topics.to_vec(),
+            batch: engine_batch.min(concurrency).max(1),
         })
     }
 
@@ -328,8 +332,13 @@ impl KafkaRun {
             let topic = this.topics[topic_index];
             let (partition, offset) = (message.partition(), message.offset());
             // One queue per key (per partition): in order within a key, in parallel across keys.
-            // A record without a key has no order to keep: a queue of its own.
-            let key_hash = message.key().map_or(offset as u64 ^ (1 << 63), fnv1a);
+            // A record without a key has no order to keep: a queue of its own. With an inbox,
+            // one queue per partition, handled in batches.
+            let key_hash = if this.batch > 1 {
+                0
+            } else {
+                message.key().map_or(offset as u64 ^ (1 << 63), fnv1a)
+            };
             let queue_id = (topic_index as u32, partition, key_hash);
             // The verdict, once, before any handler runs: the fast path and the key queues act
             // on the same one.

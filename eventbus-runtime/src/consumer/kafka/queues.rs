@@ -1,6 +1,7 @@
 //! Key queues: the records of one key wait in order for their key's worker, which handles them
 //! one at a time (retries included) and dead-letters what exhausts its attempts.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,46 +10,113 @@ use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
 
 use super::{Job, KafkaRun, QueueId};
-use crate::consumer::engine::Outcome;
+use crate::consumer::engine::{FirstAttempt, Outcome};
 use crate::dlq::DeadLetter;
+use crate::envelope::Envelope;
 use crate::lock;
 
 impl KafkaRun {
-    /// Works through one key's queue until it is empty.
+    /// Works through one queue until it is empty: a key's records one at a time, or, for a
+    /// consumer with an inbox, a partition's records in batches (one transaction each).
     pub(super) async fn work(self: Arc<Self>, queue_id: QueueId, stop: watch::Receiver<bool>) {
+        let batch = self.batch;
         loop {
-            let (job, first) = {
+            let mut jobs = {
                 let mut queues = lock(&self.queues);
-                match queues.get_mut(&queue_id).and_then(|q| q.jobs.pop_front()) {
-                    Some(job) => job,
-                    None => {
-                        // Empty under the lock: the next record of this key starts a new worker.
-                        queues.remove(&queue_id);
-                        self.queued.fetch_sub(1, Ordering::Release);
-                        return;
+                let Some(queue) = queues.get_mut(&queue_id).filter(|q| !q.jobs.is_empty()) else {
+                    // Empty under the lock: the next record of this queue starts a new worker.
+                    queues.remove(&queue_id);
+                    self.queued.fetch_sub(1, Ordering::Release);
+                    return;
+                };
+                let n = queue.jobs.len().min(batch);
+                queue.jobs.drain(..n).collect::<VecDeque<_>>()
+            };
+            if jobs.len() == 1 {
+                let (job, first) = jobs.pop_front().expect("one job");
+                self.one(job, first, &stop).await;
+            } else {
+                self.batch(jobs, &stop).await;
+            }
+        }
+    }
+
+    /// One record: handled with its retries, dead-lettered when they run out.
+    async fn one(&self, job: Job, first: Option<FirstAttempt>, stop: &watch::Receiver<bool>) {
+        let outcome = match &job.record {
+            Ok(envelope) => self.engine.process(envelope, stop, first).await,
+            Err(bad) => Outcome::Dead {
+                error: bad.error.clone(),
+                handler: "decoder".into(),
+                attempts: 1,
+            },
+        };
+        if let Outcome::Dead {
+            error,
+            handler,
+            attempts,
+        } = outcome
+        {
+            Box::pin(self.dead_letter(&job, &error, &handler, attempts)).await;
+        }
+        self.done(&job);
+    }
+
+    /// A batch of one partition's records, in order, through the inbox (see
+    /// [`crate::inbox::Inbox`]): the longest run of records that commits together is committed,
+    /// the record that stopped it goes alone ([`Self::one`]: retries, dead letter), and the rest
+    /// form the next batch.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    async fn batch(
+        &self,
+        mut jobs: VecDeque<(Job, Option<FirstAttempt>)>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        while !jobs.is_empty() {
+            // Records that cannot be decoded end a batch: they go alone, to the dead letters.
+            let mut end = jobs.iter().take_while(|(j, _)| j.record.is_ok()).count();
+            while end > 1 {
+                let envelopes: Vec<&Envelope> = jobs
+                    .iter()
+                    .take(end)
+                    .filter_map(|(j, _)| j.record.as_ref().ok())
+                    .collect();
+                match self.engine.attempt_batch(&envelopes).await {
+                    Ok(()) => break,
+                    Err((at, handler, error)) => {
+                        tracing::debug!(%handler, %error, at, records = end,
+                            "eventbus consumer: a batch failed; its records before the failure are committed without it");
+                        end = at;
                     }
                 }
-            };
-            let outcome = match &job.record {
-                Ok(envelope) => self.engine.process(envelope, &stop, first).await,
-                Err(bad) => Outcome::Dead {
-                    error: bad.error.clone(),
-                    handler: "decoder".into(),
-                    attempts: 1,
-                },
-            };
-            if let Outcome::Dead {
-                error,
-                handler,
-                attempts,
-            } = outcome
-            {
-                Box::pin(self.dead_letter(&job, &error, &handler, attempts)).await;
             }
-            // Stored in bulk by the run loop.
-            self.offsets.finish(job.topic, job.partition, job.offset);
-            self.permits.add_permits(1);
+            if end > 1 {
+                for (job, _) in jobs.drain(..end) {
+                    self.done(&job);
+                }
+            }
+            if let Some((job, first)) = jobs.pop_front() {
+                self.one(job, first, stop).await;
+            }
         }
+    }
+
+    #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+    async fn batch(
+        &self,
+        jobs: VecDeque<(Job, Option<FirstAttempt>)>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        for (job, first) in jobs {
+            self.one(job, first, stop).await;
+        }
+    }
+
+    /// A record is done: its offset may be committed (stored in bulk by the run loop), and its
+    /// permit is free.
+    fn done(&self, job: &Job) {
+        self.offsets.finish(job.topic, job.partition, job.offset);
+        self.permits.add_permits(1);
     }
 
     /// Publishes a record that exhausted its attempts to the dead-letter topic, with where it came
