@@ -62,7 +62,7 @@ async fn main() {
     let run = uuid::Uuid::now_v7().simple().to_string();
     if std::env::var_os("EVENTBUS_BENCH_REUSE").is_none() {
         // A fresh topic: every consumer reads exactly this run's records.
-        recreate_topic(&kafka).await;
+        support::recreate_topic(&kafka, <WorkTopic as Topic>::NAME, 8).await;
         let started = Instant::now();
         let batch: Vec<Work> = (0..events)
             .map(|n| Work {
@@ -122,34 +122,6 @@ async fn main() {
         .execute(&pool)
         .await
         .ok();
-}
-
-async fn recreate_topic(kafka: &KafkaConfig) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
-        .create()
-        .unwrap();
-    let name = <WorkTopic as Topic>::NAME;
-    let _ = admin.delete_topics(&[name], &AdminOptions::new()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let created = admin
-            .create_topics(
-                &[NewTopic::new(name, 8, TopicReplication::Fixed(1))],
-                &AdminOptions::new(),
-            )
-            .await
-            .unwrap();
-        if created.iter().all(Result::is_ok) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cannot recreate {name}: {created:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// The stream's next record.

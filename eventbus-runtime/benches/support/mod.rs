@@ -24,3 +24,34 @@ pub(crate) fn services(name: &str) -> (String, String) {
         }
     }
 }
+
+/// Deletes topic `name` if it exists and creates it anew with `partitions` partitions, so a run
+/// reads only its own records.
+#[allow(dead_code)] // not every bench uses it
+pub(crate) async fn recreate_topic(kafka: &eventbus::KafkaConfig, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use std::time::{Duration, Instant};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
+        .create()
+        .unwrap();
+    let _ = admin.delete_topics(&[name], &AdminOptions::new()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        if created.iter().all(Result::is_ok) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cannot recreate {name}: {created:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -14,11 +14,11 @@ use crate::event::Event;
 
 /// `envelope` of the typed event `E`, made conformant.
 pub(crate) fn typed<E: Event>(envelope: Envelope) -> Result<Envelope, PublishError> {
-    let field = match E::KEY_FIELD {
+    // The field's name is written only for the error: this runs for every event published.
+    common(envelope, || match E::KEY_FIELD {
         Some(name) => format!("field `{name}`"),
         None => "the envelope's `key`".to_owned(),
-    };
-    common(envelope, &field)
+    })
 }
 
 /// An envelope built at run time, made conformant: its topic and attributes checked too.
@@ -48,17 +48,20 @@ pub(crate) fn built(envelope: Envelope) -> Result<Envelope, PublishError> {
             rule,
         });
     }
-    common(envelope, "the envelope's `key`")
+    common(envelope, || "the envelope's `key`".to_owned())
 }
 
-fn common(mut envelope: Envelope, field: &str) -> Result<Envelope, PublishError> {
+fn common(
+    mut envelope: Envelope,
+    field: impl FnOnce() -> String,
+) -> Result<Envelope, PublishError> {
     if envelope.subject.as_deref().is_some_and(str::is_empty) {
         envelope.subject = None;
     }
     if envelope.key.as_deref().is_some_and(str::is_empty) {
         return Err(PublishError::EmptyKey {
             event: envelope.event_type.clone(),
-            field: field.to_owned(),
+            field: field(),
         });
     }
     Ok(envelope)
