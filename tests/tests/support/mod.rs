@@ -292,3 +292,21 @@ pub fn counts<T: std::hash::Hash + Eq + Clone>(
     }
     m
 }
+
+/// The dead-letter notifications (`system.eventbus.dead_lettered`) of the dead letter of event
+/// `event_id`, read by `reader` (opened before the dead letter): waits up to 30 s for the first,
+/// then 2 s more for any other, so a test can check there is exactly one.
+pub fn notifications(reader: &Reader, event_id: &str) -> Vec<eventbus::dlq::DeadLettered> {
+    use eventbus::dlq::DeadLettered;
+    let of_it = |r: &Record| {
+        r.envelope()
+            .decode::<DeadLettered>()
+            .is_ok_and(|n| n.event_id.as_deref() == Some(event_id))
+    };
+    let mut got = reader.read(Duration::from_secs(30), |got| got.iter().any(of_it));
+    got.extend(reader.read(Duration::from_secs(2), |_| false));
+    got.iter()
+        .filter(|r| of_it(r))
+        .map(|r| r.envelope().decode::<DeadLettered>().unwrap())
+        .collect()
+}
