@@ -113,7 +113,6 @@
 pub mod bus;
 pub mod config;
 pub mod consumer;
-#[cfg(feature = "kafka")]
 pub mod dlq;
 pub mod envelope;
 pub mod error;

@@ -155,12 +155,27 @@ struct Shared {
     outbox: Option<OutboxStore>,
     kafka: Option<crate::config::KafkaConfig>,
     ops: Ops,
+    /// The dead-letter topics' gauges: when they were last counted, and the classes set then per
+    /// topic.
+    topic_gauges: std::sync::Mutex<TopicGauges>,
 }
 
 /// The buckets of `eventbus_publish_duration_seconds` (seconds) in the recorder installed here.
 pub const PUBLISH_SECONDS_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The state of the dead-letter topics' gauges.
+#[derive(Default)]
+struct TopicGauges {
+    counted: Option<std::time::Instant>,
+    classes: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// How often `/metrics` counts the dead-letter topics (a scrape in between shows the last count).
+pub const DEAD_TOPICS_INTERVAL: Duration = Duration::from_secs(30);
+/// The records of one dead-letter topic `/metrics` reads at most to count them.
+pub const DEAD_TOPICS_MAX_RECORDS: usize = 10_000;
 
 /// The global Prometheus recorder this module installed, or why it could not.
 fn global_prometheus() -> Result<PrometheusHandle, String> {
@@ -209,6 +224,7 @@ pub fn router<S: Service>(bus: EventBus<S>, ops: Ops) -> Router {
         outbox,
         kafka,
         ops,
+        topic_gauges: std::sync::Mutex::default(),
     });
     Router::new()
         .route("/health/live", get(live))
@@ -355,6 +371,7 @@ async fn metrics(State(shared): Shared_) -> Response {
             Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, e),
         },
     };
+    count_dead_topics(&shared).await;
     handle.run_upkeep();
     (
         [(
@@ -366,6 +383,59 @@ async fn metrics(State(shared): Shared_) -> Response {
         .into_response()
 }
 
+/// Sets `eventbus_dead_letters{topic, class}` and `eventbus_dead_letter_oldest_age_seconds{topic,
+/// class}` of every dead-letter topic: those this process writes to (its consumers' and relay's)
+/// and every topic of the cluster named `*.dlq`, each read from its start (at most
+/// [`DEAD_TOPICS_MAX_RECORDS`]), at most every [`DEAD_TOPICS_INTERVAL`], within 10 s in all.
+async fn count_dead_topics(shared: &Arc<Shared>) {
+    let Some(kafka) = shared.kafka.clone() else {
+        return;
+    };
+    {
+        let mut state = crate::lock(&shared.topic_gauges);
+        if state
+            .counted
+            .is_some_and(|t| t.elapsed() < DEAD_TOPICS_INTERVAL)
+        {
+            return;
+        }
+        state.counted = Some(std::time::Instant::now());
+    }
+    let budget = Duration::from_secs(10);
+    let counting = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut topics = crate::dlq::known_topics();
+        for topic in crate::dlq::dlq_topics(&kafka) {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        let mut out = Vec::new();
+        for topic in topics {
+            let left = budget.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match crate::dlq::count(&kafka, &topic, DEAD_TOPICS_MAX_RECORDS, left) {
+                Ok(counts) => out.push((topic, counts)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "eventbus ops: cannot count a dead-letter topic")
+                }
+            }
+        }
+        out
+    });
+    let Ok(Ok(counted)) = tokio::time::timeout(budget + Duration::from_secs(2), counting).await
+    else {
+        return;
+    };
+    let mut state = crate::lock(&shared.topic_gauges);
+    for (topic, counts) in counted {
+        let before = state.classes.entry(topic.clone()).or_default();
+        crate::metrics::set_dead_letters(("topic", &topic), &counts, before);
+    }
+}
+
 /// A dead row as the API shows it.
 #[derive(Debug, Serialize)]
 struct DeadLetter {
@@ -375,6 +445,8 @@ struct DeadLetter {
     key: Option<String>,
     attempts: i32,
     error: String,
+    /// The error's class (`null` for a row dead-lettered before classes were kept).
+    class: Option<&'static str>,
     dead_for_secs: f64,
 }
 
@@ -387,6 +459,7 @@ impl From<DeadEvent> for DeadLetter {
             key: d.key,
             attempts: d.attempts,
             error: d.error,
+            class: d.class.map(crate::dlq::ErrorClass::as_str),
             dead_for_secs: d.dead_for.as_secs_f64(),
         }
     }
@@ -398,6 +471,8 @@ impl From<DeadEvent> for DeadLetter {
 struct Filter {
     event_type: Option<String>,
     topic: Option<String>,
+    /// Only rows of this error class (`broker_refused`, ...; `unknown`: rows without one).
+    class: Option<String>,
     /// Only rows dead for at least this many seconds.
     older_than_secs: Option<f64>,
     /// Paging: at most this many (listing only; default 100, at most 1000).
@@ -412,6 +487,10 @@ impl Filter {
     fn keeps(&self, d: &DeadEvent) -> bool {
         self.event_type.as_ref().is_none_or(|t| *t == d.event_type)
             && self.topic.as_ref().is_none_or(|t| *t == d.topic)
+            && self
+                .class
+                .as_ref()
+                .is_none_or(|c| *c == d.class.map_or("unknown", crate::dlq::ErrorClass::as_str))
             && self
                 .older_than_secs
                 .is_none_or(|secs| d.dead_for.as_secs_f64() >= secs)
@@ -514,10 +593,14 @@ async fn replay_set(State(shared): Shared_, headers: HeaderMap, body: Bytes) -> 
         Ok(f) => f.unwrap_or_default(),
         Err(r) => return r.into_response(),
     };
-    if filter.event_type.is_none() && filter.topic.is_none() && filter.all != Some(true) {
+    if filter.event_type.is_none()
+        && filter.topic.is_none()
+        && filter.class.is_none()
+        && filter.all != Some(true)
+    {
         return problem(
             StatusCode::BAD_REQUEST,
-            "name `event_type` and/or `topic`, or `\"all\": true` to replay every dead letter",
+            "name `event_type`, `topic` and/or `class`, or `\"all\": true` to replay every dead letter",
         );
     }
     let ids = match dead(&shared).await {
@@ -590,11 +673,13 @@ fn kafka(shared: &Shared) -> Result<crate::config::KafkaConfig, Problem> {
     })
 }
 
-/// The paging of a dead-letter topic's listing.
+/// The paging and filter of a dead-letter topic's listing.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopicPage {
     limit: Option<usize>,
+    /// Only records of this error class (`unknown`: records without the header).
+    class: Option<String>,
 }
 
 async fn topic_list(
@@ -618,6 +703,13 @@ async fn topic_list(
     };
     let letters: Vec<serde_json::Value> = records
         .iter()
+        .filter(|r| {
+            page.class.as_ref().is_none_or(|c| {
+                *c == r
+                    .header(crate::dlq::CLASS)
+                    .unwrap_or_else(|| "unknown".into())
+            })
+        })
         .map(|r| {
             json!({
                 "partition": r.partition,
@@ -630,6 +722,7 @@ async fn topic_list(
                 "attempts": r.header(crate::dlq::ATTEMPTS).and_then(|a| a.parse::<u64>().ok()),
                 "failed_in": r.header(crate::dlq::FAILED_IN),
                 "group": r.header(crate::dlq::GROUP),
+                "class": r.header(crate::dlq::CLASS),
             })
         })
         .collect();

@@ -62,11 +62,15 @@ async fn a_poison_event_goes_to_the_dlq_while_other_keys_flow_and_replays_once_f
         let run = run_id();
         let bus = direct_bus(&layer).await;
         let dlq_reader = Reader::at_end(&layer.kafka, "eventbus.tests.jobs.dlq").await;
+        let notices = Reader::at_end(&layer.kafka, dlq::DeadLettered::TOPIC).await;
         let seen: Seen = Arc::default();
         let fixed = Arc::new(AtomicBool::new(false));
         let (seen2, fixed2, run2) = (Arc::clone(&seen), Arc::clone(&fixed), run.clone());
+        let hooked: Arc<Mutex<Vec<dlq::DeadLettered>>> = Arc::default();
+        let hook = Arc::clone(&hooked);
         let consumer = bus
             .consumer(&format!("poison-{run}"))
+            .on_dead_letter(move |n| hook.lock().unwrap().push(n.clone()))
             .subscribe::<JobTopic>()
             .on::<Job, _>(move |job: Job| {
                 let (seen, fixed, run) = (Arc::clone(&seen2), Arc::clone(&fixed2), run2.clone());
@@ -111,8 +115,38 @@ async fn a_poison_event_goes_to_the_dlq_while_other_keys_flow_and_replays_once_f
             d.header(dlq::ORIGINAL_OFFSET).is_some() && d.header(dlq::ORIGINAL_PARTITION).is_some()
         );
         assert!(d.header(dlq::FAILED_IN).is_some());
+        assert_eq!(d.header(dlq::CLASS).as_deref(), Some("handler"));
         assert_eq!(stats.dead_lettered(), 1);
+        assert_eq!(stats.dead_lettered_by(dlq::ErrorClass::Handler), 1);
         assert!(stats.retried() >= 2);
+        let announced = tokio::task::block_in_place(|| {
+            support::notifications(&notices, &poison_id.to_string())
+        });
+        assert_eq!(announced.len(), 1, "{}: one notification", layer.name);
+        let notice = &announced[0];
+        assert_eq!(notice.class, dlq::ErrorClass::Handler);
+        assert_eq!(notice.topic, "eventbus.tests.jobs");
+        assert_eq!(
+            notice.group.as_deref(),
+            Some(format!("poison-{run}").as_str())
+        );
+        assert_eq!(notice.service.as_deref(), Some("petstore"));
+        assert_eq!(
+            notice.dead_letter_topic.as_deref(),
+            Some("eventbus.tests.jobs.dlq")
+        );
+        assert_eq!(notice.attempts, 3);
+        assert!(notice.error.contains("job 7 is poison"));
+        assert_eq!(
+            notice.partition.map(|p| p.to_string()),
+            d.header(dlq::ORIGINAL_PARTITION)
+        );
+        assert_eq!(
+            *hooked.lock().unwrap(),
+            announced,
+            "{}: the hook, once",
+            layer.name
+        );
         {
             let seen = seen.lock().unwrap();
             // The poison key's later jobs were handled after it went dead, in order.
@@ -760,13 +794,19 @@ async fn a_panicking_handler_fails_its_attempts_and_the_consumer_goes_on() {
     a_bad_handler_dead_letters_its_record(
         Poison::Panics,
         "the handler panicked: job 4 cannot be handled",
+        dlq::ErrorClass::Panic,
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_past_the_attempt_timeout_fails_and_its_key_goes_on() {
-    a_bad_handler_dead_letters_its_record(Poison::Hangs, "did not finish within 100ms").await;
+    a_bad_handler_dead_letters_its_record(
+        Poison::Hangs,
+        "did not finish within 100ms",
+        dlq::ErrorClass::Timeout,
+    )
+    .await;
 }
 
 /// How the poisoned job's handler misbehaves.
@@ -779,11 +819,16 @@ enum Poison {
 /// One job's handler panics or never finishes: the record goes to the dead-letter topic after its
 /// attempts with `error` in its headers, while the consumer handles every other job, of the same
 /// key too, and jobs published later.
-async fn a_bad_handler_dead_letters_its_record(poison: Poison, error: &str) {
+async fn a_bad_handler_dead_letters_its_record(
+    poison: Poison,
+    error: &str,
+    class: dlq::ErrorClass,
+) {
     for layer in support::layers().await {
         let run = run_id();
         let bus = direct_bus(&layer).await;
         let dlq_reader = Reader::at_end(&layer.kafka, "eventbus.tests.jobs.dlq").await;
+        let notices = Reader::at_end(&layer.kafka, dlq::DeadLettered::TOPIC).await;
         let seen: Seen = Arc::default();
         let (s, r) = (Arc::clone(&seen), run.clone());
         let consumer = bus
@@ -841,7 +886,13 @@ async fn a_bad_handler_dead_letters_its_record(poison: Poison, error: &str) {
         assert_eq!(dead.header(dlq::ATTEMPTS).as_deref(), Some("3"));
         let got = dead.header(dlq::ERROR).unwrap();
         assert!(got.contains(error), "{}: {got}", layer.name);
+        assert_eq!(dead.header(dlq::CLASS).as_deref(), Some(class.as_str()));
         assert_eq!(stats.dead_lettered(), 1, "{}", layer.name);
+        assert_eq!(stats.dead_lettered_by(class), 1, "{}", layer.name);
+        let announced =
+            tokio::task::block_in_place(|| support::notifications(&notices, &poison_id));
+        assert_eq!(announced.len(), 1, "{}: one notification", layer.name);
+        assert_eq!(announced[0].class, class, "{}", layer.name);
         assert_eq!(seen.lock().unwrap().len(), 39, "{}", layer.name);
         consumer.shutdown().await;
     }

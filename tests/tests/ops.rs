@@ -497,3 +497,231 @@ async fn a_consumer_dead_letter_topic_is_listed_and_replayed() {
         bus.shutdown().await;
     }
 }
+
+/// The samples of `metric` in a Prometheus scrape whose labels include `labels`.
+fn samples(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
+/// A relay that dead-letters an event the producer refuses (too large) and a consumer whose
+/// handler refuses another: each dead letter is announced once with its class, the listings
+/// filter by class, and `/metrics` shows the dead-letter counters and gauges by class (the dead
+/// table's, from the relay; the dead-letter topic's, counted by the API) and the consumer's lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_by_class_and_consumer_lag_in_metrics() {
+    use eventbus::dlq::{self, DeadLettered, ErrorClass};
+    use eventbus_tests::{Blob, BlobTopic};
+    // The global recorder first, so the counters of the bus and consumer built below record.
+    drop(ops::router(EventBus::testing(Petstore), Ops::new()));
+    for layer in support::layers().await {
+        let name = layer.name;
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        let notices = support::Reader::at_end(&layer.kafka, DeadLettered::TOPIC).await;
+        let dlq_topic = format!("{}.dlq", Blob::TOPIC);
+        let _dlq_reader = support::Reader::at_end(&layer.kafka, &dlq_topic).await;
+        let relayed: std::sync::Arc<std::sync::Mutex<Vec<DeadLettered>>> = Default::default();
+        let hook = std::sync::Arc::clone(&relayed);
+        // The producer refuses records over 2,000 bytes (MSG_SIZE_TOO_LARGE): the relay
+        // dead-letters at the first attempt.
+        let bus = EventBus::builder(Petstore)
+            .database(layer.store.database())
+            .kafka(
+                layer
+                    .kafka
+                    .clone()
+                    .with_property("message.max.bytes", "2000"),
+            )
+            .outbox(OutboxConfig {
+                table: layer.table.clone(),
+                poll_interval: Duration::from_millis(100),
+                max_attempts: 1,
+                ..OutboxConfig::default()
+            })
+            .on_dead_letter(move |n| hook.lock().unwrap().push(n.clone()))
+            .build()
+            .await
+            .unwrap();
+        let group = format!("ops-lag-{run}");
+        let r = run.clone();
+        let consumer = bus
+            .consumer(&group)
+            .subscribe::<BlobTopic>()
+            .retry(eventbus::RetryPolicy::none())
+            .on::<Blob, _>(move |b: Blob| {
+                let refuse = b.key == format!("{r}-refused");
+                async move {
+                    if refuse {
+                        Err("refused by the handler".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        assert!(consumer.ready(Duration::from_secs(30)).await, "{name}");
+        let addr = start(bus.clone(), Ops::new().token("s3cret")).await;
+
+        let big = bus
+            .publish(&Blob {
+                key: format!("{run}-big"),
+                data: "x".repeat(4_000),
+            })
+            .await
+            .unwrap();
+        let refused = bus
+            .publish(&Blob {
+                key: format!("{run}-refused"),
+                data: "ok".into(),
+            })
+            .await
+            .unwrap();
+        let stats = consumer.stats();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while stats.dead_lettered() < 1 || relayed.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{name}: both dead");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // One notification each, with its class.
+        let (big_id, refused_id) = (big.event_id.to_string(), refused.event_id.to_string());
+        let mut announced = tokio::task::block_in_place(|| {
+            support::notifications_of(&notices, &[&big_id, &refused_id])
+        });
+        let (of_big, of_refused) = (announced.remove(0), announced.remove(0));
+        assert_eq!(of_big.len(), 1, "{name}: {of_big:?}");
+        assert_eq!(of_big[0].class, ErrorClass::BrokerRefused, "{name}");
+        assert_eq!(of_big[0].service.as_deref(), Some("petstore"));
+        assert_eq!(
+            *relayed.lock().unwrap(),
+            of_big,
+            "{name}: the builder's hook"
+        );
+        assert_eq!(of_refused.len(), 1, "{name}: {of_refused:?}");
+        assert_eq!(of_refused[0].class, ErrorClass::Handler, "{name}");
+        assert_eq!(of_refused[0].group.as_deref(), Some(group.as_str()));
+
+        // The listings show the class and filter by it.
+        let (_, list) = get_json(addr, "/dead-letters/outbox?class=broker_refused").await;
+        let listed = list["dead_letters"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{name}: {list}");
+        assert_eq!(listed[0]["class"], json!("broker_refused"));
+        assert_eq!(listed[0]["id"], json!(big_id));
+        let (_, none) = get_json(addr, "/dead-letters/outbox?class=handler").await;
+        assert!(
+            none["dead_letters"].as_array().unwrap().is_empty(),
+            "{none}"
+        );
+        let (status, topic) = get_json(
+            addr,
+            &format!("/dead-letters/topics/{dlq_topic}?class=handler&limit=1000"),
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {topic}");
+        let letters = topic["dead_letters"].as_array().unwrap();
+        assert!(
+            letters.iter().any(|l| l["id"] == json!(refused_id)),
+            "{name}: {topic}"
+        );
+        assert!(letters.iter().all(|l| l["class"] == json!("handler")));
+
+        // `/metrics`: counters and gauges by class, the lag per partition.
+        let table = layer.table.as_str();
+        let consumed = Blob::TOPIC;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let scrape = loop {
+            let (status, text) = http(addr, "GET", "/metrics", None, None).await;
+            assert_eq!(status, 200, "{name}: {text}");
+            let scrape =
+                prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+            let table_gauge = samples(
+                &scrape,
+                "eventbus_dead_letters",
+                &[("table", table), ("class", "broker_refused")],
+            );
+            let lag = samples(
+                &scrape,
+                "eventbus_consumer_lag",
+                &[("group", &group), ("topic", consumed)],
+            );
+            if table_gauge == [1.0] && !lag.is_empty() {
+                break scrape;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: the dead table's gauge and the lag in\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(
+            samples(
+                &scrape,
+                "eventbus_relay_dead_lettered_total",
+                &[("table", table), ("class", "broker_refused")]
+            ),
+            [1.0],
+            "{name}"
+        );
+        assert_eq!(
+            samples(
+                &scrape,
+                "eventbus_relay_dead_lettered_total",
+                &[("table", table), ("class", "handler")]
+            ),
+            [0.0],
+            "{name}: every class is exported"
+        );
+        assert_eq!(
+            samples(
+                &scrape,
+                "eventbus_consumer_dead_lettered_total",
+                &[("group", &group), ("class", "handler")]
+            ),
+            [1.0],
+            "{name}"
+        );
+        let age = samples(
+            &scrape,
+            "eventbus_dead_letter_oldest_age_seconds",
+            &[("table", table), ("class", "broker_refused")],
+        );
+        assert!(age.len() == 1 && age[0] >= 0.0, "{name}: {age:?}");
+        // The consumer's dead-letter topic, counted on scrape (other tests write to it too).
+        let in_topic = samples(
+            &scrape,
+            "eventbus_dead_letters",
+            &[("topic", &dlq_topic), ("class", "handler")],
+        );
+        assert!(
+            in_topic.len() == 1 && in_topic[0] >= 1.0,
+            "{name}: {in_topic:?}"
+        );
+        let topic_age = samples(
+            &scrape,
+            "eventbus_dead_letter_oldest_age_seconds",
+            &[("topic", &dlq_topic), ("class", "handler")],
+        );
+        assert_eq!(topic_age.len(), 1, "{name}");
+        let lag = samples(
+            &scrape,
+            "eventbus_consumer_lag",
+            &[("group", &group), ("topic", consumed)],
+        );
+        assert!(lag.iter().all(|l| *l >= 0.0), "{name}: {lag:?}");
+        assert_eq!(dlq::ErrorClass::ALL.len(), 6);
+
+        consumer.shutdown().await;
+        bus.shutdown().await;
+    }
+}

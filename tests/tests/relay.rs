@@ -7,6 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eventbus::config::Backoff;
@@ -484,17 +485,23 @@ async fn a_relay_dead_letter_is_replayed_by_the_replay_api() {
         }
         let dlq_reader = Reader::at_end(&layer.kafka, &dead_letters).await;
         let reader = Reader::at_end(&layer.kafka, Letter::TOPIC).await;
+        let notices = Reader::at_end(&layer.kafka, dlq::DeadLettered::TOPIC).await;
         let bus = writer_bus(&layer).await;
         let receipt = bus.publish(&letter).await.unwrap();
-        let handle = relay(
-            &layer.store,
+        let hooked: Arc<Mutex<Vec<dlq::DeadLettered>>> = Arc::default();
+        let hook = Arc::clone(&hooked);
+        let handle = Relay::new(
+            layer.store.clone(),
             &layer.kafka,
             OutboxConfig {
                 max_attempts: 1,
                 dead_letter_topic: Some(dead_letters.clone()),
                 ..outbox(&layer)
             },
-        );
+        )
+        .unwrap()
+        .on_dead_letter(move |n| hook.lock().unwrap().push(n.clone()))
+        .spawn();
         let stats = handle.stats();
         wait_until(
             "the relay dead-letters the event",
@@ -523,6 +530,33 @@ async fn a_relay_dead_letter_is_replayed_by_the_replay_api() {
             layer.name
         );
         assert_eq!(dead.envelope().id, receipt.event_id);
+        // Its class travels with it: the header, the dead row, the counter, the notification.
+        let refused = dlq::ErrorClass::BrokerRefused;
+        assert_eq!(dead.header(dlq::CLASS).as_deref(), Some("broker_refused"));
+        assert_eq!(stats.dead_lettered_by(refused), 1, "{}", layer.name);
+        let row = layer.store.dead().await.unwrap();
+        assert_eq!(row.len(), 1, "{}", layer.name);
+        assert_eq!(row[0].class, Some(refused), "{}", layer.name);
+        let id = receipt.event_id.to_string();
+        let announced = tokio::task::block_in_place(|| support::notifications(&notices, &id));
+        assert_eq!(announced.len(), 1, "{}: one notification", layer.name);
+        let notice = &announced[0];
+        assert_eq!(notice.class, refused);
+        assert_eq!(notice.failed_in, dlq::RELAY);
+        assert_eq!(notice.topic, Letter::TOPIC);
+        assert_eq!(notice.table.as_deref(), Some(layer.table.as_str()));
+        assert_eq!(
+            notice.dead_letter_topic.as_deref(),
+            Some(dead_letters.as_str())
+        );
+        assert_eq!(notice.event_type.as_deref(), Some(Letter::EVENT_TYPE));
+        assert_eq!(notice.attempts, 1);
+        assert_eq!(
+            *hooked.lock().unwrap(),
+            announced,
+            "{}: the hook, once",
+            layer.name
+        );
 
         // The cause is fixed; the replay API puts the event back where it was bound.
         if mock.is_none() {

@@ -365,3 +365,70 @@ async fn recorded_events_are_selected_by_type_and_version() {
         "{error}"
     );
 }
+
+/// On a Testing bus a failed delivery is the dead letter: recorded with its class, announced once
+/// by a `DeadLettered` event through the in-memory transport (so `recorded()` has it) and to the
+/// consumer's hook. A consumer of the notifications that fails is not announced again.
+#[tokio::test]
+async fn a_failed_delivery_is_announced_once_with_its_class() {
+    use eventbus::dlq::{DeadLettered, DeadLetteredTopic, ErrorClass};
+    let bus = EventBus::testing(Petstore);
+    let hooked: Arc<Mutex<Vec<DeadLettered>>> = Arc::default();
+    let hook = Arc::clone(&hooked);
+    let _orders = bus
+        .consumer("orders")
+        .on_dead_letter(move |n| hook.lock().unwrap().push(n.clone()))
+        .subscribe::<OrderTopic>()
+        .on::<OrderCancelled, _>(|e: OrderCancelled| async move {
+            if e.reason == "panic" {
+                panic!("cannot cancel");
+            }
+            Err::<(), _>("refused")
+        })
+        .start()
+        .await
+        .unwrap();
+    let alerts = Arc::new(Mutex::new(0));
+    let seen = Arc::clone(&alerts);
+    let _alerts = bus
+        .consumer("alerts")
+        .subscribe::<DeadLetteredTopic>()
+        .on::<DeadLettered, _>(move |_n: DeadLettered| {
+            *seen.lock().unwrap() += 1;
+            async { Err::<(), _>("the pager is down") }
+        })
+        .start()
+        .await
+        .unwrap();
+
+    let id = Uuid::now_v7();
+    bus.publish_domain(&OrderCancelled {
+        order_id: id,
+        reason: "no".into(),
+    })
+    .await
+    .unwrap();
+    bus.publish_domain(&OrderCancelled {
+        order_id: id,
+        reason: "panic".into(),
+    })
+    .await
+    .unwrap();
+
+    let announced = bus.recorded().published::<DeadLettered>();
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert_eq!(
+        announced.iter().map(|n| n.class).collect::<Vec<_>>(),
+        [ErrorClass::Handler, ErrorClass::Panic]
+    );
+    assert_eq!(announced[0].group.as_deref(), Some("orders"));
+    assert_eq!(announced[0].service.as_deref(), Some("petstore"));
+    assert_eq!(announced[0].topic, OrderCancelled::TOPIC);
+    assert_eq!(announced[0].error, "refused");
+    assert_eq!(*hooked.lock().unwrap(), announced);
+    // The alerting consumer saw both, failed both, and was not announced in turn.
+    assert_eq!(*alerts.lock().unwrap(), 2);
+    let failures = bus.recorded().failures();
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    assert_eq!(failures[0].class, ErrorClass::Handler);
+}

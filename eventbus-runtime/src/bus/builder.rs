@@ -33,6 +33,7 @@ pub struct Builder<S: Service> {
     direct: bool,
     relay: bool,
     kafka_check: Option<std::time::Duration>,
+    on_dead_letter: Option<crate::dlq::DeadLetterHook>,
 }
 
 /// How long `build` waits for the brokers by default ([`Builder::kafka_check`]).
@@ -48,6 +49,7 @@ impl<S: Service> std::fmt::Debug for Builder<S> {
             .field("direct", &self.direct)
             .field("relay", &self.relay)
             .field("kafka_check", &self.kafka_check)
+            .field("on_dead_letter", &self.on_dead_letter.is_some())
             .finish()
     }
 }
@@ -62,6 +64,7 @@ impl<S: Service> Builder<S> {
             direct: false,
             relay: true,
             kafka_check: Some(DEFAULT_KAFKA_CHECK),
+            on_dead_letter: None,
         }
     }
 
@@ -105,6 +108,18 @@ impl<S: Service> Builder<S> {
     /// checked.
     pub fn kafka_check(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.kafka_check = timeout;
+        self
+    }
+
+    /// Calls `hook` once for each event the in-process relay dead-letters, before its
+    /// [`DeadLettered`](crate::dlq::DeadLettered) notification is published to
+    /// `system.eventbus.dead_lettered` (alerting in process; keep it quick: the relay waits).
+    /// Consumers take their own hook (`Consumer::on_dead_letter`).
+    pub fn on_dead_letter(
+        mut self,
+        hook: impl Fn(&crate::dlq::DeadLettered) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_dead_letter = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -236,6 +251,8 @@ impl<S: Service> Builder<S> {
             let relay = if self.relay {
                 Some(
                     crate::relay::Relay::new(store.clone(), &kafka, self.outbox.clone())?
+                        .service(S::NAME)
+                        .with_hook(self.on_dead_letter.clone())
                         .with_waker(Arc::clone(&wake))
                         .spawn(),
                 )
@@ -258,7 +275,7 @@ impl<S: Service> Builder<S> {
         #[cfg(not(feature = "kafka"))]
         {
             // No Kafka client in this build: events wait in the outbox for `eventbus-relay`.
-            let _ = (self.kafka, self.relay);
+            let _ = (self.kafka, self.relay, self.on_dead_letter);
             Ok(EventBus::with_backend(Backend::Transactional(
                 super::transactional::TransactionalBackend {
                     store,
@@ -271,7 +288,7 @@ impl<S: Service> Builder<S> {
 
     #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
     async fn build_transactional(self) -> Result<EventBus<S>, StartError> {
-        let _ = (self.kafka, self.database, self.relay);
+        let _ = (self.kafka, self.database, self.relay, self.on_dead_letter);
         Err(missing_feature(
             "the Transactional mode",
             "postgres` or `sqlite",

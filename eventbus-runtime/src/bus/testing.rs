@@ -24,6 +24,14 @@ pub struct HandlerFailure {
     pub handler: String,
     /// What it returned.
     pub error: String,
+    /// The class of the error.
+    pub class: crate::dlq::ErrorClass,
+}
+
+/// A subscriber's failed delivery: the failure to record, and the notification to publish.
+pub(crate) struct Failed {
+    pub(crate) failure: HandlerFailure,
+    pub(crate) notice: Option<Envelope>,
 }
 
 /// Everything a Testing bus published, in order, and every handler failure.
@@ -100,8 +108,9 @@ impl Recorder {
 
 /// What receives the events of an in-memory transport: a consumer started on a Testing bus.
 pub(crate) trait Subscriber: Send + Sync {
-    /// Handles `envelope` once; a handler's failure is returned, to be recorded.
-    fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<HandlerFailure>>;
+    /// Handles `envelope` once; a handler's failure is returned, to be recorded, with its
+    /// dead-letter notification, to be published.
+    fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<Failed>>;
 }
 
 /// The in-memory transport of a Testing bus: its recorder and its subscribers.
@@ -127,8 +136,13 @@ impl MemoryBroker {
     }
 
     /// Records `envelope` and delivers it to every subscriber, in the order they subscribed.
-    /// Failures are recorded, not returned: a publisher does not see its consumers' errors.
-    pub(crate) async fn publish(&self, envelope: &Envelope) {
+    /// Failures are recorded, not returned: a publisher does not see its consumers' errors. Each
+    /// failure's notification ([`crate::dlq::DeadLettered`]) is published after the deliveries.
+    pub(crate) fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, ()> {
+        Box::pin(self.publish_once(envelope))
+    }
+
+    async fn publish_once(&self, envelope: &Envelope) {
         self.recorder.record(envelope.clone());
         let subscribers: Vec<Arc<dyn Subscriber>> = self
             .subscribers
@@ -137,10 +151,15 @@ impl MemoryBroker {
             .iter()
             .map(|(_, s)| Arc::clone(s))
             .collect();
+        let mut notices = Vec::new();
         for subscriber in subscribers {
-            if let Some(failure) = subscriber.deliver(envelope).await {
-                self.recorder.record_failure(failure);
+            if let Some(failed) = subscriber.deliver(envelope).await {
+                self.recorder.record_failure(failed.failure);
+                notices.extend(failed.notice);
             }
+        }
+        for notice in &notices {
+            self.publish(notice).await;
         }
     }
 

@@ -13,6 +13,7 @@ use super::handle::{ConsumerHandle, ConsumerStats};
 use super::handler::{Handler, Plugin};
 use super::retry::RetryPolicy;
 use crate::bus::{EventBus, Transport};
+use crate::dlq::{DeadLetterHook, DeadLettered};
 use crate::error::{HandlerError, SubscribeError};
 use crate::event::{Event, RoutedTo, Service, Topic};
 use crate::filter::EventFilter;
@@ -32,6 +33,7 @@ pub struct Consumer<S: Service, T = ()> {
     concurrency: usize,
     breaker: (u32, Duration),
     dead_letter_topic: Option<String>,
+    on_dead_letter: Option<DeadLetterHook>,
     _types: PhantomData<fn() -> (S, T)>,
 }
 
@@ -51,6 +53,7 @@ impl<S: Service> EventBus<S> {
             concurrency: 256,
             breaker: (u32::MAX, Duration::from_secs(30)),
             dead_letter_topic: None,
+            on_dead_letter: None,
             _types: PhantomData,
         }
     }
@@ -76,6 +79,7 @@ impl<S: Service, T> Consumer<S, T> {
             concurrency: self.concurrency,
             breaker: self.breaker,
             dead_letter_topic: self.dead_letter_topic,
+            on_dead_letter: self.on_dead_letter,
             _types: PhantomData,
         }
     }
@@ -118,6 +122,14 @@ impl<S: Service, T> Consumer<S, T> {
         self
     }
 
+    /// Calls `hook` once for each record this consumer dead-letters (with the [`DeadLettered`]
+    /// notification it then publishes to `system.eventbus.dead_lettered`): alerting in process.
+    /// Keep it quick: the record's key waits for it. On a Testing bus, each failed delivery.
+    pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLettered) + Send + Sync + 'static) -> Self {
+        self.on_dead_letter = Some(Arc::new(hook));
+        self
+    }
+
     /// Adds an object-safe handler; it sees the events of the subscribed topics its filter lets
     /// through.
     pub fn plugin(mut self, plugin: Arc<dyn Plugin>) -> Self {
@@ -141,6 +153,8 @@ impl<S: Service, T> Consumer<S, T> {
             inbox: self.inbox.clone(),
             breaker: Breaker::new(self.breaker.0, self.breaker.1),
             stats: Arc::new(ConsumerStats::new(&self.group)),
+            service: S::NAME,
+            on_dead_letter: self.on_dead_letter.clone(),
             fast,
         }
     }

@@ -13,7 +13,8 @@ use super::handle::ConsumerStats;
 use super::handler::Plugin;
 use super::retry::RetryPolicy;
 use crate::BoxFuture;
-use crate::bus::testing::{HandlerFailure, Subscriber};
+use crate::bus::testing::{Failed, HandlerFailure, Subscriber};
+use crate::dlq::{DeadLetterHook, DeadLettered, ErrorClass};
 use crate::envelope::{Attributes, Envelope};
 use crate::error::{DecodeError, HandlerError};
 use crate::event::Category;
@@ -71,7 +72,61 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> HandlerError {
         .map(|m| (*m).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-string payload".to_owned());
-    HandlerError::from(format!("the handler panicked: {message}"))
+    Box::new(Panicked(message))
+}
+
+/// A handler panicked (the attempt's error; its class is [`ErrorClass::Panic`]).
+#[derive(Debug)]
+struct Panicked(String);
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the handler panicked: {}", self.0)
+    }
+}
+
+impl std::error::Error for Panicked {}
+
+/// A handler overran the retry policy's attempt timeout ([`ErrorClass::Timeout`]).
+#[derive(Debug)]
+struct TimedOut(Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the handler did not finish within {:?} (the retry policy's attempt timeout)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// The class of an attempt's error: a panic, a timeout, a payload that does not decode, the
+/// inbox's database, or else the handler's own error.
+pub(crate) fn class_of(error: &HandlerError) -> ErrorClass {
+    if error.is::<Panicked>() {
+        ErrorClass::Panic
+    } else if error.is::<TimedOut>() {
+        ErrorClass::Timeout
+    } else if error.is::<DecodeError>() {
+        ErrorClass::Decode
+    } else if is_database(error) {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Handler
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn is_database(error: &HandlerError) -> bool {
+    error.is::<sqlx::Error>()
+}
+
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+fn is_database(_: &HandlerError) -> bool {
+    false
 }
 
 /// One handler, its event type erased.
@@ -119,6 +174,10 @@ pub(crate) struct Engine {
     pub(crate) inbox: Option<Inbox>,
     pub(crate) breaker: Breaker,
     pub(crate) stats: Arc<ConsumerStats>,
+    /// The service of the consumer's bus, named in its dead-letter notifications.
+    pub(crate) service: &'static str,
+    /// Called once per dead letter.
+    pub(crate) on_dead_letter: Option<DeadLetterHook>,
     /// No plugins, no inbox, a filter on headers only: a record can be handled from its raw
     /// headers and payload, without an envelope.
     pub(crate) fast: bool,
@@ -145,6 +204,7 @@ pub(crate) enum Outcome {
         error: String,
         handler: String,
         attempts: u32,
+        class: ErrorClass,
     },
 }
 
@@ -364,6 +424,7 @@ impl Engine {
             if let Some((handler, error)) = failed.take() {
                 let Some(delay) = self.retry.after_failure(attempt) else {
                     return Outcome::Dead {
+                        class: class_of(&error),
                         error: error.to_string(),
                         handler,
                         attempts: attempt,
@@ -408,11 +469,7 @@ impl Engine {
             None => guarded(handling).await,
             Some(limit) => tokio::time::timeout(limit, guarded(handling))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(HandlerError::from(format!(
-                        "the handler did not finish within {limit:?} (the retry policy's attempt timeout)"
-                    )))
-                }),
+                .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
         }
     }
 
@@ -457,19 +514,68 @@ async fn commit(tx: Tx) -> Result<(), (String, HandlerError)> {
     match tx {}
 }
 
-/// The Testing mode: one attempt per event, failures recorded.
+impl Engine {
+    /// The notification of a dead letter, after calling the hook with it; `None` to publish
+    /// nothing (the dead letter of a notification: see [`crate::dlq`]).
+    pub(crate) fn announce(&self, notice: &DeadLettered) -> Option<Envelope> {
+        crate::dlq::call_hook(self.on_dead_letter.as_ref(), notice);
+        if notice.is_of_a_notification() {
+            return None;
+        }
+        notice.envelope()
+    }
+
+    /// The Testing mode's dead letter: a failed attempt, recorded and announced.
+    fn failed(
+        &self,
+        envelope: &Envelope,
+        handler: String,
+        error: String,
+        class: ErrorClass,
+    ) -> Failed {
+        let notice = DeadLettered {
+            class,
+            failed_in: handler.clone(),
+            topic: envelope.topic.clone(),
+            dead_letter_topic: None,
+            table: None,
+            group: Some(self.group.clone()),
+            service: Some(self.service.to_owned()),
+            partition: None,
+            offset: None,
+            event_type: Some(envelope.event_type.clone()),
+            event_id: Some(envelope.id.to_string()),
+            error: error.clone(),
+            attempts: 1,
+            dead_lettered_at: DeadLettered::now(),
+        };
+        Failed {
+            failure: HandlerFailure {
+                event_id: envelope.id,
+                event_type: envelope.event_type.clone(),
+                handler,
+                error,
+                class,
+            },
+            notice: self.announce(&notice),
+        }
+    }
+}
+
+/// The Testing mode: one attempt per event; a failure is recorded and announced, as a dead letter
+/// would be.
 impl Subscriber for Engine {
-    fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<HandlerFailure>> {
+    fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<Failed>> {
         Box::pin(async move {
             match self.judge(&envelope.topic, &envelope.attributes()) {
                 Verdict::Skip => return None,
                 Verdict::Reject(error) => {
-                    return Some(HandlerFailure {
-                        event_id: envelope.id,
-                        event_type: envelope.event_type.clone(),
-                        handler: "decoder".to_owned(),
-                        error: error.to_string(),
-                    });
+                    return Some(self.failed(
+                        envelope,
+                        "decoder".to_owned(),
+                        error.to_string(),
+                        ErrorClass::Decode,
+                    ));
                 }
                 Verdict::Handle { .. } => {}
             }
@@ -481,12 +587,10 @@ impl Subscriber for Engine {
                     self.stats.handled.add(1);
                     None
                 }
-                Err((handler, error)) => Some(HandlerFailure {
-                    event_id: envelope.id,
-                    event_type: envelope.event_type.clone(),
-                    handler,
-                    error: error.to_string(),
-                }),
+                Err((handler, error)) => {
+                    let class = class_of(&error);
+                    Some(self.failed(envelope, handler, error.to_string(), class))
+                }
             }
         })
     }

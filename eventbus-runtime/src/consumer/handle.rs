@@ -8,7 +8,8 @@ use tokio::sync::watch;
 
 use super::engine::Engine;
 use crate::bus::testing::MemoryBroker;
-use crate::metrics::Counted;
+use crate::dlq::ErrorClass;
+use crate::metrics::{ByClass, Counted};
 
 /// Counters of a consumer.
 ///
@@ -18,14 +19,17 @@ use crate::metrics::Counted;
 /// |---|---|
 /// | `eventbus_consumer_handled_total` | records whose handlers all succeeded |
 /// | `eventbus_consumer_retried_total` | failed attempts retried |
-/// | `eventbus_consumer_dead_lettered_total` | records sent to the dead-letter topic |
+/// | `eventbus_consumer_dead_lettered_total` | records sent to the dead-letter topic; also labelled `class` ([`ErrorClass`]) |
 /// | `eventbus_consumer_skipped_total` | records no handler wanted (never decoded) |
 /// | `eventbus_consumer_duplicates_total` | redeliveries the inbox skipped |
+///
+/// On Kafka, every 5 s, the gauge `eventbus_consumer_lag{group, topic, partition}`: of each
+/// partition assigned to this member, the high watermark minus the group's committed offset.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
     pub(crate) handled: Counted,
     pub(crate) retried: Counted,
-    pub(crate) dead_lettered: Counted,
+    pub(crate) dead_lettered: ByClass,
     pub(crate) skipped: Counted,
     pub(crate) duplicates: Counted,
 }
@@ -38,7 +42,7 @@ impl ConsumerStats {
         ConsumerStats {
             handled: counter("eventbus_consumer_handled_total"),
             retried: counter("eventbus_consumer_retried_total"),
-            dead_lettered: counter("eventbus_consumer_dead_lettered_total"),
+            dead_lettered: ByClass::new("eventbus_consumer_dead_lettered_total", ("group", group)),
             skipped: counter("eventbus_consumer_skipped_total"),
             duplicates: counter("eventbus_consumer_duplicates_total"),
         }
@@ -55,6 +59,10 @@ impl ConsumerStats {
     /// Records sent to the dead-letter topic.
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.get()
+    }
+    /// Records sent to the dead-letter topic for errors of `class`.
+    pub fn dead_lettered_by(&self, class: ErrorClass) -> u64 {
+        self.dead_lettered.of(class)
     }
     /// Records no handler wanted (filtered out, or of a type nobody handles): never deserialized.
     pub fn skipped(&self) -> u64 {

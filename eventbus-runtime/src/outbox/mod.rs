@@ -94,6 +94,8 @@ pub struct DeadEvent {
     pub attempts: i32,
     /// The last error.
     pub error: String,
+    /// The class of the last error (`None`: dead-lettered by a version that did not keep it).
+    pub class: Option<crate::dlq::ErrorClass>,
     /// How long ago it went dead.
     pub dead_for: std::time::Duration,
 }
@@ -370,6 +372,32 @@ impl OutboxStore {
 }
 
 impl OutboxStore {
+    /// The dead rows per class, with the age of the oldest of each (for the relay's gauges).
+    pub(crate) async fn dead_counts(&self) -> Result<Vec<crate::metrics::DeadCount>, sqlx::Error> {
+        let rows: Vec<(String, i64, Option<f64>)> = match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                sqlx::query_as(sql(&self.sql.dead_counts))
+                    .fetch_all(pool)
+                    .await?
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                sqlx::query_as(sql(&self.sql.dead_counts))
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(class, count, oldest)| crate::metrics::DeadCount {
+                class,
+                count,
+                oldest: std::time::Duration::from_secs_f64(oldest.unwrap_or(0.0).max(0.0)),
+            })
+            .collect())
+    }
+
     /// What waits: pending rows, the age of the oldest, dead rows (one statement).
     pub async fn backlog(&self) -> Result<Backlog, sqlx::Error> {
         let (pending, oldest, dead): (i64, Option<f64>, i64) = match &self.db {
@@ -405,7 +433,9 @@ where
     f64: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
 {
     let dead_for: Option<f64> = r.try_get(6usize)?;
+    let class: Option<String> = r.try_get(7usize)?;
     Ok(DeadEvent {
+        class: class.as_deref().and_then(crate::dlq::ErrorClass::from_name),
         event_id: r.try_get(0usize)?,
         topic: r.try_get(1usize)?,
         event_type: r.try_get(2usize)?,
@@ -429,7 +459,7 @@ where
 {
     Ok(DeadRecord {
         event: dead_row(r)?,
-        headers: r.try_get(7usize)?,
-        payload: r.try_get(8usize)?,
+        headers: r.try_get(8usize)?,
+        payload: r.try_get(9usize)?,
     })
 }

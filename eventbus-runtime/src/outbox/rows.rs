@@ -158,17 +158,22 @@ impl OutboxStore {
         Ok(())
     }
 
-    /// Moves a row to the dead table with its last error, in one transaction.
-    pub(crate) async fn kill(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    /// Moves a row to the dead table with its last error and its class, in one transaction.
+    pub(crate) async fn kill(
+        &self,
+        id: i64,
+        error: &str,
+        class: crate::dlq::ErrorClass,
+    ) -> Result<(), sqlx::Error> {
         macro_rules! in_one_transaction {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;
-                // Each statement binds the row id first and the error second (unused by a
-                // DELETE, so only bound where it appears).
+                // Each statement binds the row id first, the error second and the class third
+                // (unused by a DELETE, so only bound where they appear).
                 for statement in &self.sql.to_dead {
                     let query = sqlx::query(sql(statement)).bind(id);
                     let query = if statement.contains("last_error") {
-                        query.bind(error)
+                        query.bind(error).bind(class.as_str())
                     } else {
                         query
                     };

@@ -14,7 +14,8 @@ pub(crate) struct Statements {
     pub(super) delete_sent: String,
     pub(super) mark_sent: String,
     pub(super) retry: String,
-    /// Moves a row to the dead table (binds: id, error).
+    /// Moves a row to the dead table (binds: id, error, class): the class goes into the dead
+    /// row's headers, as `eventbus_dlq_class`.
     pub(super) to_dead: Vec<String>,
     pub(super) purge: String,
     pub(super) replay_all: Vec<String>,
@@ -22,6 +23,9 @@ pub(crate) struct Statements {
     /// id per execution (it stores ids as blobs).
     pub(super) replay_some: Vec<String>,
     pub(super) dead: String,
+    /// The dead rows per class: the class (`unknown` for rows without one), how many, the age of
+    /// the oldest in seconds.
+    pub(super) dead_counts: String,
     /// One dead row with its headers (JSON text) and payload (binds: event id).
     pub(super) dead_one: String,
     /// Moves a dead row to `{table}_discarded` with a reason (binds: event id, reason):
@@ -38,6 +42,9 @@ impl Statements {
         let new = new_row_columns();
         let cols = dead_row_columns();
         let moved = cols.replace("attempts", "attempts + 1");
+        // The class of a dead row lives in its headers (no column: tables need no migration); a
+        // replay back into the outbox takes it out again.
+        let class = crate::dlq::CLASS;
         match dialect {
             Dialect::Postgres => Statements {
                 // Commit order (ARCHITECTURE.md): only rows of transactions older than every
@@ -65,26 +72,39 @@ impl Statements {
                 to_dead: vec![format!(
                     "WITH moved AS (DELETE FROM {t} WHERE id = $1 RETURNING *) \
                      INSERT INTO {t}_dead (id, {cols}, last_error) \
-                     SELECT id, {moved}, $2 FROM moved"
+                     SELECT id, {}, $2 FROM moved",
+                    moved.replace(
+                        "headers",
+                        &format!("headers || jsonb_build_object('{class}', $3::text)")
+                    )
                 )],
                 purge: format!(
                     "DELETE FROM {t} WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)"
                 ),
                 replay_all: vec![format!(
                     "WITH moved AS (DELETE FROM {t}_dead RETURNING *) \
-                     INSERT INTO {t} ({new}) SELECT {new} FROM moved ORDER BY id"
+                     INSERT INTO {t} ({new}) SELECT {} FROM moved ORDER BY id",
+                    new.replace("headers", &format!("headers - '{class}'"))
                 )],
                 replay_some: vec![format!(
                     "WITH moved AS (DELETE FROM {t}_dead WHERE event_id = ANY($1) RETURNING *) \
-                     INSERT INTO {t} ({new}) SELECT {new} FROM moved ORDER BY id"
+                     INSERT INTO {t} ({new}) SELECT {} FROM moved ORDER BY id",
+                    new.replace("headers", &format!("headers - '{class}'"))
                 )],
                 dead: format!(
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
-                     EXTRACT(EPOCH FROM now() - failed_at)::float8 FROM {t}_dead ORDER BY id"
+                     EXTRACT(EPOCH FROM now() - failed_at)::float8, headers->>'{class}' \
+                     FROM {t}_dead ORDER BY id"
+                ),
+                dead_counts: format!(
+                    "SELECT COALESCE(headers->>'{class}', 'unknown'), count(*), \
+                     EXTRACT(EPOCH FROM now() - min(failed_at))::float8 \
+                     FROM {t}_dead GROUP BY 1"
                 ),
                 dead_one: format!(
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
-                     EXTRACT(EPOCH FROM now() - failed_at)::float8, headers::text, payload \
+                     EXTRACT(EPOCH FROM now() - failed_at)::float8, headers->>'{class}', \
+                     headers::text, payload \
                      FROM {t}_dead WHERE event_id = $1"
                 ),
                 discard: vec![format!(
@@ -126,7 +146,8 @@ impl Statements {
                 to_dead: vec![
                     format!(
                         "INSERT INTO {t}_dead (id, {cols}, last_error) \
-                         SELECT id, {moved}, ?2 FROM {t} WHERE id = ?1"
+                         SELECT id, {}, ?2 FROM {t} WHERE id = ?1",
+                        moved.replace("headers", &format!("json_set(headers, '$.{class}', ?3)"))
                     ),
                     format!("DELETE FROM {t} WHERE id = ?1"),
                 ],
@@ -135,22 +156,33 @@ impl Statements {
                      AND sent_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ?1 || ' seconds')"
                 ),
                 replay_all: vec![
-                    format!("INSERT INTO {t} ({new}) SELECT {new} FROM {t}_dead ORDER BY id"),
+                    format!(
+                        "INSERT INTO {t} ({new}) SELECT {} FROM {t}_dead ORDER BY id",
+                        new.replace("headers", &format!("json_remove(headers, '$.{class}')"))
+                    ),
                     format!("DELETE FROM {t}_dead"),
                 ],
                 replay_some: vec![
                     format!(
-                        "INSERT INTO {t} ({new}) SELECT {new} FROM {t}_dead WHERE event_id = ?1"
+                        "INSERT INTO {t} ({new}) SELECT {} FROM {t}_dead WHERE event_id = ?1",
+                        new.replace("headers", &format!("json_remove(headers, '$.{class}')"))
                     ),
                     format!("DELETE FROM {t}_dead WHERE event_id = ?1"),
                 ],
                 dead: format!(
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
-                     (julianday('now') - julianday(failed_at)) * 86400.0 FROM {t}_dead ORDER BY id"
+                     (julianday('now') - julianday(failed_at)) * 86400.0, \
+                     json_extract(headers, '$.{class}') FROM {t}_dead ORDER BY id"
+                ),
+                dead_counts: format!(
+                    "SELECT COALESCE(json_extract(headers, '$.{class}'), 'unknown'), count(*), \
+                     (julianday('now') - julianday(min(failed_at))) * 86400.0 \
+                     FROM {t}_dead GROUP BY 1"
                 ),
                 dead_one: format!(
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \
-                     (julianday('now') - julianday(failed_at)) * 86400.0, headers, payload \
+                     (julianday('now') - julianday(failed_at)) * 86400.0, \
+                     json_extract(headers, '$.{class}'), headers, payload \
                      FROM {t}_dead WHERE event_id = ?1"
                 ),
                 discard: vec![

@@ -27,8 +27,9 @@ mod shards;
 mod watch;
 
 use crate::config::{KafkaConfig, OutboxConfig};
+use crate::dlq::{DeadLetterHook, DeadLettered, ErrorClass};
 use crate::error::{ConfigError, RelayError, StartError};
-use crate::metrics::Counted;
+use crate::metrics::{ByClass, Counted};
 use crate::outbox::{Db, OutboxStore};
 use shards::Ownership;
 pub use watch::{CLOSE_BUDGET, SHUTDOWN_GRACE};
@@ -42,13 +43,16 @@ use watch::{Dependency, SharedDependency, Stop};
 /// |---|---|
 /// | `eventbus_relay_published_total` | events the relay got acknowledged |
 /// | `eventbus_relay_retried_total` | failed sends to be retried |
-/// | `eventbus_relay_dead_lettered_total` | events moved to the dead table (and the dead-letter topic) |
+/// | `eventbus_relay_dead_lettered_total` | events moved to the dead table (and the dead-letter topic); also labelled `class` ([`ErrorClass`]) |
 /// | `eventbus_relay_batches_total` | batches sent |
+///
+/// Every 5 s the relay also sets the dead table's gauges, `eventbus_dead_letters{table, class}`
+/// and `eventbus_dead_letter_oldest_age_seconds{table, class}`, with the outbox gauges.
 #[derive(Debug, Default)]
 pub struct RelayStats {
     published: Counted,
     retried: Counted,
-    dead_lettered: Counted,
+    dead_lettered: ByClass,
     batches: Counted,
 }
 
@@ -60,7 +64,7 @@ impl RelayStats {
         RelayStats {
             published: counter("eventbus_relay_published_total"),
             retried: counter("eventbus_relay_retried_total"),
-            dead_lettered: counter("eventbus_relay_dead_lettered_total"),
+            dead_lettered: ByClass::new("eventbus_relay_dead_lettered_total", ("table", table)),
             batches: counter("eventbus_relay_batches_total"),
         }
     }
@@ -80,6 +84,10 @@ impl RelayStats {
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.get()
     }
+    /// Events dead-lettered for errors of `class`.
+    pub fn dead_lettered_by(&self, class: ErrorClass) -> u64 {
+        self.dead_lettered.of(class)
+    }
     /// Batches sent.
     pub fn batches(&self) -> u64 {
         self.batches.get()
@@ -95,6 +103,10 @@ pub struct Relay {
     config: OutboxConfig,
     wake: Arc<Notify>,
     stats: Arc<RelayStats>,
+    /// Called once per dead letter ([`Relay::on_dead_letter`]).
+    on_dead_letter: Option<DeadLetterHook>,
+    /// The service named in the notifications ([`Relay::service`]).
+    service: Option<String>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -156,14 +168,41 @@ impl Relay {
                 ),
             )));
         }
+        if let Some(topic) = &config.dead_letter_topic {
+            crate::dlq::register_topic(topic);
+        }
         Ok(Relay {
             producer: crate::kafka::relay_producer(kafka)?,
             servers: kafka.bootstrap_servers.join(","),
             config,
             wake: Arc::new(Notify::new()),
             stats: Arc::new(RelayStats::new(store.table())),
+            on_dead_letter: None,
+            service: None,
             store,
         })
+    }
+
+    /// Calls `hook` once for each event this relay dead-letters, before its [`DeadLettered`]
+    /// notification is published (for alerting in process; keep it quick: the relay waits).
+    pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLettered) + Send + Sync + 'static) -> Self {
+        self.on_dead_letter = Some(Arc::new(hook));
+        self
+    }
+
+    /// Names the service this relay works for in its notifications ([`DeadLettered::service`]);
+    /// a bus sets its own for its in-process relay.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Uses `hook`, if any (the bus builder's).
+    pub(crate) fn with_hook(mut self, hook: Option<DeadLetterHook>) -> Self {
+        if hook.is_some() {
+            self.on_dead_letter = hook;
+        }
+        self
     }
 
     /// The notifier that wakes this relay (the bus notifies it after each SQLite enqueue).
@@ -202,6 +241,8 @@ impl Relay {
         let mut last_purge = Instant::now();
         // The outbox gauges: read at the first pass, then every 5 s.
         let mut last_gauges: Option<Instant> = None;
+        // The dead table's classes whose gauges were set last time.
+        let mut dead_classes = std::collections::BTreeSet::new();
         let mut outage = 0u32;
         let kafka: SharedDependency = Arc::new(std::sync::Mutex::new(Dependency::new(format!(
             "Kafka at {}",
@@ -264,6 +305,17 @@ impl Relay {
                     Some(Ok(backlog)) => crate::metrics::set_backlog(self.store.table(), &backlog),
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "eventbus relay: cannot read the backlog")
+                    }
+                }
+                match stop.bounded(self.store.dead_counts()).await {
+                    None => break,
+                    Some(Ok(counts)) => crate::metrics::set_dead_letters(
+                        ("table", self.store.table()),
+                        &counts,
+                        &mut dead_classes,
+                    ),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "eventbus relay: cannot count the dead table")
                     }
                 }
             }

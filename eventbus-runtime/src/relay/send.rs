@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 
 use super::Relay;
-use crate::dlq::{DeadLetter, RELAY};
+use crate::dlq::{DeadLetter, DeadLettered, ErrorClass, RELAY};
 use crate::outbox::PendingRow;
 
 /// What sending one batch did.
@@ -95,14 +95,17 @@ impl Relay {
             // An outage (timeouts, brokers down) is not the event's fault: it is retried with
             // backoff for as long as it lasts, without using up the event's attempts.
             let outage = is_outage(&error);
+            let class = ErrorClass::of_kafka(&error);
             let error = error.to_string();
             let attempt = row.attempts as u32 + u32::from(!outage);
             if !outage && attempt >= self.config.max_attempts {
                 tracing::error!(event_id = %row.event_id, topic = %row.topic, attempts = attempt, %error,
-                    "eventbus relay: event moved to the dead table");
-                self.dead_letter(row, &error, attempt).await;
-                self.store.kill(row.id, &error).await?;
-                self.stats.dead_lettered.add(1);
+                    %class, "eventbus relay: event moved to the dead table");
+                let dead_letter_topic = self.dead_letter(row, &error, attempt, class).await;
+                self.announce(row, &error, attempt, class, dead_letter_topic)
+                    .await;
+                self.store.kill(row.id, &error, class).await?;
+                self.stats.dead_lettered.add(class);
             } else {
                 if outage {
                     // Kafka is away: the relay says so once (`watch.rs`), not per event.
@@ -148,11 +151,15 @@ impl Relay {
 
     /// Dead-letters an event moved to the dead table to the configured topic (with the headers
     /// of [`crate::dlq`], so [`crate::dlq::replay`] puts it back); a failure here is logged (the
-    /// row is in the dead table either way).
-    async fn dead_letter(&self, row: &PendingRow, error: &str, attempts: u32) {
-        let Some(topic) = &self.config.dead_letter_topic else {
-            return;
-        };
+    /// row is in the dead table either way). Returns the topic when the record went there.
+    async fn dead_letter(
+        &self,
+        row: &PendingRow,
+        error: &str,
+        attempts: u32,
+        class: ErrorClass,
+    ) -> Option<String> {
+        let topic = self.config.dead_letter_topic.as_ref()?;
         let letter = DeadLetter {
             topic: &row.topic,
             partition: None,
@@ -161,6 +168,7 @@ impl Relay {
             attempts,
             failed_in: RELAY,
             group: None,
+            class,
         };
         // The row's CloudEvents headers (a JSON object of strings), then the dead-letter ones.
         let original = row.headers.as_object().into_iter().flatten();
@@ -172,8 +180,58 @@ impl Relay {
         if let Some(key) = row.key.as_deref() {
             record = record.key(key);
         }
+        match self.producer.send(record, Duration::from_secs(5)).await {
+            Ok(_) => Some(topic.clone()),
+            Err((e, _)) => {
+                tracing::error!(event_id = %row.event_id, dead_letter_topic = %topic, error = %e, "eventbus relay: cannot publish to the dead-letter topic");
+                None
+            }
+        }
+    }
+
+    /// Announces a dead letter: the hook, then the [`DeadLettered`] event on its topic, with the
+    /// relay's producer (a failure is logged: the row is in the dead table either way).
+    async fn announce(
+        &self,
+        row: &PendingRow,
+        error: &str,
+        attempts: u32,
+        class: ErrorClass,
+        dead_letter_topic: Option<String>,
+    ) {
+        let header = |name: &str| {
+            row.headers
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let notice = DeadLettered {
+            class,
+            failed_in: RELAY.to_owned(),
+            topic: row.topic.clone(),
+            dead_letter_topic,
+            table: Some(self.store.table().to_owned()),
+            group: None,
+            service: self.service.clone(),
+            partition: None,
+            offset: None,
+            event_type: header(crate::envelope::headers::TYPE),
+            event_id: Some(row.event_id.to_string()),
+            error: error.to_owned(),
+            attempts,
+            dead_lettered_at: DeadLettered::now(),
+        };
+        crate::dlq::call_hook(self.on_dead_letter.as_ref(), &notice);
+        if notice.is_of_a_notification() {
+            return;
+        }
+        let Some(envelope) = notice.envelope() else {
+            return;
+        };
+        let record = crate::kafka::record(&envelope, crate::kafka::headers(&envelope));
         if let Err((e, _)) = self.producer.send(record, Duration::from_secs(5)).await {
-            tracing::error!(event_id = %row.event_id, dead_letter_topic = %topic, error = %e, "eventbus relay: cannot publish to the dead-letter topic");
+            tracing::error!(event_id = %row.event_id, topic = %envelope.topic, error = %e,
+                "eventbus relay: cannot publish the dead-letter notification");
         }
     }
 }

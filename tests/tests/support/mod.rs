@@ -292,3 +292,34 @@ pub fn counts<T: std::hash::Hash + Eq + Clone>(
     }
     m
 }
+
+/// The dead-letter notifications (`system.eventbus.dead_lettered`) of the dead letter of event
+/// `event_id`, read by `reader` (opened before the dead letter): waits up to 30 s for the first,
+/// then 2 s more for any other, so a test can check there is exactly one.
+pub fn notifications(reader: &Reader, event_id: &str) -> Vec<eventbus::dlq::DeadLettered> {
+    notifications_of(reader, &[event_id]).remove(0)
+}
+
+/// [`notifications`] of several dead letters at once (one reader reads each record once), in
+/// the order of `event_ids`.
+pub fn notifications_of(
+    reader: &Reader,
+    event_ids: &[&str],
+) -> Vec<Vec<eventbus::dlq::DeadLettered>> {
+    use eventbus::dlq::DeadLettered;
+    let notice = |r: &Record| r.envelope().decode::<DeadLettered>().ok();
+    let of = |r: &Record, id: &str| notice(r).is_some_and(|n| n.event_id.as_deref() == Some(id));
+    let mut got = reader.read(Duration::from_secs(30), |got| {
+        event_ids.iter().all(|id| got.iter().any(|r| of(r, id)))
+    });
+    got.extend(reader.read(Duration::from_secs(2), |_| false));
+    event_ids
+        .iter()
+        .map(|id| {
+            got.iter()
+                .filter(|r| of(r, id))
+                .filter_map(notice)
+                .collect()
+        })
+        .collect()
+}

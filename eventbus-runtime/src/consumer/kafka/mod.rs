@@ -65,6 +65,70 @@ pub(super) fn start(
     Ok((tokio::spawn(run.run(stop)), ready))
 }
 
+/// How often a consumer sets its lag gauges.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sets `eventbus_consumer_lag{group, topic, partition}` every [`LAG_INTERVAL`] for the
+/// partitions assigned to this member: the high watermark minus the group's committed offset (the
+/// low watermark when the group has committed none), both asked of the broker on a blocking
+/// thread. A partition no longer assigned here is set to 0 once.
+async fn lag_gauges(consumer: Arc<StreamConsumer<RebalanceContext>>, group: String) {
+    let mut tick = tokio::time::interval(LAG_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut before: Vec<(String, i32)> = Vec::new();
+    loop {
+        tick.tick().await;
+        let asked = Arc::clone(&consumer);
+        let Ok(lags) = tokio::task::spawn_blocking(move || lags(&*asked)).await else {
+            continue;
+        };
+        let gauge = |topic: &str, partition: i32| {
+            metrics::gauge!("eventbus_consumer_lag", "group" => group.clone(),
+                "topic" => topic.to_owned(), "partition" => partition.to_string())
+        };
+        for (topic, partition) in &before {
+            if !lags.iter().any(|(t, p, _)| t == topic && p == partition) {
+                gauge(topic, *partition).set(0.0);
+            }
+        }
+        for (topic, partition, lag) in &lags {
+            gauge(topic, *partition).set(*lag as f64);
+        }
+        before = lags.into_iter().map(|(t, p, _)| (t, p)).collect();
+    }
+}
+
+/// Of each partition assigned to `consumer`: its topic, its number, and how many records the
+/// group has not committed yet.
+fn lags<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+) -> Vec<(String, i32, i64)> {
+    let timeout = Duration::from_secs(2);
+    let Ok(assigned) = consumer.assignment() else {
+        return Vec::new();
+    };
+    if assigned.count() == 0 {
+        return Vec::new();
+    }
+    let Ok(committed) = consumer.committed_offsets(assigned, timeout) else {
+        return Vec::new();
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let (low, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .ok()?;
+            let from = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            Some((e.topic().to_owned(), e.partition(), (high - from).max(0)))
+        })
+        .collect()
+}
+
 /// Stores the offsets now safe to commit (auto-commit sends them).
 fn store<C: rdkafka::consumer::ConsumerContext>(
     consumer: &impl rdkafka::consumer::Consumer<C>,
@@ -223,6 +287,13 @@ impl KafkaRun {
                 .fetch_metadata(Some(topic), Duration::from_secs(5));
         }
         consumer.subscribe(topics)?;
+        for topic in topics {
+            crate::dlq::register_topic(
+                &dead_letter_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{topic}.dlq")),
+            );
+        }
         Ok(KafkaRun {
             consumer: Arc::new(consumer),
             producer,
@@ -253,6 +324,11 @@ impl KafkaRun {
                 store(&*flusher.consumer, &flusher.offsets);
             }
         });
+        // The lag gauges, every LAG_INTERVAL, off the record path.
+        workers.spawn(lag_gauges(
+            Arc::clone(&this.consumer),
+            this.engine.group.clone(),
+        ));
         let mut received = 0u32;
         loop {
             received = received.wrapping_add(1);

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{Job, KafkaRun, QueueId};
 use crate::consumer::engine::{FirstAttempt, Outcome};
-use crate::dlq::DeadLetter;
+use crate::dlq::{DeadLetter, DeadLettered, ErrorClass};
 use crate::envelope::Envelope;
 use crate::lock;
 
@@ -49,15 +49,17 @@ impl KafkaRun {
                 error: bad.error.clone(),
                 handler: "decoder".into(),
                 attempts: 1,
+                class: ErrorClass::Decode,
             },
         };
         if let Outcome::Dead {
             error,
             handler,
             attempts,
+            class,
         } = outcome
         {
-            Box::pin(self.dead_letter(&job, &error, &handler, attempts)).await;
+            Box::pin(self.dead_letter(&job, &error, &handler, attempts, class)).await;
         }
         self.done(&job);
     }
@@ -121,8 +123,15 @@ impl KafkaRun {
 
     /// Publishes a record that exhausted its attempts to the dead-letter topic, with where it came
     /// from and why (the headers of [`crate::dlq`]); retries that publish until it succeeds (the
-    /// offset waits for it).
-    async fn dead_letter(&self, job: &Job, error: &str, handler: &str, attempts: u32) {
+    /// offset waits for it). Then announces it, once.
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        error: &str,
+        handler: &str,
+        attempts: u32,
+        class: ErrorClass,
+    ) {
         let topic = self
             .dead_letter_topic
             .clone()
@@ -135,6 +144,7 @@ impl KafkaRun {
             attempts,
             failed_in: handler,
             group: Some(self.engine.group.as_str()),
+            class,
         };
         let (original, key, payload): (super::RawHeaders, Option<&[u8]>, &[u8]) = match &job.record
         {
@@ -161,10 +171,10 @@ impl KafkaRun {
             }
             match self.producer.send(record, Duration::from_secs(5)).await {
                 Ok(_) => {
-                    self.engine.stats.dead_lettered.add(1);
-                    tracing::error!(topic = %job.topic, partition = job.partition, offset = job.offset, %handler, %error, dead_letter_topic = %topic,
+                    self.engine.stats.dead_lettered.add(class);
+                    tracing::error!(topic = %job.topic, partition = job.partition, offset = job.offset, %handler, %error, %class, dead_letter_topic = %topic,
                         "eventbus consumer: record dead-lettered");
-                    return;
+                    break;
                 }
                 Err((e, _)) => {
                     tracing::error!(error = %e, dead_letter_topic = %topic, "eventbus consumer: cannot publish to the dead-letter topic; retrying");
@@ -173,5 +183,49 @@ impl KafkaRun {
                 }
             }
         }
+        let header = |name: &str| {
+            original
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let notice = DeadLettered {
+            class,
+            failed_in: handler.to_owned(),
+            topic: job.topic.to_owned(),
+            dead_letter_topic: Some(topic),
+            table: None,
+            group: Some(self.engine.group.clone()),
+            service: Some(self.engine.service.to_owned()),
+            partition: Some(job.partition),
+            offset: Some(job.offset),
+            event_type: header(crate::envelope::headers::TYPE),
+            event_id: header(crate::envelope::headers::ID),
+            error: error.to_owned(),
+            attempts,
+            dead_lettered_at: DeadLettered::now(),
+        };
+        let Some(envelope) = self.engine.announce(&notice) else {
+            return;
+        };
+        // A few tries (the offset waits), then logged: a notification topic the consumer may not
+        // write to must not stop its partition.
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=NOTIFY_ATTEMPTS {
+            let record = crate::kafka::record(&envelope, crate::kafka::headers(&envelope));
+            match self.producer.send(record, Duration::from_secs(5)).await {
+                Ok(_) => return,
+                Err((e, _)) if attempt == NOTIFY_ATTEMPTS => {
+                    tracing::error!(error = %e, topic = %envelope.topic, "eventbus consumer: cannot publish the dead-letter notification");
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
     }
 }
+
+/// Tries to publish a dead-letter notification.
+const NOTIFY_ATTEMPTS: u32 = 5;

@@ -1,18 +1,4 @@
-//! Dead letters: one header vocabulary for every record that could not be delivered, whether the
-//! relay gave up on it (its outbox row moved to the dead table, and the record to the outbox's
-//! `dead_letter_topic`) or a consumer did (after its last attempt, to `{topic}.dlq`), and
-//! [`read`], which lists them, and [`replay`], which puts either back on its original topic.
-//!
-//! A dead letter carries the original record (key, headers, payload) plus:
-//!
-//! | header | what |
-//! |---|---|
-//! | `eventbus_dlq_topic` | the topic it was bound for (where [`replay`] puts it back) |
-//! | `eventbus_dlq_partition`, `eventbus_dlq_offset` | where it was read (consumer only) |
-//! | `eventbus_dlq_error` | the last error |
-//! | `eventbus_dlq_attempts` | attempts made |
-//! | `eventbus_dlq_failed_in` | what gave up: the handler's name, or `eventbus-relay` |
-//! | `eventbus_dlq_group` | the consumer group (consumer only) |
+//! Dead-letter records on Kafka: their headers, [`read`] and [`replay`] (feature `kafka`).
 
 use std::time::Duration;
 
@@ -21,6 +7,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::{CLASS, ErrorClass};
 use crate::config::KafkaConfig;
 use crate::envelope::Envelope;
 pub use crate::error::ReplayError;
@@ -42,6 +29,7 @@ pub const ATTEMPTS: &str = "eventbus_dlq_attempts";
 pub const FAILED_IN: &str = "eventbus_dlq_failed_in";
 /// The consumer group (consumer).
 pub const GROUP: &str = "eventbus_dlq_group";
+
 /// The [`FAILED_IN`] value of what the relay dead-letters.
 pub const RELAY: &str = "eventbus-relay";
 
@@ -55,6 +43,7 @@ pub(crate) struct DeadLetter<'a> {
     pub(crate) attempts: u32,
     pub(crate) failed_in: &'a str,
     pub(crate) group: Option<&'a str>,
+    pub(crate) class: ErrorClass,
 }
 
 impl DeadLetter<'_> {
@@ -93,6 +82,7 @@ impl DeadLetter<'_> {
             (ERROR, self.error.to_owned()),
             (ATTEMPTS, self.attempts.to_string()),
             (FAILED_IN, self.failed_in.to_owned()),
+            (CLASS, self.class.as_str().to_owned()),
         ]);
         if let Some(g) = self.group {
             pairs.push((GROUP, g.to_owned()));
@@ -172,6 +162,11 @@ pub struct DeadRecord {
 }
 
 impl DeadRecord {
+    /// The class of its last error (`None` without the `eventbus_dlq_class` header).
+    pub fn class(&self) -> Option<ErrorClass> {
+        ErrorClass::from_name(&self.header(CLASS)?)
+    }
+
     /// A header's value, as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
@@ -219,6 +214,77 @@ pub fn read(
         });
     }
     Ok(out)
+}
+
+/// Counts the records of `dead_letter_topic` per class (the `eventbus_dlq_class` header;
+/// `unknown` without one), with the age of the oldest of each (its record timestamp), reading at
+/// most `max` records from its start within `within` (blocking). For the gauges of the operations
+/// API's `/metrics`.
+pub(crate) fn count(
+    kafka: &KafkaConfig,
+    dead_letter_topic: &str,
+    max: usize,
+    within: Duration,
+) -> Result<Vec<crate::metrics::DeadCount>, ReplayError> {
+    let err = |source| ReplayError {
+        dead_letter_topic: dead_letter_topic.to_owned(),
+        source: crate::config::redact::kafka_error(source, Some(kafka)),
+    };
+    let Some((consumer, mut remaining)) = open(kafka, dead_letter_topic)? else {
+        return Ok(Vec::new());
+    };
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    // Per class: how many, and the oldest timestamp (ms).
+    let mut classes: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + within;
+    while !remaining.is_empty() && read < max && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.map_err(err)?;
+        read += 1;
+        remaining.retain(|(p, high)| !(*p == message.partition() && message.offset() + 1 >= *high));
+        let class = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == CLASS))
+            .and_then(|h| std::str::from_utf8(h.value.unwrap_or_default()).ok())
+            .unwrap_or("unknown")
+            .to_owned();
+        let at = message.timestamp().to_millis().unwrap_or(now_ms as i64);
+        let entry = classes.entry(class).or_insert((0, at));
+        entry.0 += 1;
+        entry.1 = entry.1.min(at);
+    }
+    Ok(classes
+        .into_iter()
+        .map(|(class, (count, oldest))| crate::metrics::DeadCount {
+            class,
+            count,
+            oldest: Duration::from_millis((now_ms as i64 - oldest).max(0) as u64),
+        })
+        .collect())
+}
+
+/// The topics of the cluster whose name ends in `.dlq` (blocking).
+pub(crate) fn dlq_topics(kafka: &KafkaConfig) -> Vec<String> {
+    let mut config = rdkafka::ClientConfig::new();
+    for (k, v) in kafka.client_config().config_map() {
+        config.set(k, v);
+    }
+    let Ok(consumer) = config.create::<BaseConsumer>() else {
+        return Vec::new();
+    };
+    consumer
+        .fetch_metadata(None, Duration::from_secs(5))
+        .map(|m| {
+            m.topics()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .filter(|t| t.ends_with(".dlq"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads `dead_letter_topic` from its start to its current end and publishes the chosen records
@@ -315,6 +381,7 @@ mod tests {
             attempts: 3,
             failed_in: RELAY,
             group: None,
+            class: ErrorClass::BrokerRefused,
         };
         let original: [(&str, &[u8]); 3] = [
             ("ce_id", b"1"),
@@ -343,6 +410,7 @@ mod tests {
         assert_eq!(get(ERROR), ["Message size too large"]);
         assert_eq!(get(ATTEMPTS), ["3"]);
         assert_eq!(get(FAILED_IN), [RELAY]);
+        assert_eq!(get(CLASS), ["broker_refused"]);
         assert!(get(ORIGINAL_PARTITION).is_empty() && get(GROUP).is_empty());
         let consumer = DeadLetter {
             partition: Some(2),
