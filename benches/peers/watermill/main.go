@@ -97,10 +97,12 @@ func bench(ctx context.Context, s settings) (err error) {
 	defer pool.Close()
 	schema := wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: s.batch}
 	offsets := wsql.DefaultPostgreSQLOffsetsAdapter{}
+	// Cleaning up is best effort: a failure is reported, but does not void the figures.
 	defer func() {
-		_, dropErr := pool.Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %s, %s",
-			schema.MessagesTable(s.forwarderTopic), offsets.MessagesOffsetsTable(s.forwarderTopic)))
-		err = errors.Join(err, dropErr)
+		tables := schema.MessagesTable(s.forwarderTopic) + ", " + offsets.MessagesOffsetsTable(s.forwarderTopic)
+		if _, err := pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+tables); err != nil {
+			fmt.Fprintf(os.Stderr, "watermill bench: could not drop %s: %v\n", tables, err)
+		}
 	}()
 	// The messages and offsets tables, created by Watermill's own schema initialisation (a
 	// publisher on a transaction may not create them).
@@ -113,13 +115,10 @@ func bench(ctx context.Context, s settings) (err error) {
 	}
 	_ = initSub.Close()
 
-	admin, err := createTopic(s)
-	if err != nil {
+	if err := createTopic(s); err != nil {
 		return err
 	}
-	defer func() {
-		err = errors.Join(err, admin.DeleteTopic(s.kafkaTopic), admin.Close())
-	}()
+	defer deleteTopic(s)
 
 	// 1. Drain throughput.
 	started := time.Now()
@@ -365,29 +364,49 @@ func latency(ctx context.Context, pool *pgxpool.Pool, s settings, schema wsql.De
 
 // createTopic makes the run's topic (8 partitions, as the relay bench's) and waits until the
 // broker lists its partitions.
-func createTopic(s settings) (sarama.ClusterAdmin, error) {
+func createTopic(s settings) error {
+	admin, err := newAdmin(s)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = admin.Close() }()
+	detail := &sarama.TopicDetail{NumPartitions: int32(s.partitions), ReplicationFactor: 1}
+	if err := admin.CreateTopic(s.kafkaTopic, detail, false); err != nil {
+		return fmt.Errorf("create topic %s: %w", s.kafkaTopic, err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		meta, err := admin.DescribeTopics([]string{s.kafkaTopic})
+		if err == nil && len(meta) == 1 && len(meta[0].Partitions) == s.partitions {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topic %s not ready: %v", s.kafkaTopic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// deleteTopic drops the run's topic, on a connection of its own (the broker may have restarted
+// since the topic was made); a failure is reported, not returned.
+func deleteTopic(s settings) {
+	admin, err := newAdmin(s)
+	if err == nil {
+		err = admin.DeleteTopic(s.kafkaTopic)
+		_ = admin.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "watermill bench: could not delete topic %s: %v\n", s.kafkaTopic, err)
+	}
+}
+
+func newAdmin(s settings) (sarama.ClusterAdmin, error) {
 	conf := sarama.NewConfig()
 	conf.Version = sarama.V4_0_0_0
 	admin, err := sarama.NewClusterAdmin(strings.Split(s.brokers, ","), conf)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kafka: %w", err)
 	}
-	detail := &sarama.TopicDetail{NumPartitions: int32(s.partitions), ReplicationFactor: 1}
-	if err := admin.CreateTopic(s.kafkaTopic, detail, false); err != nil {
-		_ = admin.Close()
-		return nil, fmt.Errorf("create topic %s: %w", s.kafkaTopic, err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		meta, err := admin.DescribeTopics([]string{s.kafkaTopic})
-		if err == nil && len(meta) == 1 && len(meta[0].Partitions) == s.partitions {
-			return admin, nil
-		}
-		if time.Now().After(deadline) {
-			_ = admin.Close()
-			return nil, fmt.Errorf("topic %s not ready: %v", s.kafkaTopic, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return admin, nil
 }
 
 func envInt(name string, def int) int {
