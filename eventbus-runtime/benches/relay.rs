@@ -16,7 +16,9 @@
 //!
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 200000), `EVENTBUS_BENCH_RELAYS` (default 2),
 //! `EVENTBUS_BENCH_BATCH` (default 2000), `EVENTBUS_BENCH_RATE` (default 1000),
-//! `EVENTBUS_BENCH_SECONDS` (default 10).
+//! `EVENTBUS_BENCH_SECONDS` (default 10). The last line, `RESULT drain_eps=… raw_eps=… p50_ms=…
+//! p95_ms=… p99_ms=… max_ms=… events=… latency_events=…`, repeats the figures for scripts
+//! (`benches/peers/run` sets them beside Watermill's).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -89,6 +91,15 @@ async fn main() {
         pct(0.95),
         pct(0.99),
         latencies[latencies.len() - 1]
+    );
+    // One machine-readable line for benches/peers/run.
+    println!(
+        "RESULT drain_eps={drain:.0} raw_eps={raw:.0} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2} events={events} latency_events={}",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        latencies[latencies.len() - 1],
+        latencies.len()
     );
     sqlx::raw_sql(AssertSqlSafe(format!(
         "DROP TABLE {table}; DROP TABLE {table}_dead"
