@@ -17,6 +17,11 @@ CREATE TABLE IF NOT EXISTS eventbus_outbox (
     xid             XID8        NOT NULL DEFAULT pg_current_xact_id(),
     sent_at         TIMESTAMPTZ
 );
+-- A queue: every row is deleted (or marked sent) soon after it is written. Vacuum after a fixed
+-- count of dead rows, not a fifth of the table (the default), so that the dead rows of a burst,
+-- which the relay's index scans step over until then, go within autovacuum's nap.
+ALTER TABLE eventbus_outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+    autovacuum_vacuum_cost_delay = 0);
 -- the relay's reads: pending rows in id order; and the few that hold their key back (an
 -- uncommitted-era xid, a backoff)
 CREATE INDEX IF NOT EXISTS eventbus_outbox_pending ON eventbus_outbox (id) WHERE sent_at IS NULL;

@@ -401,7 +401,10 @@ impl Relay {
                 break;
             }
             drained.rows += rows.len();
-            let read_next = rows.len() >= batch && round < MAX_PIPELINED;
+            // The next batch is read while Kafka acknowledges this one, full or not: at a low
+            // rate, an event committed now goes out right after this batch instead of waiting
+            // for its acknowledgements and a new read (the relay's share of commit-to-ack).
+            let read_next = round < MAX_PIPELINED;
             let in_flight: Vec<i64> = rows.iter().map(|r| r.id).collect();
             let next = async {
                 if read_next {
