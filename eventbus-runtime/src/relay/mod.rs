@@ -396,6 +396,9 @@ impl Relay {
         }
         let batch = self.config.batch_size;
         let mut rows = self.store.fetch(shards, batch, &[]).await?;
+        // The rows of the previous batch Kafka acknowledged: deleted (or marked) while this
+        // batch goes out, off the path from one batch to the next.
+        let mut acknowledged: Vec<i64> = Vec::new();
         for round in 1..=MAX_PIPELINED {
             if rows.is_empty() {
                 break;
@@ -403,9 +406,14 @@ impl Relay {
             drained.rows += rows.len();
             // The next batch is read while Kafka acknowledges this one, full or not: at a low
             // rate, an event committed now goes out right after this batch instead of waiting
-            // for its acknowledgements and a new read (the relay's share of commit-to-ack).
+            // for its acknowledgements and a new read (the relay's share of commit-to-ack). It
+            // leaves out the rows in flight and those not yet marked sent.
             let read_next = round < MAX_PIPELINED;
-            let in_flight: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let in_flight: Vec<i64> = rows
+                .iter()
+                .map(|r| r.id)
+                .chain(acknowledged.iter().copied())
+                .collect();
             let next = async {
                 if read_next {
                     self.store.fetch(shards, batch, &in_flight).await
@@ -413,16 +421,20 @@ impl Relay {
                     Ok(Vec::new())
                 }
             };
-            let (sent, next) = tokio::join!(self.send(&rows), next);
+            let marked = self.mark_sent(std::mem::take(&mut acknowledged));
+            let (sent, next, marked) = tokio::join!(self.send(&rows), next, marked);
+            marked?;
             let sent = sent?;
             rows = next?;
-            drained.acknowledged += sent.acknowledged;
+            drained.acknowledged += sent.acknowledged.len();
+            acknowledged = sent.acknowledged;
             if sent.outage.is_some() {
                 drained.outage = sent.outage;
             }
             // A key that failed in this batch holds back its rows of the next one.
             rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
         }
+        self.mark_sent(acknowledged).await?;
         Ok(drained)
     }
 }

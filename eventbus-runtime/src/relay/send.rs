@@ -16,14 +16,16 @@ use crate::outbox::PendingRow;
 pub(super) struct Sent {
     /// The keys whose rows failed or were held back: their later rows wait.
     pub(super) failed_keys: HashSet<String>,
-    /// Rows Kafka acknowledged.
-    pub(super) acknowledged: usize,
+    /// The ids of the rows Kafka acknowledged: the caller deletes (or marks) them with
+    /// [`Relay::mark_sent`], while the next batch goes out.
+    pub(super) acknowledged: Vec<i64>,
     /// An error that says Kafka cannot be reached, if one came back.
     pub(super) outage: Option<String>,
 }
 
 impl Relay {
-    /// Sends one batch; marks what Kafka acknowledged, schedules or buries what it did not.
+    /// Sends one batch; schedules or buries what Kafka did not acknowledge, and returns what it
+    /// did (to be marked sent by the caller).
     pub(super) async fn send(&self, rows: &[PendingRow]) -> Result<Sent, sqlx::Error> {
         let mut in_flight = Vec::with_capacity(rows.len());
         let mut failed: Vec<(&PendingRow, KafkaError)> = Vec::new();
@@ -79,17 +81,12 @@ impl Relay {
         } else {
             failed.extend(rejected);
         }
-        self.store
-            .sent(&sent, !self.config.retention.is_zero())
-            .await?;
-        self.stats.published.add(sent.len() as u64);
         self.stats.batches.add(1);
         let failed_keys: HashSet<String> = failed
             .iter()
             .filter_map(|(row, _)| row.key.clone())
             .chain(blocked.iter().map(|k| (*k).to_owned()))
             .collect();
-        let acknowledged = sent.len();
         let mut outage_error = None;
         for (row, error) in failed {
             // An outage (timeouts, brokers down) is not the event's fault: it is retried with
@@ -129,9 +126,21 @@ impl Relay {
         }
         Ok(Sent {
             failed_keys,
-            acknowledged,
+            acknowledged: sent,
             outage: outage_error,
         })
+    }
+
+    /// Deletes (or, with a retention, marks) rows Kafka acknowledged, and counts them published.
+    pub(super) async fn mark_sent(&self, ids: Vec<i64>) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .sent(&ids, !self.config.retention.is_zero())
+            .await?;
+        self.stats.published.add(ids.len() as u64);
+        Ok(())
     }
 
     /// Sends one row and awaits its acknowledgement.
