@@ -80,18 +80,16 @@ pub(crate) fn headers(envelope: &Envelope) -> OwnedHeaders {
     out
 }
 
-/// Headers from the JSON object stored in an outbox row.
-pub(crate) fn headers_from_json(json: &serde_json::Value) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new();
-    if let Some(map) = json.as_object() {
-        for (key, value) in map {
-            if let Some(v) = value.as_str() {
-                out = out.insert(Header {
-                    key,
-                    value: Some(v.as_bytes()),
-                });
-            }
-        }
+/// The record headers of an outbox row (its JSON object of strings).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn headers_of_row(headers: &crate::outbox::RowHeaders) -> OwnedHeaders {
+    let pairs = headers.pairs();
+    let mut out = OwnedHeaders::new_with_capacity(pairs.len());
+    for (key, value) in &pairs {
+        out = out.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
     }
     out
 }

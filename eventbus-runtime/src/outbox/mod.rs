@@ -25,7 +25,7 @@ mod statements;
 mod transaction;
 
 pub use connect::connect;
-pub(crate) use rows::PendingRow;
+pub(crate) use rows::{PendingRow, RowHeaders};
 pub(crate) use transaction::{Generated, WriteError};
 pub use transaction::{NewRow, OutboxTransaction};
 

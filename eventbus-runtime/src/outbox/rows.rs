@@ -1,8 +1,11 @@
 //! What the relay does to outbox rows: read them in commit order, mark them sent, schedule a
 //! retry, move one to the dead table, purge the sent ones.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -15,9 +18,117 @@ pub(crate) struct PendingRow {
     pub(crate) event_id: Uuid,
     pub(crate) topic: String,
     pub(crate) key: Option<String>,
-    pub(crate) headers: serde_json::Value,
+    pub(crate) headers: RowHeaders,
     pub(crate) payload: Vec<u8>,
     pub(crate) attempts: i32,
+}
+
+/// The CloudEvents headers of a row: the JSON object of strings the outbox stores, kept as its
+/// text and read when the record is built, borrowing each name and value that has no escape (no
+/// map, no allocation per header on the relay's path).
+#[derive(Debug, Clone)]
+pub(crate) struct RowHeaders(pub(crate) String);
+
+impl RowHeaders {
+    /// The headers whose values are strings, in stored order (an unreadable object has none).
+    pub(crate) fn pairs(&self) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+        serde_json::from_str::<Pairs<'_>>(&self.0)
+            .map(|p| p.0)
+            .unwrap_or_default()
+    }
+
+    /// The value of header `name`, when it is a string.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// A JSON object's string members.
+struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de> Deserialize<'de> for Pairs<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Pairs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(10));
+                while let Some(Text(name)) = map.next_key()? {
+                    if let MaybeText(Some(value)) = map.next_value()? {
+                        out.push((name, value));
+                    }
+                }
+                Ok(Pairs(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A string, borrowed from the input when it can be.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+            .map(|t| Text(t.unwrap_or_default()))
+    }
+}
+
+/// A string member's value; another JSON value is skipped (`None`).
+struct MaybeText<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for MaybeText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor).map(MaybeText)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
 }
 
 impl OutboxStore {
@@ -37,17 +148,13 @@ impl OutboxStore {
             String: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
             Option<String>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
             Vec<u8>: sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
-            sqlx::types::Json<serde_json::Value>:
-                sqlx::Type<R::Database> + for<'d> sqlx::Decode<'d, R::Database>,
         {
             Ok(PendingRow {
                 id: r.try_get(0usize)?,
                 event_id: r.try_get(1usize)?,
                 topic: r.try_get(2usize)?,
                 key: r.try_get(3usize)?,
-                headers: r
-                    .try_get::<sqlx::types::Json<serde_json::Value>, _>(4usize)?
-                    .0,
+                headers: RowHeaders(r.try_get(4usize)?),
                 payload: r.try_get(5usize)?,
                 attempts: r.try_get(6usize)?,
             })
@@ -210,5 +317,31 @@ impl OutboxStore {
                 .rows_affected(),
         };
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RowHeaders;
+
+    #[test]
+    fn row_headers_read_strings_in_order_and_skip_the_rest() {
+        let h = RowHeaders(
+            r#"{"ce_id":"a","ce_type":"x\"y","n":1,"o":{"k":[1,2]},"ce_source":"s","z":null}"#
+                .to_owned(),
+        );
+        let pairs: Vec<(String, String)> = h
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("ce_id", "a"), ("ce_type", "x\"y"), ("ce_source", "s")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(h.get("ce_type").as_deref(), Some("x\"y"));
+        assert_eq!(h.get("n"), None);
+        assert!(RowHeaders("not json".to_owned()).pairs().is_empty());
     }
 }

@@ -58,7 +58,7 @@ impl Statements {
                      GROUP BY partition_key"
                 ),
                 fetch: format!(
-                    "SELECT id, event_id, topic, partition_key, headers, payload, attempts FROM {t} \
+                    "SELECT id, event_id, topic, partition_key, headers::text, payload, attempts FROM {t} \
                      WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
                        AND xid < pg_snapshot_xmin(pg_current_snapshot()) AND NOT (id = ANY($3)) \
                      ORDER BY id LIMIT $2"

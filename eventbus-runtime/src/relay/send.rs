@@ -36,7 +36,7 @@ impl Relay {
             }
             let mut record = FutureRecord::to(&row.topic)
                 .payload(row.payload.as_slice())
-                .headers(crate::kafka::headers_from_json(&row.headers));
+                .headers(crate::kafka::headers_of_row(&row.headers));
             if let Some(key) = row.key.as_deref() {
                 record = record.key(key);
             }
@@ -147,7 +147,7 @@ impl Relay {
     async fn send_one(&self, row: &PendingRow) -> Result<(), KafkaError> {
         let mut record = FutureRecord::to(&row.topic)
             .payload(row.payload.as_slice())
-            .headers(crate::kafka::headers_from_json(&row.headers));
+            .headers(crate::kafka::headers_of_row(&row.headers));
         if let Some(key) = row.key.as_deref() {
             record = record.key(key);
         }
@@ -180,9 +180,8 @@ impl Relay {
             class,
         };
         // The row's CloudEvents headers (a JSON object of strings), then the dead-letter ones.
-        let original = row.headers.as_object().into_iter().flatten();
-        let headers = letter
-            .headers(original.filter_map(|(k, v)| Some((k.as_str(), v.as_str()?.as_bytes()))));
+        let original = row.headers.pairs();
+        let headers = letter.headers(original.iter().map(|(k, v)| (&**k, v.as_bytes())));
         let mut record = FutureRecord::to(topic)
             .payload(row.payload.as_slice())
             .headers(headers);
@@ -208,12 +207,7 @@ impl Relay {
         class: ErrorClass,
         dead_letter_topic: Option<String>,
     ) {
-        let header = |name: &str| {
-            row.headers
-                .get(name)
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-        };
+        let header = |name: &str| row.headers.get(name);
         let notice = DeadLettered {
             class,
             failed_in: RELAY.to_owned(),
