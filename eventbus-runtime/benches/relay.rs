@@ -295,10 +295,10 @@ async fn latency(
     rate: u64,
     seconds: u64,
 ) -> Latency {
-    let committed: Arc<Mutex<HashMap<String, (Instant, SystemTime)>>> = Arc::default();
+    let committed: Arc<Mutex<HashMap<String, Stamp>>> = Arc::default();
     // When the consumer had it, and the record's CreateTime (when the relay handed it to its
     // producer, in milliseconds since the epoch).
-    let received: Arc<Mutex<HashMap<String, (Instant, SystemTime, i64)>>> = Arc::default();
+    let received: Arc<Mutex<HashMap<String, (Stamp, i64)>>> = Arc::default();
     let total = rate * seconds;
     // The consumer, from the topic's end.
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -329,7 +329,7 @@ async fn latency(
                     let created = m.timestamp().to_millis().unwrap_or_default();
                     seen.lock().unwrap().insert(
                         format!("{}:{payload}", String::from_utf8_lossy(k)),
-                        (at.0, at.1, created),
+                        (at, created),
                     );
                 }
             }
@@ -380,7 +380,7 @@ async fn latency(
             * 1000.0
     };
     for (k, (commit, commit_wall)) in committed.iter() {
-        let Some((at, at_wall, created)) = received.get(k) else {
+        let Some(((at, at_wall), created)) = received.get(k) else {
             continue;
         };
         latency
@@ -407,6 +407,9 @@ async fn latency(
     }
     latency
 }
+
+/// A moment, on the monotonic clock and the wall clock (Kafka's timestamps are wall-clock).
+type Stamp = (Instant, SystemTime);
 
 /// Latencies of one run, in milliseconds, each sorted.
 #[derive(Default)]
