@@ -35,7 +35,8 @@ impl Breaker {
     /// Counts one outcome: a success closes the count, the `threshold`-th failure in a row opens
     /// the circuit for the cooldown.
     pub(crate) fn record(&self, ok: bool) {
-        self.record_at(ok, self.now_ms());
+        // A success needs no clock (it runs for every record handled).
+        self.record_at(ok, if ok { 0 } else { self.now_ms() });
     }
 
     fn record_at(&self, ok: bool, now_ms: u64) {
@@ -53,6 +54,10 @@ impl Breaker {
 
     /// How long to stay paused, if open.
     pub(crate) fn open_for(&self) -> Option<Duration> {
+        // Closed (the usual case, asked for every record): no clock read.
+        if self.open_until_ms.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         self.open_for_at(self.now_ms())
     }
 
