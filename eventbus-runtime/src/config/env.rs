@@ -67,6 +67,9 @@ impl OutboxConfig {
         if let Some(v) = num("EVENTBUS_OUTBOX_RETENTION_SECS")? {
             self.retention = Duration::from_secs(v);
         }
+        if let Some(v) = num("EVENTBUS_OUTBOX_COMPACT_ABOVE_BYTES")? {
+            self.compact_above_bytes = v;
+        }
         if let Ok(t) = std::env::var("EVENTBUS_OUTBOX_DEAD_LETTER_TOPIC") {
             self.dead_letter_topic = Some(t);
         }

@@ -28,6 +28,7 @@ pub(super) const OUTBOX: &[&str] = &[
     "shards",
     "retention_secs",
     "dead_letter_topic",
+    "compact_above_bytes",
 ];
 
 /// What the file sets, each setting with where it was written.
@@ -70,6 +71,7 @@ pub(crate) struct FileOutbox {
     shards: Option<u32>,
     retention_secs: Option<u64>,
     dead_letter_topic: Option<String>,
+    compact_above_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -313,6 +315,7 @@ impl FileOutbox {
             shards: narrow("shards", u32_max)?.map(|v| v as u32),
             retention_secs: number("retention_secs")?,
             dead_letter_topic: text("dead_letter_topic", "a topic name")?,
+            compact_above_bytes: number("compact_above_bytes")?,
         })
     }
 
@@ -338,6 +341,9 @@ impl FileOutbox {
         }
         if let Some(v) = self.dead_letter_topic {
             base.dead_letter_topic = Some(v);
+        }
+        if let Some(v) = self.compact_above_bytes {
+            base.compact_above_bytes = v;
         }
         base
     }

@@ -30,6 +30,11 @@ pub struct OutboxConfig {
     /// Also dead-letter the events moved to the dead table to this topic, with the headers of
     /// [`crate::dlq`] (replayable with [`crate::dlq::replay`]).
     pub dead_letter_topic: Option<String>,
+    /// PostgreSQL: when the outbox is empty and the table with its indexes takes more than this
+    /// many bytes on disk, a relay truncates it (under a lock it waits at most 50 ms for, and
+    /// only after checking, under that lock, that no row is left), so the space a burst took is
+    /// given back without a `VACUUM FULL`. 0: never. Default 64 MiB. Not with a `retention`.
+    pub compact_above_bytes: u64,
 }
 
 impl Default for OutboxConfig {
@@ -43,6 +48,7 @@ impl Default for OutboxConfig {
             shards: 16,
             retention: Duration::ZERO,
             dead_letter_topic: None,
+            compact_above_bytes: 64 << 20,
         }
     }
 }

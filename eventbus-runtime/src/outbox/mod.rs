@@ -398,6 +398,61 @@ impl OutboxStore {
             .collect())
     }
 
+    /// PostgreSQL: when the table and its indexes take more than `above` bytes and it holds no
+    /// row, truncates it (giving the disk space back: deleted rows leave the table and its
+    /// indexes at their high-water mark until a `VACUUM FULL`). The lock is waited for at most
+    /// 50 ms (writers wait behind it that long at most), and emptiness is checked under it, so
+    /// no row written meanwhile can be lost. Returns the bytes freed, `None` when nothing was
+    /// done (too small, not empty, the lock busy, SQLite).
+    pub async fn compact(&self, above: u64) -> Result<Option<u64>, sqlx::Error> {
+        #[cfg(feature = "postgres")]
+        if let Db::Postgres(pool) = &self.db {
+            let t = self.table();
+            let size: i64 = sqlx::query_scalar(sql(&format!(
+                "SELECT pg_total_relation_size('{t}'::regclass)"
+            )))
+            .fetch_one(pool)
+            .await?;
+            if above == 0 || (size as u64) <= above {
+                return Ok(None);
+            }
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL lock_timeout = '50ms'")
+                .execute(&mut *tx)
+                .await?;
+            let locked = sqlx::query(sql(&format!("LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE")))
+                .execute(&mut *tx)
+                .await;
+            match locked {
+                Ok(_) => {}
+                // 55P03 lock_not_available: writers are busy; another time.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+            let any: bool = sqlx::query_scalar(sql(&format!("SELECT EXISTS (SELECT 1 FROM {t})")))
+                .fetch_one(&mut *tx)
+                .await?;
+            if any {
+                return Ok(None);
+            }
+            // Identity continues: ids keep growing, as the relay's order needs.
+            sqlx::query(sql(&format!("TRUNCATE {t} CONTINUE IDENTITY")))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let after: i64 = sqlx::query_scalar(sql(&format!(
+                "SELECT pg_total_relation_size('{t}'::regclass)"
+            )))
+            .fetch_one(pool)
+            .await?;
+            return Ok(Some(size.saturating_sub(after) as u64));
+        }
+        let _ = above;
+        Ok(None)
+    }
+
     /// What waits: pending rows, the age of the oldest, dead rows (one statement).
     pub async fn backlog(&self) -> Result<Backlog, sqlx::Error> {
         let (pending, oldest, dead): (i64, Option<f64>, i64) = match &self.db {

@@ -302,7 +302,26 @@ impl Relay {
                 last_gauges = Some(Instant::now());
                 match stop.bounded(self.store.backlog()).await {
                     None => break,
-                    Some(Ok(backlog)) => crate::metrics::set_backlog(self.store.table(), &backlog),
+                    Some(Ok(backlog)) => {
+                        crate::metrics::set_backlog(self.store.table(), &backlog);
+                        // Drained: give a burst's disk space back (PostgreSQL; see `compact`).
+                        if backlog.pending == 0 && self.config.retention.is_zero() {
+                            match stop
+                                .bounded(self.store.compact(self.config.compact_above_bytes))
+                                .await
+                            {
+                                None => break,
+                                Some(Ok(Some(freed))) => tracing::info!(
+                                    freed_bytes = freed,
+                                    "eventbus relay: the drained outbox table `{}` was truncated to give its space back",
+                                    self.store.table()
+                                ),
+                                Some(Ok(None)) => {}
+                                Some(Err(e)) => tracing::debug!(error = %e,
+                                    "eventbus relay: cannot compact the outbox table"),
+                            }
+                        }
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "eventbus relay: cannot read the backlog")
                     }
