@@ -20,6 +20,7 @@
 //!
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 200000), `EVENTBUS_BENCH_RELAYS` (default 2),
 //! `EVENTBUS_BENCH_BATCH` (default 2000), `EVENTBUS_BENCH_RATE` (default 1000),
+//! `EVENTBUS_BENCH_KAFKA_PROPS` (librdkafka producer properties for both producers, `k=v,k=v`),
 //! `EVENTBUS_BENCH_SECONDS` (default 10). The last line, `RESULT drain_eps=… raw_eps=… p50_ms=…
 //! p95_ms=… p99_ms=… max_ms=… events=… latency_events=…`, repeats the figures for scripts
 //! (`benches/peers/run` sets them beside Watermill's).
@@ -50,7 +51,15 @@ async fn main() {
     let batch: usize = env("EVENTBUS_BENCH_BATCH", 2000);
     let rate: u64 = env("EVENTBUS_BENCH_RATE", 1000);
     let seconds: u64 = env("EVENTBUS_BENCH_SECONDS", 10);
-    let kafka = KafkaConfig::new(&brokers);
+    // Producer settings to try, on the raw producer and the relays alike:
+    // EVENTBUS_BENCH_KAFKA_PROPS="linger.ms=5,batch.size=1000000".
+    let kafka = std::env::var("EVENTBUS_BENCH_KAFKA_PROPS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .fold(KafkaConfig::new(&brokers), |k, (key, value)| {
+            k.with_property(key.trim(), value.trim())
+        });
     let run = uuid::Uuid::now_v7().simple().to_string();
     let table = format!("bench_{}", &run[20..]);
     let topic = format!("eventbus.bench.{}", &run[20..]);
@@ -221,16 +230,19 @@ async fn load(pool: &PgPool, table: &str) -> Vec<Rec> {
 
 /// The same records through a bare rdkafka producer with the relay's settings; events/s.
 async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> f64 {
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "1")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
-        .set("compression.type", "none")
-        .create()
-        .unwrap();
+        .set("compression.type", "none");
+    for (k, v) in &kafka.properties {
+        config.set(k, v);
+    }
+    let producer: FutureProducer = config.create().unwrap();
     let started = Instant::now();
     let mut pending = Vec::with_capacity(records.len());
     for (topic, key, payload, headers) in records {
