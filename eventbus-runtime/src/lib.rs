@@ -133,6 +133,8 @@ pub mod ops;
 pub mod outbox;
 #[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]
 pub mod relay;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod store;
 pub mod types;
 
 #[doc(hidden)]
