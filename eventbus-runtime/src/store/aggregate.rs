@@ -67,14 +67,16 @@ use crate::outbox::Generated;
 ///     }
 /// }
 ///
-/// let id = uuid::Uuid::now_v7();
-/// let mut order = Order::default();
-/// order.apply(&Order::event(OrderPlaced { order_id: id, total_cents: 4_200 }));
-/// for event in order.pay(id) {
-///     order.apply(&event);
+/// fn main() {
+///     let id = uuid::Uuid::now_v7();
+///     let mut order = Order::default();
+///     order.apply(&Order::event(OrderPlaced { order_id: id, total_cents: 4_200 }));
+///     for event in order.pay(id) {
+///         order.apply(&event);
+///     }
+///     assert!(order.paid);
+///     assert_eq!(Order::TYPE, "order");
 /// }
-/// assert!(order.paid);
-/// assert_eq!(Order::TYPE, "order");
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an aggregate",
