@@ -50,7 +50,7 @@ fn dotted(parts: Vec<Option<String>>) -> Vec<Part> {
     out
 }
 
-fn service_path(def_service: &ServiceRef) -> TokenStream {
+pub(crate) fn service_path(def_service: &ServiceRef) -> TokenStream {
     match def_service {
         ServiceRef::Path(p) => quote!(#p),
         ServiceRef::CrateDefault => quote!(__EventbusDefault),
@@ -68,7 +68,7 @@ fn service_path(def_service: &ServiceRef) -> TokenStream {
 /// `vis` is the owner's: the event's impls name the slot, and the slot's impl names the service,
 /// so this asks of the default service what naming it directly did (to be as visible as the
 /// event).
-fn default_service(
+pub(crate) fn default_service(
     krate: &Path,
     owner: (&Ident, &Visibility),
     needed: bool,
@@ -312,6 +312,11 @@ pub fn event(def: &EventDef) -> TokenStream {
 
     // Ownership: an event is published only by its service (an integration event by its source).
     let owned = quote!(impl #eb::OwnedBy<__Service> for #ident {});
+    // A domain event may rebuild any aggregate of its service (`#[derive(Aggregate)]` checks the
+    // aggregate's name).
+    let domain_of = (def.category == Category::Domain).then(|| {
+        quote!(impl<__A: ?::core::marker::Sized> #eb::DomainEventOf<__Service, __A> for #ident {})
+    });
 
     // One Rust type per event type and version: a claim on the crate's `__EventbusClaims`
     // (declared `pub(crate)` with its default service, so never another crate's, even through a
@@ -397,6 +402,7 @@ pub fn event(def: &EventDef) -> TokenStream {
             }
 
             #owned
+            #domain_of
             #routed
 
             #[allow(dead_code)]
@@ -476,6 +482,7 @@ pub fn fallback(def: &EventDef) -> TokenStream {
                 #category_items
             }
             impl<__S: #eb::Service> #eb::OwnedBy<__S> for #ident {}
+            impl<__S: #eb::Service, __A: ?::core::marker::Sized> #eb::DomainEventOf<__S, __A> for #ident {}
             impl<__T: #eb::Topic> #eb::RoutedTo<__T> for #ident {}
         };
     }

@@ -1,10 +1,11 @@
-//! The outbox migrations, from askama templates (`templates/outbox_*.sql`): the indexes and the
-//! trigger are written there, the columns come from the table's one definition
-//! (`eventbus_core::outbox::COLUMNS`).
+//! The outbox and event store migrations, from askama templates (`templates/outbox_*.sql`,
+//! `templates/store_*.sql`): the indexes, constraints and the trigger are written there, the
+//! columns come from each table's one definition (`eventbus_core::outbox::COLUMNS`,
+//! `eventbus_core::store::COLUMNS`).
 //!
-//! The runtime ships them rendered for the default table (`eventbus-runtime/migrations/`) and
-//! substitutes the configured name; a test keeps those files equal to these templates, and
-//! `eventbus-codegen migrations` renders them for any table.
+//! The runtime ships them rendered for the default table and store (`eventbus-runtime/migrations/`)
+//! and substitutes the configured name; a test keeps those files equal to these templates, and
+//! `eventbus-codegen migrations` renders them for any table and store.
 
 use askama::Template;
 pub use eventbus_core::outbox::Dialect;
@@ -97,4 +98,45 @@ pub fn outbox_migration(dialect: Dialect, table: &str) -> Result<String, String>
         .render(),
     };
     rendered.map_err(|e| format!("cannot render the outbox migration: {e}"))
+}
+
+#[derive(Template)]
+#[template(path = "store_postgres.sql", escape = "none")]
+struct StorePostgres<'a> {
+    store: &'a str,
+    columns: String,
+}
+
+#[derive(Template)]
+#[template(path = "store_sqlite.sql", escape = "none")]
+struct StoreSqlite<'a> {
+    store: &'a str,
+    columns: String,
+}
+
+/// The migration creating the event store `store`'s table `{store}_events` (see
+/// `eventbus_core::store`). `store` must be a plain lower-case SQL identifier of at most 40
+/// characters.
+pub fn store_migration(dialect: Dialect, store: &str) -> Result<String, String> {
+    use eventbus_core::store::COLUMNS as STORE_COLUMNS;
+    check_table_name(store).map_err(|e| format!("event store name {e}"))?;
+    let width = STORE_COLUMNS
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let columns = STORE_COLUMNS
+        .iter()
+        .map(|c| {
+            let note = c.note.map(|n| format!("    -- {n}\n")).unwrap_or_default();
+            format!("{note}    {:<width$}{}", c.name, c.in_dialect(dialect))
+        })
+        .collect::<Vec<_>>()
+        .join(",\n");
+    let rendered = match dialect {
+        Dialect::Postgres => StorePostgres { store, columns }.render(),
+        Dialect::Sqlite => StoreSqlite { store, columns }.render(),
+    };
+    rendered.map_err(|e| format!("cannot render the event store migration: {e}"))
 }

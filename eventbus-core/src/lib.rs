@@ -5,6 +5,7 @@
 //!
 //! - [`outbox`]: the outbox table (its columns, per dialect, for the outbox and its dead table),
 //!   the SQL [`outbox::Dialect`]s, the table-name rule, the INSERT statements;
+//! - [`store`]: the event store's table (its columns per dialect) and its append statements;
 //! - [`category`]: the five categories, their names, and the default topic and CloudEvents type
 //!   they give an event;
 //! - [`naming`]: topic segment and topic rules;
@@ -15,6 +16,7 @@
 pub mod category;
 pub mod naming;
 pub mod outbox;
+pub mod store;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 

@@ -5,7 +5,7 @@
 //! hand-written event and one generated from a YAML schema expand identically.
 
 use eventbus_codegen::Category;
-use eventbus_codegen::derive::{expand_event, expand_service, expand_topic};
+use eventbus_codegen::derive::{expand_aggregate, expand_event, expand_service, expand_topic};
 use proc_macro::TokenStream;
 
 /// Declares a domain event: `#[event(aggregate = "order")]` and an `#[event(aggregate_id)]` field.
@@ -53,4 +53,14 @@ pub fn service(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Topic, attributes(topic))]
 pub fn topic(input: TokenStream) -> TokenStream {
     expand_topic(input.into()).into()
+}
+
+/// Declares an event-sourced aggregate (`eventbus::store`, features `postgres`/`sqlite`):
+/// `#[aggregate(events(OrderPlaced, OrderPaid))]` on a struct with `Default`; also `service`,
+/// `name` (the events' `aggregate`), `upcast(OldVersion => Event)`, `event_enum`, `derive(..)`.
+/// Generates the enum of its events (`OrderEvent`) and checks each is a domain event of the
+/// aggregate's service and of that aggregate.
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn aggregate(input: TokenStream) -> TokenStream {
+    expand_aggregate(input.into()).into()
 }

@@ -354,3 +354,141 @@ pub struct ReplayError {
     #[source]
     pub(crate) source: rdkafka::error::KafkaError,
 }
+
+/// Why events were not appended to a stream (`eventbus::store::EventStore::append`). Nothing was
+/// written: the append's transaction (or the caller's, for `append_in`) must roll back.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The stream is not at the expected version: another append won.
+    #[error("{}", conflict_text(stream_type, stream_id, *expected, *actual, *winner))]
+    Conflict {
+        /// The aggregate type.
+        stream_type: &'static str,
+        /// The aggregate id.
+        stream_id: String,
+        /// The version the append expected.
+        expected: crate::store::ExpectedVersion,
+        /// The stream's version when the append was refused.
+        actual: u64,
+        /// The event that took the version after the expected one: the winner's first event
+        /// (`None` when the stream is behind the expected version).
+        winner: Option<Uuid>,
+    },
+    /// An event's aggregate id is not the stream's.
+    #[error(
+        "event `{event_type}` has the aggregate id {found:?}, but it is appended to the stream `{stream_type}/{stream_id}`: an aggregate's stream holds only events of that aggregate id"
+    )]
+    WrongStream {
+        /// The aggregate type.
+        stream_type: &'static str,
+        /// The stream appended to.
+        stream_id: String,
+        /// The event's CloudEvents type.
+        event_type: &'static str,
+        /// Its aggregate id.
+        found: Option<String>,
+    },
+    /// No events were given.
+    #[error("no events to append to the stream `{stream_type}/{stream_id}`")]
+    NoEvents {
+        /// The aggregate type.
+        stream_type: &'static str,
+        /// The stream.
+        stream_id: String,
+    },
+    /// An event could not be published through the outbox (serialization, an empty key, the
+    /// outbox write, or a bus that is not Transactional).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The event store's database refused the append.
+    #[error("cannot append to the event store `{table}`: {source}")]
+    Database {
+        /// The events table.
+        table: String,
+        /// What the database said.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn conflict_text(
+    stream_type: &str,
+    stream_id: &str,
+    expected: crate::store::ExpectedVersion,
+    actual: u64,
+    winner: Option<Uuid>,
+) -> String {
+    use crate::store::ExpectedVersion;
+    let wanted = match expected {
+        ExpectedVersion::Any => "any version".to_owned(),
+        ExpectedVersion::NoStream => "no stream (version 0)".to_owned(),
+        ExpectedVersion::Exact(v) => format!("version {v}"),
+    };
+    let who = match (expected, winner) {
+        (ExpectedVersion::Exact(v), Some(id)) => format!(
+            "event {id} took version {} first (a concurrent append committed before this one)",
+            v + 1
+        ),
+        (ExpectedVersion::NoStream, Some(id)) => {
+            format!("event {id} created it first (a concurrent append committed before this one)")
+        }
+        _ => "the expected version was never appended".to_owned(),
+    };
+    format!(
+        "conflict on stream `{stream_type}/{stream_id}`: the append expected {wanted}, but the stream is at version {actual}; {who}; load the aggregate again and retry the command"
+    )
+}
+
+/// Why a stream could not be loaded or read (`eventbus::store::EventStore::load`).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A stored event's type and schema version is not one the aggregate lists or upcasts.
+    #[error(
+        "stream `{stream_type}/{stream_id}` version {version} holds `{event_type}` in schema version {schema_version}, which the aggregate neither lists in `events(...)` nor upcasts: keep every stored version decodable (declare the old version's struct and `upcast(Old => New)`)"
+    )]
+    Unknown {
+        /// The aggregate type.
+        stream_type: &'static str,
+        /// The stream.
+        stream_id: String,
+        /// The event's version in the stream.
+        version: u64,
+        /// Its CloudEvents type.
+        event_type: String,
+        /// Its schema version.
+        schema_version: u32,
+    },
+    /// A stored payload does not decode as its type and version.
+    #[error(
+        "stream `{stream_type}/{stream_id}` version {version}: the payload of `{event_type}` (schema version {schema_version}) does not decode: {source}"
+    )]
+    Decode {
+        /// The aggregate type.
+        stream_type: &'static str,
+        /// The stream.
+        stream_id: String,
+        /// The event's version in the stream.
+        version: u64,
+        /// Its CloudEvents type.
+        event_type: String,
+        /// Its schema version.
+        schema_version: u32,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event store's database failed.
+    #[error("cannot read the event store `{table}`: {source}")]
+    Database {
+        /// The events table.
+        table: String,
+        /// What the database said.
+        #[source]
+        source: sqlx::Error,
+    },
+}

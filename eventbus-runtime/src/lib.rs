@@ -101,7 +101,9 @@
 //!
 //! The root holds what a service writes; the rest lives in its module: [`bus`] (the modes, the
 //! builder, the Testing recorder), [`config`], [`consumer`], [`envelope`], [`event`], [`error`],
-//! [`outbox`], [`relay`], [`dlq`], [`inbox`], [`health`], [`kafka`], [`types`], `logging`.
+//! [`outbox`], [`relay`], [`dlq`], [`inbox`], [`health`], [`kafka`], [`types`], `logging`, and
+//! [`store`]: event sourcing on the same domain events (`#[derive(Aggregate)]`, an event store whose
+//! appends publish through the outbox in the same transaction).
 
 // A build without every backend leaves parts unused that the others share (the engine's Kafka
 // half, the relay's row operations): allowed there, denied in the default build by clippy.
@@ -133,6 +135,8 @@ pub mod ops;
 pub mod outbox;
 #[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]
 pub mod relay;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod store;
 pub mod types;
 
 #[doc(hidden)]

@@ -2,11 +2,22 @@
 
 pub use crate::event::routing::MAX_TOPIC_LEN;
 pub use crate::event::{
-    AuditEvent, DomainEvent, Event, IntegrationEvent, NotificationEvent, OwnedBy, PartitionKey,
-    RoutedHere, RoutedTo, Service, SystemEvent, Topic, category,
+    AuditEvent, DomainEvent, DomainEventOf, Event, IntegrationEvent, NotificationEvent, OwnedBy,
+    PartitionKey, RoutedHere, RoutedTo, Service, SystemEvent, Topic, category,
 };
 pub use crate::{BoxFuture, EventBus, PublishError, Receipt};
 pub use std::string::String;
+
+/// What `#[derive(Aggregate)]`'s expansion names (features `postgres`/`sqlite`).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod store {
+    pub use crate::envelope::EventContext;
+    pub use crate::error::PublishError;
+    pub use crate::store::{
+        Aggregate, AggregateEvent, Apply, EventOf, Typed, assert_domain_event_of, decode, typed,
+    };
+    pub use serde_json::Error as JsonError;
+}
 
 /// The serde that generated (YAML) types derive with: `#[serde(crate = "::eventbus::__private::serde")]`,
 /// so a user's crate needs no serde dependency of its own.

@@ -212,6 +212,11 @@ pub struct OutboxDocDoctests;
 #[doc = include_str!("../../docs/consumers.md")]
 pub struct ConsumersDocDoctests;
 
+/// `docs/event-sourcing.md`'s examples.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/event-sourcing.md")]
+pub struct EventSourcingDocDoctests;
+
 /// `docs/schema.md`'s examples.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/schema.md")]

@@ -269,3 +269,36 @@ fn the_runtime_migrations_are_the_rendered_templates() {
     let custom = outbox_migration(Dialect::Sqlite, "shop_outbox").unwrap();
     assert!(custom.contains("CREATE TABLE IF NOT EXISTS shop_outbox_dead"));
 }
+
+/// The event store migrations the runtime ships are the codegen's templates
+/// (`templates/store_*.sql`) rendered for the default store, and the runtime's migration for
+/// another store is the codegen's for it.
+#[test]
+fn the_runtime_store_migrations_are_the_rendered_templates() {
+    use eventbus_codegen::sql::{Dialect, store_migration};
+    for (dialect, shipped) in [
+        (
+            Dialect::Postgres,
+            include_str!("../../eventbus-runtime/migrations/store_postgres.sql"),
+        ),
+        (
+            Dialect::Sqlite,
+            include_str!("../../eventbus-runtime/migrations/store_sqlite.sql"),
+        ),
+    ] {
+        assert_eq!(
+            store_migration(dialect, eventbus::store::DEFAULT_STORE).unwrap(),
+            shipped,
+            "{dialect:?}: run `cargo run -p eventbus-codegen -- migrations -o eventbus-runtime/migrations`"
+        );
+        assert_eq!(
+            store_migration(dialect, "shop").unwrap(),
+            eventbus::store::migration(dialect, "shop").unwrap()
+        );
+    }
+    assert!(
+        store_migration(Dialect::Postgres, "drop table x;")
+            .unwrap_err()
+            .contains("not a plain SQL identifier")
+    );
+}

@@ -5,7 +5,8 @@
 //! eventbus-codegen asyncapi SCHEMAS... [-o F]  # writes the AsyncAPI 3.0 document (stdout by default)
 //! eventbus-codegen jsonschema SCHEMAS... -o DIR  # writes one JSON Schema per event version
 //! eventbus-codegen lock SCHEMAS...             # updates the schema lock (EVENTBUS_LOCK: mode)
-//! eventbus-codegen migrations [--table T] -o DIR # writes the outbox migrations (postgres.sql, sqlite.sql)
+//! eventbus-codegen migrations [--table T] [--store S] -o DIR # writes the outbox migrations (postgres.sql,
+//!                                              # sqlite.sql) and the event store's (store_postgres.sql, store_sqlite.sql)
 //! ```
 //!
 //! `--sources DIR` (repeatable) adds the derive-declared events of Rust sources (a crate's `src`)
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: eventbus-codegen <check|asyncapi|jsonschema|lock> [SCHEMA_PATH...] [--sources SRC_DIR]... [--lock FILE] [-o OUT]
-       eventbus-codegen migrations [--table TABLE] -o DIR";
+       eventbus-codegen migrations [--table TABLE] [--store STORE] -o DIR";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -42,10 +43,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut subscriptions: Vec<String> = Vec::new();
     let mut out: Option<PathBuf> = None;
     let mut table = "eventbus_outbox".to_owned();
+    let mut store = "eventbus_store".to_owned();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-o" | "--out" => out = Some(args.next().ok_or(USAGE)?.into()),
             "--table" => table = args.next().ok_or(USAGE)?,
+            "--store" => store = args.next().ok_or(USAGE)?,
             "--sources" => sources.push(args.next().ok_or(USAGE)?.into()),
             "--lock" => lock = Some(args.next().ok_or(USAGE)?.into()),
             "--server" => servers.push(args.next().ok_or(USAGE)?),
@@ -55,7 +58,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
     }
     if command == "migrations" {
-        use eventbus_codegen::sql::{Dialect, outbox_migration};
+        use eventbus_codegen::sql::{Dialect, outbox_migration, store_migration};
         let dir = out.ok_or(USAGE)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -65,6 +68,15 @@ fn run(args: Vec<String>) -> Result<(), String> {
         ] {
             let path = dir.join(file);
             std::fs::write(&path, outbox_migration(dialect, &table)?)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        for (dialect, file) in [
+            (Dialect::Postgres, "store_postgres.sql"),
+            (Dialect::Sqlite, "store_sqlite.sql"),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, store_migration(dialect, &store)?)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             println!("wrote {}", path.display());
         }

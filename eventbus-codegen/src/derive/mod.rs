@@ -4,7 +4,10 @@
 //! [`crate::emit`]. Every error is collected and reported at the attribute or field it concerns;
 //! on error the expansion still emits fallback impls so the user sees one message, not a cascade.
 
+mod aggregate;
 mod words;
+
+pub use aggregate::expand_aggregate;
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub(crate) mod builder;
-mod conform;
+pub(crate) mod conform;
 #[cfg(feature = "kafka")]
 mod direct;
 mod publish;
@@ -359,6 +359,42 @@ impl<S: Service> EventBus<S> {
                 mode: Mode::Direct,
             }),
         }
+    }
+
+    /// The context this handle stamps on what it publishes.
+    pub(crate) fn context(&self) -> &EventContext {
+        &self.context
+    }
+
+    /// The outbox store of a Transactional bus.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn transactional(&self) -> Option<&transactional::TransactionalBackend> {
+        match &self.core.backend {
+            Backend::Transactional(t) => Some(t),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Writes an envelope built by the caller (the event store) into `tx` with the statement the
+    /// derive generated for its type: the row `enqueue` writes for the same event.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) async fn enqueue_built<T: OutboxTransaction>(
+        &self,
+        tx: &mut T,
+        envelope: &Envelope,
+        generated: Generated,
+    ) -> Result<(), PublishError> {
+        let Some(t) = self.transactional() else {
+            return Err(PublishError::WrongMode {
+                operation: "the event store",
+                needs: "Transactional",
+                mode: self.mode(),
+            });
+        };
+        let written = t.enqueue_generated(tx, envelope, generated).await;
+        self.count_published(1, written.is_ok());
+        written
     }
 
     /// Publishes many events of one type: Direct mode sends them all, then awaits every

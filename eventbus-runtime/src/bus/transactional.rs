@@ -35,8 +35,19 @@ impl TransactionalBackend {
         tx: &mut T,
         envelope: &Envelope,
     ) -> Result<(), PublishError> {
+        self.enqueue_generated(tx, envelope, Generated::of::<E>())
+            .await
+    }
+
+    /// Writes `envelope` into the caller's `tx` with `generated`, the statement of its type.
+    pub(crate) async fn enqueue_generated<T: OutboxTransaction>(
+        &self,
+        tx: &mut T,
+        envelope: &Envelope,
+        generated: Generated,
+    ) -> Result<(), PublishError> {
         self.store
-            .insert(tx, envelope, Some(Generated::of::<E>()), self.shards)
+            .insert(tx, envelope, Some(generated), self.shards)
             .await
             .map_err(|source| self.error(envelope, source))?;
         self.wake.notify_one();

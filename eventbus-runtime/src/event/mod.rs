@@ -191,6 +191,18 @@ pub trait NotificationEvent: Event {
 )]
 pub trait OwnedBy<S: Service> {}
 
+/// `E: DomainEventOf<S, A>`: `E` is a domain event of service `S`, so aggregate `A` of `S` may be
+/// rebuilt from it (`eventbus::store`). Implemented by `#[derive(DomainEvent)]` for the event's
+/// own service, for every aggregate type: `#[derive(Aggregate)]` requires it of each event it
+/// lists, and checks the event's `aggregate` at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a domain event of `{S}`, so the aggregate `{A}` of `{S}` cannot be rebuilt from it",
+    label = "not a domain event of `{S}`",
+    note = "an aggregate applies and emits only domain events of its own service (declared with `#[derive(DomainEvent)]` and `#[event(service = {S})]`, or the crate's default service)",
+    note = "to react to another service's event, consume it (`bus.consumer(..)`) and run a command of `{A}` that emits an event of `{S}`"
+)]
+pub trait DomainEventOf<S: Service, A: ?Sized> {}
+
 /// `E: RoutedTo<T>`: event `E` is published to topic `T`. Implemented by the derives, for every
 /// topic type, where [`RoutedHere`] holds: so a wrong topic is reported naming the event's own.
 #[diagnostic::on_unimplemented(

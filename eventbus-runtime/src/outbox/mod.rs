@@ -26,7 +26,7 @@ mod transaction;
 
 pub use connect::connect;
 pub(crate) use rows::{PendingRow, RowHeaders};
-pub(crate) use transaction::{Generated, WriteError};
+pub(crate) use transaction::{Generated, WriteError, headers_json};
 pub use transaction::{NewRow, OutboxTransaction};
 
 use crate::error::ConfigError;
