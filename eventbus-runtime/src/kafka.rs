@@ -69,15 +69,16 @@ fn create_producer(
 
 /// The record headers of `envelope`.
 pub(crate) fn headers(envelope: &Envelope) -> OwnedHeaders {
-    let pairs = envelope.headers();
-    let mut out = OwnedHeaders::new_with_capacity(pairs.len());
-    for (key, value) in &pairs {
-        out = out.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
+    let mut out = Some(OwnedHeaders::new_with_capacity(12));
+    envelope.each_header(|key, value| {
+        out = out.take().map(|h| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
         });
-    }
-    out
+    });
+    out.unwrap_or_default()
 }
 
 /// The record headers of an outbox row (its JSON object of strings).

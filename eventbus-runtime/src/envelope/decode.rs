@@ -396,6 +396,26 @@ mod tests {
     }
 
     #[test]
+    fn the_written_time_keeps_its_nanoseconds_and_the_version_its_digits() {
+        let mut envelope = Envelope::from_record("t", Some(b"k"), required(), b"{}").unwrap();
+        envelope.time =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_764_844_800_123_456_789).unwrap();
+        envelope.version = 4_000_000_000;
+        let written = envelope.headers();
+        let header = |name| written.iter().find(|(k, _)| *k == name).unwrap().1.clone();
+        assert_eq!(header(headers::TIME), "2025-12-04T10:40:00.123456789Z");
+        assert_eq!(header(headers::SCHEMA_VERSION), "4000000000");
+        let again = Envelope::from_record(
+            "t",
+            Some(b"k"),
+            written.iter().map(|(k, v)| (*k, v.as_bytes())),
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(again, envelope);
+    }
+
+    #[test]
     fn a_complete_record_decodes() {
         let mut pairs = required();
         pairs.push((headers::TENANT_ID, b"acme"));

@@ -196,21 +196,51 @@ impl Envelope {
 
     /// The record headers, in a stable order.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let time = self
-            .time
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| self.time.unix_timestamp().to_string());
-        let mut out = vec![
-            (headers::SPEC_VERSION, CLOUDEVENTS_VERSION.to_owned()),
-            (headers::ID, self.id.to_string()),
-            (headers::SOURCE, self.source.clone()),
-            (headers::TYPE, self.event_type.clone()),
-            (headers::TIME, time),
-            (headers::SCHEMA_VERSION, self.version.to_string()),
-            (headers::CATEGORY, self.category.as_str().to_owned()),
-            // After the attributes every eventbus consumer needs: theirs stops reading there.
-            (headers::CONTENT_TYPE, self.content_type.clone()),
-        ];
+        let mut out = Vec::with_capacity(12);
+        self.each_header(|name, value| {
+            out.push((name, String::from_utf8_lossy(value).into_owned()));
+        });
+        out
+    }
+
+    /// Calls `f` with each record header, in the order of [`Envelope::headers`] (the one list of
+    /// them), borrowing what the envelope holds and writing the id, the time and the version in
+    /// stack buffers: no allocation per header on the publish path.
+    pub(crate) fn each_header(&self, mut f: impl FnMut(&'static str, &[u8])) {
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = self.id.hyphenated().encode_lower(&mut id);
+        let mut time = [0u8; 64];
+        let time_len = {
+            let mut cursor = std::io::Cursor::new(&mut time[..]);
+            match self.time.format_into(&mut cursor, &Rfc3339) {
+                // What was written (the returned count can fall short of it).
+                Ok(_) => cursor.position() as usize,
+                // A year RFC 3339 cannot write: seconds since the epoch.
+                Err(_) => {
+                    use std::io::Write as _;
+                    let mut cursor = std::io::Cursor::new(&mut time[..]);
+                    let _ = write!(cursor, "{}", self.time.unix_timestamp());
+                    cursor.position() as usize
+                }
+            }
+        };
+        let mut version = [0u8; 10];
+        let version = {
+            use std::io::Write as _;
+            let mut cursor = std::io::Cursor::new(&mut version[..]);
+            let _ = write!(cursor, "{}", self.version);
+            let n = cursor.position() as usize;
+            &version[..n]
+        };
+        f(headers::SPEC_VERSION, CLOUDEVENTS_VERSION.as_bytes());
+        f(headers::ID, id.as_bytes());
+        f(headers::SOURCE, self.source.as_bytes());
+        f(headers::TYPE, self.event_type.as_bytes());
+        f(headers::TIME, &time[..time_len]);
+        f(headers::SCHEMA_VERSION, version);
+        f(headers::CATEGORY, self.category.as_str().as_bytes());
+        // After the attributes every eventbus consumer needs: theirs stops reading there.
+        f(headers::CONTENT_TYPE, self.content_type.as_bytes());
         let optional = [
             (headers::SUBJECT, &self.subject),
             (headers::CORRELATION_ID, &self.correlation_id),
@@ -219,15 +249,13 @@ impl Envelope {
             (headers::TENANT_ID, &self.tenant_id),
         ];
         // CloudEvents forbids empty attribute values: an empty one is left out.
-        out.extend(optional.into_iter().filter_map(|(name, value)| {
-            value
-                .as_ref()
-                .filter(|v| !v.is_empty())
-                .map(|v| (name, v.clone()))
-        }));
-        if !self.tags.is_empty() {
-            out.push((headers::TAGS, self.tags.join(",")));
+        for (name, value) in optional {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                f(name, v.as_bytes());
+            }
         }
-        out
+        if !self.tags.is_empty() {
+            f(headers::TAGS, self.tags.join(",").as_bytes());
+        }
     }
 }
