@@ -493,3 +493,218 @@ async fn upcast_real() {
         upcast(layer).await;
     }
 }
+
+/// The account, snapshotted every 5 events (snapshot schema version 1).
+#[derive(eventbus::store::Aggregate, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[aggregate(
+    service = Petstore,
+    name = "account",
+    events(AccountOpened, Deposited),
+    upcast(AccountOpenedV1 => AccountOpened),
+    event_enum = SnapAccountEvent,
+    snapshot(every = 5, version = 1)
+)]
+pub struct SnapAccount {
+    owner: String,
+    balance: u64,
+    deposits: Vec<u32>,
+}
+
+impl Apply<AccountOpened> for SnapAccount {
+    fn on(&mut self, event: &AccountOpened) {
+        self.owner.clone_from(&event.owner);
+    }
+}
+
+impl Apply<Deposited> for SnapAccount {
+    fn on(&mut self, event: &Deposited) {
+        self.balance += event.cents;
+        self.deposits.push(event.by);
+    }
+}
+
+/// The same state in a later release whose snapshots are of schema version 2: version 1
+/// snapshots are ignored.
+#[derive(eventbus::store::Aggregate, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[aggregate(
+    service = Petstore,
+    name = "account",
+    events(AccountOpened, Deposited),
+    upcast(AccountOpenedV1 => AccountOpened),
+    event_enum = SnapAccountV2Event,
+    snapshot(every = 5, version = 2)
+)]
+pub struct SnapAccountV2 {
+    owner: String,
+    balance: u64,
+    deposits: Vec<u32>,
+}
+
+impl Apply<AccountOpened> for SnapAccountV2 {
+    fn on(&mut self, event: &AccountOpened) {
+        self.owner.clone_from(&event.owner);
+    }
+}
+
+impl Apply<Deposited> for SnapAccountV2 {
+    fn on(&mut self, event: &Deposited) {
+        self.balance += event.cents;
+        self.deposits.push(event.by);
+    }
+}
+
+/// Overwrites the stored snapshot's payload of stream `id` (to see which state `load` starts
+/// from).
+async fn tamper_snapshot(store: &EventStore<Petstore>, id: Uuid, payload: Vec<u8>) {
+    let t = store.table().replace("_events", "_snapshots");
+    let done = match store.database() {
+        Database::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {t} SET payload = $1 WHERE stream_id = $2"
+        )))
+        .bind(payload)
+        .bind(id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected(),
+        Database::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {t} SET payload = ?1 WHERE stream_id = ?2"
+        )))
+        .bind(payload)
+        .bind(id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected(),
+        Database::Url(_) => unreachable!("a built bus has a pool"),
+    };
+    assert_eq!(done, 1);
+}
+
+/// Snapshots round trip: taken by the append that crosses a multiple of 5, in its transaction,
+/// equal to the replayed state at that version; `load` starts from it and applies the events
+/// after it; a snapshot of another snapshot version is ignored and replaced by the next one.
+async fn snapshots(layer: Layer) {
+    let (_bus, store) = store_on(&layer).await;
+    let id = Uuid::now_v7();
+    let opened = SnapAccount::event(AccountOpened {
+        account_id: id,
+        owner: "edsger".to_owned(),
+        currency: "CHF".to_owned(),
+    });
+    let deposit = |by: u32| {
+        SnapAccount::event(Deposited {
+            account_id: id,
+            cents: 10,
+            by,
+        })
+    };
+    // Versions 1..=3: no snapshot yet.
+    store
+        .append::<SnapAccount>(&id, 0, &[opened, deposit(1), deposit(2)])
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot::<SnapAccount>(&id).await.unwrap(), None);
+    // 4..=7 crosses 5: a snapshot at 7 (the append's last version).
+    store
+        .append::<SnapAccount>(&id, 3, &(3..=6).map(deposit).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let (snap, at) = store.snapshot::<SnapAccount>(&id).await.unwrap().unwrap();
+    assert_eq!(at, 7);
+    assert_eq!(snap.deposits, vec![1, 2, 3, 4, 5, 6]);
+    // 8, 9: below 10, the snapshot stays at 7; load = snapshot + 2 events = a full replay.
+    for (v, by) in [(7, 7), (8, 8)] {
+        store
+            .append::<SnapAccount>(&id, v, &[deposit(by)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.snapshot::<SnapAccount>(&id).await.unwrap().unwrap().1,
+        7
+    );
+    let (loaded, version) = store.load::<SnapAccount>(&id).await.unwrap();
+    assert_eq!(version, 9);
+    assert_eq!(loaded.deposits, (1..=8).collect::<Vec<_>>());
+    assert_eq!(loaded.balance, 80);
+    // 10: a snapshot at 10, equal to the replayed state.
+    store
+        .append::<SnapAccount>(&id, 9, &[deposit(9)])
+        .await
+        .unwrap();
+    let (snap, at) = store.snapshot::<SnapAccount>(&id).await.unwrap().unwrap();
+    assert_eq!(at, 10);
+    let mut replayed = SnapAccount::default();
+    for r in store.read_stream::<SnapAccount>(&id).await.unwrap() {
+        replayed.apply(&r.event);
+    }
+    assert_eq!(snap, replayed);
+
+    // load starts from the snapshot: a tampered one shows through (plus the events after it).
+    store
+        .append::<SnapAccount>(&id, 10, &[deposit(10)])
+        .await
+        .unwrap();
+    let marker = SnapAccount {
+        owner: "from the snapshot".to_owned(),
+        balance: 1_000_000,
+        deposits: vec![],
+    };
+    tamper_snapshot(&store, id, serde_json::to_vec(&marker).unwrap()).await;
+    let (loaded, version) = store.load::<SnapAccount>(&id).await.unwrap();
+    assert_eq!(version, 11);
+    assert_eq!(loaded.owner, "from the snapshot");
+    assert_eq!(
+        (loaded.balance, loaded.deposits.clone()),
+        (1_000_010, vec![10])
+    );
+
+    // Snapshot version 2 ignores the version 1 snapshot: a full replay.
+    assert_eq!(store.snapshot::<SnapAccountV2>(&id).await.unwrap(), None);
+    let (v2, version) = store.load::<SnapAccountV2>(&id).await.unwrap();
+    assert_eq!(version, 11);
+    assert_eq!((v2.owner.as_str(), v2.balance), ("edsger", 100));
+    // ... and its next snapshot (crossing 15) replaces it, rebuilt without the old one.
+    store
+        .append::<SnapAccountV2>(
+            &id,
+            11,
+            &(11..=14)
+                .map(|by| {
+                    SnapAccountV2::event(Deposited {
+                        account_id: id,
+                        cents: 10,
+                        by,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let (snap, at) = store.snapshot::<SnapAccountV2>(&id).await.unwrap().unwrap();
+    assert_eq!((at, snap.balance), (15, 140));
+    assert_eq!(store.snapshot::<SnapAccount>(&id).await.unwrap(), None);
+    let (loaded, _) = store.load::<SnapAccount>(&id).await.unwrap();
+    assert_eq!(
+        loaded.balance, 140,
+        "version 1 code replays, ignoring the v2 snapshot"
+    );
+
+    // An aggregate without snapshots never writes or reads one.
+    assert_eq!(store.snapshot::<Account>(&id).await.unwrap(), None);
+    let (account, _) = store.load::<Account>(&id).await.unwrap();
+    assert_eq!(account.balance, 140);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_embedded() {
+    snapshots(support::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_real() {
+    if let Some(layer) = support::real().await {
+        snapshots(layer).await;
+    }
+}
