@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventbus::store::{
-    Aggregate, AppendError, Apply, EventStore, ExpectedVersion, StoreTransaction,
+    Aggregate, AppendError, Apply, EventStore, ExpectedVersion, Projection, ProjectionRunner,
+    ProjectionTx, StoreTransaction, StoredEvent,
 };
 use eventbus::{Database, DomainEvent, EventBus, Topic};
 use eventbus_tests::Petstore;
@@ -706,5 +707,232 @@ async fn snapshots_embedded() {
 async fn snapshots_real() {
     if let Some(layer) = support::real().await {
         snapshots(layer).await;
+    }
+}
+
+/// A projection writing one row per event (and the deposited cents) into its own table; it can
+/// stop forever after handling a given number of events (to be killed mid-batch).
+struct Effects {
+    table: String,
+    pause_after: Option<(u64, Arc<tokio::sync::Notify>)>,
+    handled: u64,
+}
+
+impl Projection for Effects {
+    fn name(&self) -> &str {
+        "effects"
+    }
+
+    async fn handle(
+        &mut self,
+        event: &StoredEvent,
+        tx: &mut ProjectionTx,
+    ) -> Result<(), eventbus::HandlerError> {
+        let cents = match event.decode::<Account>() {
+            Some(Ok(AccountEvent::Deposited(d))) => d.cents as i64,
+            _ => 0,
+        };
+        let (position, id) = (event.position, event.event_id.to_string());
+        match tx {
+            ProjectionTx::Postgres(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {} (position, event_id, cents) VALUES ($1, $2, $3)",
+                    self.table
+                )))
+                .bind(position)
+                .bind(id)
+                .bind(cents)
+                .execute(&mut **tx)
+                .await?;
+            }
+            ProjectionTx::Sqlite(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {} (position, event_id, cents) VALUES (?1, ?2, ?3)",
+                    self.table
+                )))
+                .bind(position)
+                .bind(id)
+                .bind(cents)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        self.handled += 1;
+        if let Some((after, stopped)) = &self.pause_after {
+            if self.handled == *after {
+                stopped.notify_one();
+                std::future::pending::<()>().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&mut self, tx: &mut ProjectionTx) -> Result<(), eventbus::HandlerError> {
+        let sql = format!("DELETE FROM {}", self.table);
+        match tx {
+            ProjectionTx::Postgres(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ProjectionTx::Sqlite(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The projection's rows: (rows, distinct positions, cents).
+async fn effects_of(store: &EventStore<Petstore>, table: &str) -> (i64, i64, i64) {
+    let sql = format!(
+        "SELECT COUNT(*), COUNT(DISTINCT position), CAST(COALESCE(SUM(cents), 0) AS BIGINT) FROM {table}"
+    );
+    match store.database() {
+        Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        Database::Sqlite(pool) => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        Database::Url(_) => unreachable!("a built bus has a pool"),
+    }
+}
+
+/// A projection killed mid-batch (its task aborted while a transaction is open) resumes, in a
+/// new runner, from its checkpoint: every event's effect is committed exactly once. Then a
+/// rebuild from position 0 and a spawned runner that follows new appends.
+async fn projection_resumes(layer: Layer) {
+    let (_bus, store) = store_on(&layer).await;
+    let table = format!("{}_effects", layer.table);
+    let ddl = format!(
+        "CREATE TABLE {table} (position BIGINT NOT NULL, event_id TEXT NOT NULL, cents BIGINT NOT NULL)"
+    );
+    match store.database() {
+        Database::Postgres(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Database::Sqlite(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Database::Url(_) => unreachable!(),
+    }
+    // 3 accounts, 40 deposits of 1..=40 cents each, in appends of 10: 123 events.
+    for _ in 0..3 {
+        let id = Uuid::now_v7();
+        store
+            .append::<Account>(&id, 0, &Account::default().open(id, "kay"))
+            .await
+            .unwrap();
+        for round in 0..4u64 {
+            let events: Vec<AccountEvent> = (1..=10)
+                .map(|i| {
+                    Account::event(Deposited {
+                        account_id: id,
+                        cents: round * 10 + i,
+                        by: 0,
+                    })
+                })
+                .collect();
+            store
+                .append::<Account>(&id, 1 + round * 10, &events)
+                .await
+                .unwrap();
+        }
+    }
+    let all = store.read_all(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 123);
+    let total: i64 = 3 * (1..=40).sum::<i64>();
+
+    // Killed after 70 events: the first batch of 50 committed, 20 of the second handled in
+    // the open transaction.
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let runner = ProjectionRunner::new(
+        &store,
+        Effects {
+            table: table.clone(),
+            pause_after: Some((70, Arc::clone(&stopped))),
+            handled: 0,
+        },
+    )
+    .batch(50);
+    let task = runner.spawn();
+    tokio::time::timeout(Duration::from_secs(60), stopped.notified())
+        .await
+        .unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let (rows, distinct, _) = effects_of(&store, &table).await;
+    assert_eq!(
+        (rows, distinct),
+        (50, 50),
+        "{}: only the committed batch",
+        layer.name
+    );
+
+    // A new runner continues from the checkpoint.
+    let mut runner = ProjectionRunner::new(
+        &store,
+        Effects {
+            table: table.clone(),
+            pause_after: None,
+            handled: 0,
+        },
+    )
+    .batch(50);
+    assert_eq!(runner.checkpoint().await.unwrap(), all[49].position);
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 73);
+    assert_eq!(runner.projection().handled, 73);
+    assert_eq!(
+        effects_of(&store, &table).await,
+        (123, 123, total),
+        "{}: every event's effect exactly once",
+        layer.name
+    );
+    assert_eq!(runner.checkpoint().await.unwrap(), all[122].position);
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 0);
+
+    // Rebuild: cleared and the checkpoint back to 0 in one transaction, then replayed.
+    runner.rebuild().await.unwrap();
+    assert_eq!(runner.checkpoint().await.unwrap(), 0);
+    assert_eq!(effects_of(&store, &table).await, (0, 0, 0));
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 123);
+    assert_eq!(effects_of(&store, &table).await, (123, 123, total));
+
+    // Spawned, it follows new appends.
+    let task = runner.interval(Duration::from_millis(20)).spawn();
+    let id = Uuid::now_v7();
+    store
+        .append::<Account>(&id, 0, &Account::default().open(id, "new"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while effects_of(&store, &table).await.0 < 124 {
+        assert!(std::time::Instant::now() < deadline, "the runner follows");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(effects_of(&store, &table).await, (124, 124, total));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_resumes_embedded() {
+    projection_resumes(support::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_resumes_real() {
+    if let Some(layer) = support::real().await {
+        projection_resumes(layer).await;
     }
 }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `mod.rs` | [`EventStore`]: migration, `append`, `append_in`, `load`, `read_stream`, `read_all` |
 //! | `aggregate.rs` | [`Aggregate`], [`Apply`], [`EventOf`], [`AggregateEvent`] (what `#[derive(Aggregate)]` implements) |
+//! | `projection.rs` | [`Projection`], [`ProjectionRunner`]: catch-up subscriptions with a checkpoint moved in the projection's transaction |
 //! | `transaction.rs` | [`StoreTransaction`]: the statements an append runs inside a transaction |
 //!
 //! The table is defined once in `eventbus_core::store` and rendered by `eventbus-codegen`
@@ -29,12 +30,17 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 mod aggregate;
+mod projection;
 mod transaction;
 
 pub use aggregate::{Aggregate, AggregateEvent, Apply, EventOf, SnapshotPolicy};
 #[doc(hidden)]
 pub use aggregate::{
     Typed, assert_domain_event_of, decode, snapshot_decode, snapshot_encode, typed,
+};
+pub use projection::{
+    DEFAULT_PROJECTION_BATCH, DEFAULT_PROJECTION_INTERVAL, Projection, ProjectionError,
+    ProjectionRunner, ProjectionTx,
 };
 pub use transaction::StoreTransaction;
 
