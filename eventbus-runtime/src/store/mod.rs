@@ -249,7 +249,8 @@ impl<S: Service> EventStore<S> {
         self.outbox.database()
     }
 
-    /// Creates the table if it does not exist. Safe to run from several processes at once.
+    /// Creates the tables (`{store}_events`, `_snapshots`, `_checkpoints`) if they do not exist.
+    /// Safe to run from several processes at once.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         let store = self.table.strip_suffix("_events").unwrap_or(&self.table);
         let ddl = migration(self.outbox.dialect(), store)
