@@ -758,11 +758,11 @@ impl Projection for Effects {
             }
         }
         self.handled += 1;
-        if let Some((after, stopped)) = &self.pause_after {
-            if self.handled == *after {
-                stopped.notify_one();
-                std::future::pending::<()>().await;
-            }
+        if let Some((after, stopped)) = &self.pause_after
+            && self.handled == *after
+        {
+            stopped.notify_one();
+            std::future::pending::<()>().await;
         }
         Ok(())
     }
