@@ -366,6 +366,8 @@ fn emit(input: &DeriveInput, decl: &AggregateDecl) -> TokenStream {
     quote! {
         #[doc = #enum_doc]
         #[derive(Debug #(, #derives)*)]
+        // Variants are named as the events, which often share the aggregate's prefix.
+        #[allow(clippy::enum_variant_names)]
         #vis enum #enum_ident {
             #(
                 #[doc = #variant_docs]
