@@ -9,6 +9,7 @@
 //!     upcast(OrderPlacedV1 => OrderPlaced),  // older stored versions, converted with `From`
 //!     event_enum = OrderEvent,               // default: `{Type}Event`
 //!     derive(Clone, PartialEq),              // more derives for the enum (it always has `Debug`)
+//!     snapshot(every = 100, version = 1),    // snapshots (needs Serialize + Deserialize); default: none
 //! )]
 //! pub struct Order { .. }
 //! ```
