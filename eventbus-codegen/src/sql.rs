@@ -105,6 +105,8 @@ pub fn outbox_migration(dialect: Dialect, table: &str) -> Result<String, String>
 struct StorePostgres<'a> {
     store: &'a str,
     columns: String,
+    snapshot_columns: String,
+    checkpoint_columns: String,
 }
 
 #[derive(Template)]
@@ -112,31 +114,47 @@ struct StorePostgres<'a> {
 struct StoreSqlite<'a> {
     store: &'a str,
     columns: String,
+    snapshot_columns: String,
+    checkpoint_columns: String,
 }
 
-/// The migration creating the event store `store`'s table `{store}_events` (see
+/// The migration creating the event store `store`'s tables `{store}_events`, `{store}_snapshots`
+/// and `{store}_checkpoints` (see
 /// `eventbus_core::store`). `store` must be a plain lower-case SQL identifier of at most 40
 /// characters.
 pub fn store_migration(dialect: Dialect, store: &str) -> Result<String, String> {
-    use eventbus_core::store::COLUMNS as STORE_COLUMNS;
+    use eventbus_core::store::{CHECKPOINT_COLUMNS, COLUMNS, Column, SNAPSHOT_COLUMNS};
     check_table_name(store).map_err(|e| format!("event store name {e}"))?;
-    let width = STORE_COLUMNS
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let columns = STORE_COLUMNS
-        .iter()
-        .map(|c| {
-            let note = c.note.map(|n| format!("    -- {n}\n")).unwrap_or_default();
-            format!("{note}    {:<width$}{}", c.name, c.in_dialect(dialect))
-        })
-        .collect::<Vec<_>>()
-        .join(",\n");
+    let render = |cols: &[Column]| {
+        let width = cols.iter().map(|c| c.name.len()).max().unwrap_or(0) + 1;
+        cols.iter()
+            .map(|c| {
+                let note = c.note.map(|n| format!("    -- {n}\n")).unwrap_or_default();
+                format!("{note}    {:<width$}{}", c.name, c.in_dialect(dialect))
+            })
+            .collect::<Vec<_>>()
+            .join(",\n")
+    };
+    let (columns, snapshot_columns, checkpoint_columns) = (
+        render(COLUMNS),
+        render(SNAPSHOT_COLUMNS),
+        render(CHECKPOINT_COLUMNS),
+    );
     let rendered = match dialect {
-        Dialect::Postgres => StorePostgres { store, columns }.render(),
-        Dialect::Sqlite => StoreSqlite { store, columns }.render(),
+        Dialect::Postgres => StorePostgres {
+            store,
+            columns,
+            snapshot_columns,
+            checkpoint_columns,
+        }
+        .render(),
+        Dialect::Sqlite => StoreSqlite {
+            store,
+            columns,
+            snapshot_columns,
+            checkpoint_columns,
+        }
+        .render(),
     };
     rendered.map_err(|e| format!("cannot render the event store migration: {e}"))
 }

@@ -4,3 +4,14 @@ CREATE TABLE IF NOT EXISTS {{ store }}_events (
     -- optimistic concurrency: one event per version of a stream
     UNIQUE (stream_type, stream_id, version)
 );
+
+-- the latest snapshot of each stream of an aggregate that takes snapshots
+CREATE TABLE IF NOT EXISTS {{ store }}_snapshots (
+{{ snapshot_columns }},
+    PRIMARY KEY (stream_type, stream_id)
+);
+
+-- where each projection is: moved in the transaction of the projection's own writes
+CREATE TABLE IF NOT EXISTS {{ store }}_checkpoints (
+{{ checkpoint_columns }}
+);

@@ -17,7 +17,17 @@ pub fn events_table(store: &str) -> String {
     format!("{store}_events")
 }
 
-/// One column of the events table.
+/// The snapshots table of store `store`: one row per stream, its latest snapshot.
+pub fn snapshots_table(store: &str) -> String {
+    format!("{store}_snapshots")
+}
+
+/// The checkpoints table of store `store`: one row per projection, the last position it handled.
+pub fn checkpoints_table(store: &str) -> String {
+    format!("{store}_checkpoints")
+}
+
+/// One column of a store table.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
     /// Its name.
@@ -94,6 +104,105 @@ pub const COLUMNS: &[Column] = &[
         note: None,
     },
 ];
+
+/// The columns of the snapshots table, in table order: the latest snapshot of each stream
+/// (primary key `(stream_type, stream_id)`).
+pub const SNAPSHOT_COLUMNS: &[Column] = &[
+    Column {
+        name: "stream_type",
+        ty: ["TEXT        NOT NULL", "TEXT    NOT NULL"],
+        note: None,
+    },
+    Column {
+        name: "stream_id",
+        ty: ["TEXT        NOT NULL", "TEXT    NOT NULL"],
+        note: None,
+    },
+    Column {
+        name: "version",
+        ty: ["BIGINT      NOT NULL", "INTEGER NOT NULL"],
+        note: Some("the stream's version the state is at: load applies the events after it"),
+    },
+    Column {
+        name: "snapshot_version",
+        ty: ["INTEGER     NOT NULL", "INTEGER NOT NULL"],
+        note: Some("the aggregate's snapshot schema version: another one is ignored"),
+    },
+    Column {
+        name: "payload",
+        ty: ["BYTEA       NOT NULL", "BLOB    NOT NULL"],
+        note: Some("the state (JSON)"),
+    },
+    Column {
+        name: "taken_at",
+        ty: [
+            "TIMESTAMPTZ NOT NULL DEFAULT now()",
+            "TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        ],
+        note: None,
+    },
+];
+
+/// The columns of the checkpoints table, in table order: where each projection is.
+pub const CHECKPOINT_COLUMNS: &[Column] = &[
+    Column {
+        name: "projection",
+        ty: [
+            "TEXT        NOT NULL PRIMARY KEY",
+            "TEXT    NOT NULL PRIMARY KEY",
+        ],
+        note: None,
+    },
+    Column {
+        name: "position",
+        ty: ["BIGINT      NOT NULL", "INTEGER NOT NULL"],
+        note: Some("the last global position the projection handled, committed with its effects"),
+    },
+    Column {
+        name: "updated_at",
+        ty: [
+            "TIMESTAMPTZ NOT NULL DEFAULT now()",
+            "TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        ],
+        note: None,
+    },
+];
+
+/// Writes a stream's snapshot, replacing an older one. Binds `1` stream type, `2` stream id, `3`
+/// version, `4` snapshot version, `5` payload.
+pub fn save_snapshot(dialect: Dialect, store: &str) -> String {
+    let t = snapshots_table(store);
+    let now = match dialect {
+        Dialect::Postgres => "now()",
+        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    };
+    let values = (1..=5)
+        .map(|n| dialect.placeholder(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {t} (stream_type, stream_id, version, snapshot_version, payload) VALUES ({values}) \
+         ON CONFLICT (stream_type, stream_id) DO UPDATE SET version = excluded.version, \
+         snapshot_version = excluded.snapshot_version, payload = excluded.payload, taken_at = {now} \
+         WHERE {t}.version <= excluded.version"
+    )
+}
+
+/// Moves projection `1` from position `2` to position `3`: no row updated when it is not at
+/// `2` (another runner moved it).
+pub fn advance_checkpoint(dialect: Dialect, store: &str) -> String {
+    let now = match dialect {
+        Dialect::Postgres => "now()",
+        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    };
+    format!(
+        "UPDATE {} SET position = {}, updated_at = {now} WHERE projection = {} AND position = {}",
+        checkpoints_table(store),
+        dialect.placeholder(3),
+        dialect.placeholder(1),
+        dialect.placeholder(2),
+    )
+}
 
 /// The columns an append binds, in order.
 const APPENDED: &str =

@@ -57,7 +57,8 @@ pub fn topic(input: TokenStream) -> TokenStream {
 
 /// Declares an event-sourced aggregate (`eventbus::store`, features `postgres`/`sqlite`):
 /// `#[aggregate(events(OrderPlaced, OrderPaid))]` on a struct with `Default`; also `service`,
-/// `name` (the events' `aggregate`), `upcast(OldVersion => Event)`, `event_enum`, `derive(..)`.
+/// `name` (the events' `aggregate`), `upcast(OldVersion => Event)`, `event_enum`, `derive(..)`,
+/// `snapshot(every = 100, version = 1)` (snapshots, with `Serialize`/`Deserialize` on the state).
 /// Generates the enum of its events (`OrderEvent`) and checks each is a domain event of the
 /// aggregate's service and of that aggregate.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]

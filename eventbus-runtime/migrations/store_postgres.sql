@@ -19,3 +19,25 @@ CREATE TABLE IF NOT EXISTS eventbus_store_events (
     -- optimistic concurrency: one event per version of a stream
     UNIQUE (stream_type, stream_id, version)
 );
+
+-- the latest snapshot of each stream of an aggregate that takes snapshots
+CREATE TABLE IF NOT EXISTS eventbus_store_snapshots (
+    stream_type      TEXT        NOT NULL,
+    stream_id        TEXT        NOT NULL,
+    -- the stream's version the state is at: load applies the events after it
+    version          BIGINT      NOT NULL,
+    -- the aggregate's snapshot schema version: another one is ignored
+    snapshot_version INTEGER     NOT NULL,
+    -- the state (JSON)
+    payload          BYTEA       NOT NULL,
+    taken_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_type, stream_id)
+);
+
+-- where each projection is: moved in the transaction of the projection's own writes
+CREATE TABLE IF NOT EXISTS eventbus_store_checkpoints (
+    projection TEXT        NOT NULL PRIMARY KEY,
+    -- the last global position the projection handled, committed with its effects
+    position   BIGINT      NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);

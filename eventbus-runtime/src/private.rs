@@ -14,7 +14,8 @@ pub mod store {
     pub use crate::envelope::EventContext;
     pub use crate::error::PublishError;
     pub use crate::store::{
-        Aggregate, AggregateEvent, Apply, EventOf, Typed, assert_domain_event_of, decode, typed,
+        Aggregate, AggregateEvent, Apply, EventOf, SnapshotPolicy, Typed, assert_domain_event_of,
+        decode, snapshot_decode, snapshot_encode, typed,
     };
     pub use serde_json::Error as JsonError;
 }

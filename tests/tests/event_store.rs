@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventbus::store::{
-    Aggregate, AppendError, Apply, EventStore, ExpectedVersion, StoreTransaction,
+    Aggregate, AppendError, Apply, EventStore, ExpectedVersion, Projection, ProjectionRunner,
+    ProjectionTx, StoreTransaction, StoredEvent,
 };
 use eventbus::{Database, DomainEvent, EventBus, Topic};
 use eventbus_tests::Petstore;
@@ -491,5 +492,447 @@ async fn upcast_embedded() {
 async fn upcast_real() {
     if let Some(layer) = support::real().await {
         upcast(layer).await;
+    }
+}
+
+/// The account, snapshotted every 5 events (snapshot schema version 1).
+#[derive(eventbus::store::Aggregate, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[aggregate(
+    service = Petstore,
+    name = "account",
+    events(AccountOpened, Deposited),
+    upcast(AccountOpenedV1 => AccountOpened),
+    event_enum = SnapAccountEvent,
+    snapshot(every = 5, version = 1)
+)]
+pub struct SnapAccount {
+    owner: String,
+    balance: u64,
+    deposits: Vec<u32>,
+}
+
+impl Apply<AccountOpened> for SnapAccount {
+    fn on(&mut self, event: &AccountOpened) {
+        self.owner.clone_from(&event.owner);
+    }
+}
+
+impl Apply<Deposited> for SnapAccount {
+    fn on(&mut self, event: &Deposited) {
+        self.balance += event.cents;
+        self.deposits.push(event.by);
+    }
+}
+
+/// The same state in a later release whose snapshots are of schema version 2: version 1
+/// snapshots are ignored.
+#[derive(eventbus::store::Aggregate, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[aggregate(
+    service = Petstore,
+    name = "account",
+    events(AccountOpened, Deposited),
+    upcast(AccountOpenedV1 => AccountOpened),
+    event_enum = SnapAccountV2Event,
+    snapshot(every = 5, version = 2)
+)]
+pub struct SnapAccountV2 {
+    owner: String,
+    balance: u64,
+    deposits: Vec<u32>,
+}
+
+impl Apply<AccountOpened> for SnapAccountV2 {
+    fn on(&mut self, event: &AccountOpened) {
+        self.owner.clone_from(&event.owner);
+    }
+}
+
+impl Apply<Deposited> for SnapAccountV2 {
+    fn on(&mut self, event: &Deposited) {
+        self.balance += event.cents;
+        self.deposits.push(event.by);
+    }
+}
+
+/// Overwrites the stored snapshot's payload of stream `id` (to see which state `load` starts
+/// from).
+async fn tamper_snapshot(store: &EventStore<Petstore>, id: Uuid, payload: Vec<u8>) {
+    let t = store.table().replace("_events", "_snapshots");
+    let done = match store.database() {
+        Database::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {t} SET payload = $1 WHERE stream_id = $2"
+        )))
+        .bind(payload)
+        .bind(id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected(),
+        Database::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {t} SET payload = ?1 WHERE stream_id = ?2"
+        )))
+        .bind(payload)
+        .bind(id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected(),
+        Database::Url(_) => unreachable!("a built bus has a pool"),
+    };
+    assert_eq!(done, 1);
+}
+
+/// Snapshots round trip: taken by the append that crosses a multiple of 5, in its transaction,
+/// equal to the replayed state at that version; `load` starts from it and applies the events
+/// after it; a snapshot of another snapshot version is ignored and replaced by the next one.
+async fn snapshots(layer: Layer) {
+    let (_bus, store) = store_on(&layer).await;
+    let id = Uuid::now_v7();
+    let opened = SnapAccount::event(AccountOpened {
+        account_id: id,
+        owner: "edsger".to_owned(),
+        currency: "CHF".to_owned(),
+    });
+    let deposit = |by: u32| {
+        SnapAccount::event(Deposited {
+            account_id: id,
+            cents: 10,
+            by,
+        })
+    };
+    // Versions 1..=3: no snapshot yet.
+    store
+        .append::<SnapAccount>(&id, 0, &[opened, deposit(1), deposit(2)])
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot::<SnapAccount>(&id).await.unwrap(), None);
+    // 4..=7 crosses 5: a snapshot at 7 (the append's last version).
+    store
+        .append::<SnapAccount>(&id, 3, &(3..=6).map(deposit).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let (snap, at) = store.snapshot::<SnapAccount>(&id).await.unwrap().unwrap();
+    assert_eq!(at, 7);
+    assert_eq!(snap.deposits, vec![1, 2, 3, 4, 5, 6]);
+    // 8, 9: below 10, the snapshot stays at 7; load = snapshot + 2 events = a full replay.
+    for (v, by) in [(7, 7), (8, 8)] {
+        store
+            .append::<SnapAccount>(&id, v, &[deposit(by)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.snapshot::<SnapAccount>(&id).await.unwrap().unwrap().1,
+        7
+    );
+    let (loaded, version) = store.load::<SnapAccount>(&id).await.unwrap();
+    assert_eq!(version, 9);
+    assert_eq!(loaded.deposits, (1..=8).collect::<Vec<_>>());
+    assert_eq!(loaded.balance, 80);
+    // 10: a snapshot at 10, equal to the replayed state.
+    store
+        .append::<SnapAccount>(&id, 9, &[deposit(9)])
+        .await
+        .unwrap();
+    let (snap, at) = store.snapshot::<SnapAccount>(&id).await.unwrap().unwrap();
+    assert_eq!(at, 10);
+    let mut replayed = SnapAccount::default();
+    for r in store.read_stream::<SnapAccount>(&id).await.unwrap() {
+        replayed.apply(&r.event);
+    }
+    assert_eq!(snap, replayed);
+
+    // load starts from the snapshot: a tampered one shows through (plus the events after it).
+    store
+        .append::<SnapAccount>(&id, 10, &[deposit(10)])
+        .await
+        .unwrap();
+    let marker = SnapAccount {
+        owner: "from the snapshot".to_owned(),
+        balance: 1_000_000,
+        deposits: vec![],
+    };
+    tamper_snapshot(&store, id, serde_json::to_vec(&marker).unwrap()).await;
+    let (loaded, version) = store.load::<SnapAccount>(&id).await.unwrap();
+    assert_eq!(version, 11);
+    assert_eq!(loaded.owner, "from the snapshot");
+    assert_eq!(
+        (loaded.balance, loaded.deposits.clone()),
+        (1_000_010, vec![10])
+    );
+
+    // Snapshot version 2 ignores the version 1 snapshot: a full replay.
+    assert_eq!(store.snapshot::<SnapAccountV2>(&id).await.unwrap(), None);
+    let (v2, version) = store.load::<SnapAccountV2>(&id).await.unwrap();
+    assert_eq!(version, 11);
+    assert_eq!((v2.owner.as_str(), v2.balance), ("edsger", 100));
+    // ... and its next snapshot (crossing 15) replaces it, rebuilt without the old one.
+    store
+        .append::<SnapAccountV2>(
+            &id,
+            11,
+            &(11..=14)
+                .map(|by| {
+                    SnapAccountV2::event(Deposited {
+                        account_id: id,
+                        cents: 10,
+                        by,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let (snap, at) = store.snapshot::<SnapAccountV2>(&id).await.unwrap().unwrap();
+    assert_eq!((at, snap.balance), (15, 140));
+    assert_eq!(store.snapshot::<SnapAccount>(&id).await.unwrap(), None);
+    let (loaded, _) = store.load::<SnapAccount>(&id).await.unwrap();
+    assert_eq!(
+        loaded.balance, 140,
+        "version 1 code replays, ignoring the v2 snapshot"
+    );
+
+    // An aggregate without snapshots never writes or reads one.
+    assert_eq!(store.snapshot::<Account>(&id).await.unwrap(), None);
+    let (account, _) = store.load::<Account>(&id).await.unwrap();
+    assert_eq!(account.balance, 140);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_embedded() {
+    snapshots(support::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_real() {
+    if let Some(layer) = support::real().await {
+        snapshots(layer).await;
+    }
+}
+
+/// A projection writing one row per event (and the deposited cents) into its own table; it can
+/// stop forever after handling a given number of events (to be killed mid-batch).
+struct Effects {
+    table: String,
+    pause_after: Option<(u64, Arc<tokio::sync::Notify>)>,
+    handled: u64,
+}
+
+impl Projection for Effects {
+    fn name(&self) -> &str {
+        "effects"
+    }
+
+    async fn handle(
+        &mut self,
+        event: &StoredEvent,
+        tx: &mut ProjectionTx,
+    ) -> Result<(), eventbus::HandlerError> {
+        let cents = match event.decode::<Account>() {
+            Some(Ok(AccountEvent::Deposited(d))) => d.cents as i64,
+            _ => 0,
+        };
+        let (position, id) = (event.position, event.event_id.to_string());
+        match tx {
+            ProjectionTx::Postgres(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {} (position, event_id, cents) VALUES ($1, $2, $3)",
+                    self.table
+                )))
+                .bind(position)
+                .bind(id)
+                .bind(cents)
+                .execute(&mut **tx)
+                .await?;
+            }
+            ProjectionTx::Sqlite(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {} (position, event_id, cents) VALUES (?1, ?2, ?3)",
+                    self.table
+                )))
+                .bind(position)
+                .bind(id)
+                .bind(cents)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        self.handled += 1;
+        if let Some((after, stopped)) = &self.pause_after
+            && self.handled == *after
+        {
+            stopped.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn reset(&mut self, tx: &mut ProjectionTx) -> Result<(), eventbus::HandlerError> {
+        let sql = format!("DELETE FROM {}", self.table);
+        match tx {
+            ProjectionTx::Postgres(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ProjectionTx::Sqlite(tx) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The projection's rows: (rows, distinct positions, cents).
+async fn effects_of(store: &EventStore<Petstore>, table: &str) -> (i64, i64, i64) {
+    let sql = format!(
+        "SELECT COUNT(*), COUNT(DISTINCT position), CAST(COALESCE(SUM(cents), 0) AS BIGINT) FROM {table}"
+    );
+    match store.database() {
+        Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        Database::Sqlite(pool) => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        Database::Url(_) => unreachable!("a built bus has a pool"),
+    }
+}
+
+/// A projection killed mid-batch (its task aborted while a transaction is open) resumes, in a
+/// new runner, from its checkpoint: every event's effect is committed exactly once. Then a
+/// rebuild from position 0 and a spawned runner that follows new appends.
+async fn projection_resumes(layer: Layer) {
+    let (_bus, store) = store_on(&layer).await;
+    let table = format!("{}_effects", layer.table);
+    let ddl = format!(
+        "CREATE TABLE {table} (position BIGINT NOT NULL, event_id TEXT NOT NULL, cents BIGINT NOT NULL)"
+    );
+    match store.database() {
+        Database::Postgres(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Database::Sqlite(pool) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Database::Url(_) => unreachable!(),
+    }
+    // 3 accounts, 40 deposits of 1..=40 cents each, in appends of 10: 123 events.
+    for _ in 0..3 {
+        let id = Uuid::now_v7();
+        store
+            .append::<Account>(&id, 0, &Account::default().open(id, "kay"))
+            .await
+            .unwrap();
+        for round in 0..4u64 {
+            let events: Vec<AccountEvent> = (1..=10)
+                .map(|i| {
+                    Account::event(Deposited {
+                        account_id: id,
+                        cents: round * 10 + i,
+                        by: 0,
+                    })
+                })
+                .collect();
+            store
+                .append::<Account>(&id, 1 + round * 10, &events)
+                .await
+                .unwrap();
+        }
+    }
+    let all = store.read_all(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 123);
+    let total: i64 = 3 * (1..=40).sum::<i64>();
+
+    // Killed after 70 events: the first batch of 50 committed, 20 of the second handled in
+    // the open transaction.
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let runner = ProjectionRunner::new(
+        &store,
+        Effects {
+            table: table.clone(),
+            pause_after: Some((70, Arc::clone(&stopped))),
+            handled: 0,
+        },
+    )
+    .batch(50);
+    let task = runner.spawn();
+    tokio::time::timeout(Duration::from_secs(60), stopped.notified())
+        .await
+        .unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let (rows, distinct, _) = effects_of(&store, &table).await;
+    assert_eq!(
+        (rows, distinct),
+        (50, 50),
+        "{}: only the committed batch",
+        layer.name
+    );
+
+    // A new runner continues from the checkpoint.
+    let mut runner = ProjectionRunner::new(
+        &store,
+        Effects {
+            table: table.clone(),
+            pause_after: None,
+            handled: 0,
+        },
+    )
+    .batch(50);
+    assert_eq!(runner.checkpoint().await.unwrap(), all[49].position);
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 73);
+    assert_eq!(runner.projection().handled, 73);
+    assert_eq!(
+        effects_of(&store, &table).await,
+        (123, 123, total),
+        "{}: every event's effect exactly once",
+        layer.name
+    );
+    assert_eq!(runner.checkpoint().await.unwrap(), all[122].position);
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 0);
+
+    // Rebuild: cleared and the checkpoint back to 0 in one transaction, then replayed.
+    runner.rebuild().await.unwrap();
+    assert_eq!(runner.checkpoint().await.unwrap(), 0);
+    assert_eq!(effects_of(&store, &table).await, (0, 0, 0));
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 123);
+    assert_eq!(effects_of(&store, &table).await, (123, 123, total));
+
+    // Spawned, it follows new appends.
+    let task = runner.interval(Duration::from_millis(20)).spawn();
+    let id = Uuid::now_v7();
+    store
+        .append::<Account>(&id, 0, &Account::default().open(id, "new"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while effects_of(&store, &table).await.0 < 124 {
+        assert!(std::time::Instant::now() < deadline, "the runner follows");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(effects_of(&store, &table).await, (124, 124, total));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_resumes_embedded() {
+    projection_resumes(support::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_resumes_real() {
+    if let Some(layer) = support::real().await {
+        projection_resumes(layer).await;
     }
 }

@@ -94,6 +94,27 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// Changes the state as `event` says. Never fails: an event is a fact; a command decides.
     fn apply(&mut self, event: &Self::Event);
 
+    /// Whether and how the store snapshots it: `None` (the default) never;
+    /// `#[aggregate(snapshot(every = 100, version = 1))]` sets it (and needs `Serialize` and
+    /// `Deserialize` on the aggregate).
+    const SNAPSHOT: Option<SnapshotPolicy> = None;
+
+    /// The state as a snapshot's payload (JSON). Implemented by `#[aggregate(snapshot(..))]`.
+    #[doc(hidden)]
+    fn __snapshot(&self) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        None
+    }
+
+    /// The state from a snapshot's payload. Implemented by `#[aggregate(snapshot(..))]`.
+    #[doc(hidden)]
+    fn __restore(payload: &[u8]) -> Option<Result<Self, serde_json::Error>>
+    where
+        Self: Sized,
+    {
+        let _ = payload;
+        None
+    }
+
     /// `event` as one of this aggregate's events: what a command returns. Refuses, at compile
     /// time, an event of another aggregate or service.
     fn event<E: EventOf<Self>>(event: E) -> Self::Event
@@ -102,6 +123,37 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     {
         event.into_event()
     }
+}
+
+/// When the store snapshots an aggregate: `#[aggregate(snapshot(every = 100, version = 1))]`.
+///
+/// An append whose events take the stream across a multiple of `every` (100, 200, …) also writes
+/// the state at the new version, in the same transaction; `load` starts from the snapshot when its
+/// `version` is the aggregate's, and applies the events after it. Bump `version` whenever the
+/// state's serialized form or the meaning of `apply` changes: snapshots of another version are
+/// ignored (the aggregate is rebuilt from its events) and replaced by the next one taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SnapshotPolicy {
+    /// Snapshot at every multiple of this many events (at least 1).
+    pub every: u64,
+    /// The snapshot schema version.
+    pub version: u32,
+}
+
+/// A snapshot's payload: the state as JSON.
+#[doc(hidden)]
+pub fn snapshot_encode<A: serde::Serialize>(
+    aggregate: &A,
+) -> Option<Result<Vec<u8>, serde_json::Error>> {
+    Some(serde_json::to_vec(aggregate))
+}
+
+/// The state from a snapshot's payload.
+#[doc(hidden)]
+pub fn snapshot_decode<A: serde::de::DeserializeOwned>(
+    payload: &[u8],
+) -> Option<Result<A, serde_json::Error>> {
+    Some(serde_json::from_slice(payload))
 }
 
 /// `A: Apply<E>`: aggregate `A` changes its state on event `E`. `#[derive(Aggregate)]`'s `apply`

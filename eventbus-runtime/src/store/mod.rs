@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `mod.rs` | [`EventStore`]: migration, `append`, `append_in`, `load`, `read_stream`, `read_all` |
 //! | `aggregate.rs` | [`Aggregate`], [`Apply`], [`EventOf`], [`AggregateEvent`] (what `#[derive(Aggregate)]` implements) |
+//! | `projection.rs` | [`Projection`], [`ProjectionRunner`]: catch-up subscriptions with a checkpoint moved in the projection's transaction |
 //! | `transaction.rs` | [`StoreTransaction`]: the statements an append runs inside a transaction |
 //!
 //! The table is defined once in `eventbus_core::store` and rendered by `eventbus-codegen`
@@ -29,11 +30,18 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 mod aggregate;
+mod projection;
 mod transaction;
 
-pub use aggregate::{Aggregate, AggregateEvent, Apply, EventOf};
+pub use aggregate::{Aggregate, AggregateEvent, Apply, EventOf, SnapshotPolicy};
 #[doc(hidden)]
-pub use aggregate::{Typed, assert_domain_event_of, decode, typed};
+pub use aggregate::{
+    Typed, assert_domain_event_of, decode, snapshot_decode, snapshot_encode, typed,
+};
+pub use projection::{
+    DEFAULT_PROJECTION_BATCH, DEFAULT_PROJECTION_INTERVAL, Projection, ProjectionError,
+    ProjectionRunner, ProjectionTx,
+};
 pub use transaction::StoreTransaction;
 
 use crate::EventBus;
@@ -241,7 +249,8 @@ impl<S: Service> EventStore<S> {
         self.outbox.database()
     }
 
-    /// Creates the table if it does not exist. Safe to run from several processes at once.
+    /// Creates the tables (`{store}_events`, `_snapshots`, `_checkpoints`) if they do not exist.
+    /// Safe to run from several processes at once.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         let store = self.table.strip_suffix("_events").unwrap_or(&self.table);
         let ddl = migration(self.outbox.dialect(), store)
@@ -430,7 +439,66 @@ impl<S: Service> EventStore<S> {
             appended.event_ids.push(t.envelope.id);
             self.bus.enqueue_built(tx, &t.envelope, t.generated).await?;
         }
+        if let Some(policy) = A::SNAPSHOT {
+            let before = appended.version - events.len() as u64;
+            let every = policy.every.max(1);
+            if appended.version / every > before / every {
+                self.snapshot_in::<A, T>(tx, policy, &stream).await?;
+            }
+        }
         Ok(appended)
+    }
+
+    /// Writes the stream's snapshot at its version inside `tx`: the state rebuilt there (from
+    /// the previous snapshot and the events after it, including the ones just appended).
+    async fn snapshot_in<A, T>(
+        &self,
+        tx: &mut T,
+        policy: SnapshotPolicy,
+        stream: &str,
+    ) -> Result<(), AppendError>
+    where
+        A: Aggregate<Service = S>,
+        T: StoreTransaction,
+    {
+        let row = tx
+            .snapshot_row(&self.sql.snapshot, A::TYPE, stream)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        let (mut aggregate, mut version) = restore::<A>(policy, row, stream).unwrap_or_default();
+        let rows = tx
+            .stream_rows(&self.sql.stream, A::TYPE, stream, version as i64)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        let recorded = match decode_rows::<A>(stream, rows) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(error = %e, "eventbus: no snapshot taken: the stream does not load");
+                return Ok(());
+            }
+        };
+        for r in &recorded {
+            aggregate.apply(&r.event);
+            version = r.version;
+        }
+        let payload = match aggregate.__snapshot() {
+            Some(Ok(payload)) => payload,
+            Some(Err(e)) => {
+                tracing::warn!(stream_type = A::TYPE, stream_id = stream, error = %e, "eventbus: no snapshot taken: the state does not serialize");
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        tx.save_snapshot(
+            &self.sql.save_snapshot,
+            A::TYPE,
+            stream,
+            version as i64,
+            policy.version as i32,
+            &payload,
+        )
+        .await
+        .map_err(|e| self.db_error(e))
     }
 
     async fn head_outside(
@@ -471,13 +539,24 @@ impl<S: Service> EventStore<S> {
         A: Aggregate<Service = S>,
     {
         let stream = stream_id.partition_key().unwrap_or_default();
-        type Row = (i64, i64, Uuid, String, i32, Vec<u8>);
-        let rows: Vec<Row> = match &self.outbox.db {
+        self.read_stream_after::<A>(&stream, 0).await
+    }
+
+    async fn read_stream_after<A>(
+        &self,
+        stream: &str,
+        after: u64,
+    ) -> Result<Vec<Recorded<A::Event>>, LoadError>
+    where
+        A: Aggregate<Service = S>,
+    {
+        let rows: Vec<transaction::StreamRow> = match &self.outbox.db {
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
                 sqlx::query_as(transaction::sql(&self.sql.stream))
                     .bind(A::TYPE)
-                    .bind(&stream)
+                    .bind(stream)
+                    .bind(after as i64)
                     .fetch_all(pool)
                     .await
             }
@@ -485,47 +564,54 @@ impl<S: Service> EventStore<S> {
             Db::Sqlite(pool) => {
                 sqlx::query_as(transaction::sql(&self.sql.stream))
                     .bind(A::TYPE)
-                    .bind(&stream)
+                    .bind(stream)
+                    .bind(after as i64)
                     .fetch_all(pool)
                     .await
             }
         }
         .map_err(|e| self.load_error(e))?;
-        rows.into_iter()
-            .map(
-                |(position, version, event_id, event_type, schema_version, payload)| {
-                    let version = version as u64;
-                    let schema_version = schema_version as u32;
-                    match A::Event::__decode(&event_type, schema_version, &payload) {
-                        None => Err(LoadError::Unknown {
-                            stream_type: A::TYPE,
-                            stream_id: stream.clone(),
-                            version,
-                            event_type,
-                            schema_version,
-                        }),
-                        Some(Err(source)) => Err(LoadError::Decode {
-                            stream_type: A::TYPE,
-                            stream_id: stream.clone(),
-                            version,
-                            event_type,
-                            schema_version,
-                            source,
-                        }),
-                        Some(Ok(event)) => Ok(Recorded {
-                            position,
-                            version,
-                            event_id,
-                            stored_schema_version: schema_version,
-                            event,
-                        }),
-                    }
-                },
-            )
-            .collect()
+        decode_rows::<A>(stream, rows)
     }
 
-    /// Aggregate `A` with id `stream_id`, rebuilt from [`Default`] by applying its stream, and
+    /// The stored snapshot of aggregate `A`'s stream `stream_id` and the version it is at, if
+    /// the aggregate takes snapshots (`#[aggregate(snapshot(..))]`) and one of its snapshot
+    /// version is stored (another version is ignored, as `load` ignores it).
+    pub async fn snapshot<A>(
+        &self,
+        stream_id: &(impl PartitionKey + ?Sized),
+    ) -> Result<Option<(A, u64)>, LoadError>
+    where
+        A: Aggregate<Service = S>,
+    {
+        let Some(policy) = A::SNAPSHOT else {
+            return Ok(None);
+        };
+        let stream = stream_id.partition_key().unwrap_or_default();
+        let row: Option<transaction::SnapshotRow> = match &self.outbox.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                sqlx::query_as(transaction::sql(&self.sql.snapshot))
+                    .bind(A::TYPE)
+                    .bind(&stream)
+                    .fetch_optional(pool)
+                    .await
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                sqlx::query_as(transaction::sql(&self.sql.snapshot))
+                    .bind(A::TYPE)
+                    .bind(&stream)
+                    .fetch_optional(pool)
+                    .await
+            }
+        }
+        .map_err(|e| self.load_error(e))?;
+        Ok(restore::<A>(policy, row, &stream))
+    }
+
+    /// Aggregate `A` with id `stream_id`, rebuilt from its snapshot (if it takes snapshots and
+    /// one of its snapshot version is stored) or from [`Default`] by applying its stream, and
     /// the stream's version (0: no stream): pass it to [`EventStore::append`] as the expected
     /// version.
     pub async fn load<A>(
@@ -535,9 +621,9 @@ impl<S: Service> EventStore<S> {
     where
         A: Aggregate<Service = S>,
     {
-        let mut aggregate = A::default();
-        let mut version = 0;
-        for recorded in self.read_stream::<A>(stream_id).await? {
+        let stream = stream_id.partition_key().unwrap_or_default();
+        let (mut aggregate, mut version) = self.snapshot::<A>(&stream).await?.unwrap_or_default();
+        for recorded in self.read_stream_after::<A>(&stream, version).await? {
             aggregate.apply(&recorded.event);
             version = recorded.version;
         }
@@ -605,6 +691,65 @@ impl<S: Service> EventStore<S> {
             )
             .collect())
     }
+}
+
+/// A snapshot row as the aggregate's state, if it is of the aggregate's snapshot version and
+/// decodes (otherwise ignored: the stream is replayed from the start).
+fn restore<A: Aggregate>(
+    policy: SnapshotPolicy,
+    row: Option<transaction::SnapshotRow>,
+    stream: &str,
+) -> Option<(A, u64)> {
+    let (version, snapshot_version, payload) = row?;
+    if snapshot_version as u32 != policy.version {
+        return None;
+    }
+    match A::__restore(&payload)? {
+        Ok(aggregate) => Some((aggregate, version as u64)),
+        Err(e) => {
+            tracing::warn!(stream_type = A::TYPE, stream_id = stream, error = %e, "eventbus: snapshot ignored: it does not decode");
+            None
+        }
+    }
+}
+
+/// Stream rows, decoded (and upcast).
+fn decode_rows<A: Aggregate>(
+    stream: &str,
+    rows: Vec<transaction::StreamRow>,
+) -> Result<Vec<Recorded<A::Event>>, LoadError> {
+    rows.into_iter()
+        .map(
+            |(position, version, event_id, event_type, schema_version, payload)| {
+                let version = version as u64;
+                let schema_version = schema_version as u32;
+                match A::Event::__decode(&event_type, schema_version, &payload) {
+                    None => Err(LoadError::Unknown {
+                        stream_type: A::TYPE,
+                        stream_id: stream.to_owned(),
+                        version,
+                        event_type,
+                        schema_version,
+                    }),
+                    Some(Err(source)) => Err(LoadError::Decode {
+                        stream_type: A::TYPE,
+                        stream_id: stream.to_owned(),
+                        version,
+                        event_type,
+                        schema_version,
+                        source,
+                    }),
+                    Some(Ok(event)) => Ok(Recorded {
+                        position,
+                        version,
+                        event_id,
+                        stored_schema_version: schema_version,
+                        event,
+                    }),
+                }
+            },
+        )
+        .collect()
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -1,7 +1,9 @@
 //! The petstore: three services in one process, talking only through events.
 //!
-//! - **orders** (events declared with derives) places orders in a SQL transaction with the
-//!   outbox: the order row and `OrderPlaced` commit together;
+//! - **orders** (events declared with derives) is event sourced: an `Order` aggregate (place,
+//!   pay, cancel) in the event store, whose appends publish through the outbox in the same
+//!   transaction (`OrderPlaced` commits with its audit record); it consumes `OrderPaid` and pays
+//!   the order; a projection keeps the orders' read model (`petstore_order_view`);
 //! - **payments** (events generated from `schemas/payments.yaml` by `build.rs`) consumes
 //!   `OrderPlaced`, captures the payment (`PaymentCaptured`, its domain event) and tells orders
 //!   with an integration event (`OrderPaid`);
@@ -23,6 +25,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eventbus::store::{
+    Aggregate, Apply, EventStore, ExpectedVersion, Projection, ProjectionRunner, ProjectionTx,
+    StoredEvent,
+};
 use eventbus::{
     AuditEvent, Database, DomainEvent, EventBus, EventContext, HandlerError, NotificationEvent,
     Service, SystemEvent,
@@ -57,6 +63,158 @@ struct OrderPlaced {
     customer: String,
     pet: String,
     total_cents: u64,
+}
+
+/// An order was paid (the orders service's own fact, on payments' `OrderPaid`).
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(aggregate = "order")]
+struct OrderSettled {
+    #[event(aggregate_id)]
+    order_id: Uuid,
+    receipt: String,
+}
+
+/// An order was cancelled before it was paid.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(aggregate = "order")]
+struct OrderCancelled {
+    #[event(aggregate_id)]
+    order_id: Uuid,
+    reason: String,
+}
+
+/// An order, event sourced: rebuilt from its events by the store.
+#[derive(Aggregate, Default, Debug)]
+#[aggregate(events(OrderPlaced, OrderSettled, OrderCancelled))]
+struct Order {
+    id: Option<Uuid>,
+    pet: String,
+    state: OrderState,
+}
+
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+enum OrderState {
+    #[default]
+    New,
+    Placed,
+    Paid,
+    Cancelled,
+}
+
+impl Apply<OrderPlaced> for Order {
+    fn on(&mut self, event: &OrderPlaced) {
+        self.id = Some(event.order_id);
+        self.pet.clone_from(&event.pet);
+        self.state = OrderState::Placed;
+    }
+}
+
+impl Apply<OrderSettled> for Order {
+    fn on(&mut self, _: &OrderSettled) {
+        self.state = OrderState::Paid;
+    }
+}
+
+impl Apply<OrderCancelled> for Order {
+    fn on(&mut self, _: &OrderCancelled) {
+        self.state = OrderState::Cancelled;
+    }
+}
+
+// The commands: they decide, and return the events to append.
+impl Order {
+    fn place(&self, placed: OrderPlaced) -> Result<Vec<OrderEvent>, &'static str> {
+        match self.state {
+            OrderState::New => Ok(vec![Order::event(placed)]),
+            _ => Err("the order is already placed"),
+        }
+    }
+
+    /// Paying twice is a no-op (a redelivered `OrderPaid`).
+    fn pay(&self, receipt: String) -> Result<Vec<OrderEvent>, &'static str> {
+        match (self.state, self.id) {
+            (OrderState::Placed, Some(order_id)) => {
+                Ok(vec![Order::event(OrderSettled { order_id, receipt })])
+            }
+            (OrderState::Paid, _) => Ok(vec![]),
+            (OrderState::Cancelled, _) => Err("the order was cancelled"),
+            _ => Err("no such order"),
+        }
+    }
+
+    fn cancel(&self, reason: &str) -> Result<Vec<OrderEvent>, &'static str> {
+        match (self.state, self.id) {
+            (OrderState::Placed, Some(order_id)) => Ok(vec![Order::event(OrderCancelled {
+                order_id,
+                reason: reason.to_owned(),
+            })]),
+            (OrderState::Cancelled, _) => Ok(vec![]),
+            (OrderState::Paid, _) => Err("it is already paid"),
+            _ => Err("no such order"),
+        }
+    }
+}
+
+/// The orders' read model, `petstore_order_view`: one row per order, kept by a projection over
+/// the event store (its writes and its checkpoint commit together).
+struct OrderView;
+
+impl Projection for OrderView {
+    fn name(&self) -> &str {
+        "petstore-order-view"
+    }
+
+    async fn handle(
+        &mut self,
+        event: &StoredEvent,
+        tx: &mut ProjectionTx,
+    ) -> Result<(), HandlerError> {
+        let Some(decoded) = event.decode::<Order>() else {
+            return Ok(()); // another aggregate's
+        };
+        let run = event.headers.get("ce_tags").cloned().unwrap_or_default();
+        let id = event.stream_id.as_str();
+        macro_rules! write {
+            ($conn:expr, $insert:literal, $update:literal) => {
+                match decoded? {
+                    OrderEvent::OrderPlaced(p) => {
+                        sqlx::query($insert)
+                            .bind(id)
+                            .bind(run)
+                            .bind(p.customer)
+                            .bind(p.pet)
+                            .bind(p.total_cents as i64)
+                            .execute($conn)
+                            .await?;
+                    }
+                    other => {
+                        let state = match other {
+                            OrderEvent::OrderSettled(_) => "paid",
+                            _ => "cancelled",
+                        };
+                        sqlx::query($update)
+                            .bind(state)
+                            .bind(id)
+                            .execute($conn)
+                            .await?;
+                    }
+                }
+            };
+        }
+        match tx {
+            ProjectionTx::Postgres(_) => write!(
+                tx.postgres()?,
+                "INSERT INTO petstore_order_view VALUES ($1, $2, $3, $4, $5, 'placed') ON CONFLICT (id) DO NOTHING",
+                "UPDATE petstore_order_view SET state = $1 WHERE id = $2"
+            ),
+            ProjectionTx::Sqlite(_) => write!(
+                tx.sqlite()?,
+                "INSERT INTO petstore_order_view VALUES (?1, ?2, ?3, ?4, ?5, 'placed') ON CONFLICT (id) DO NOTHING",
+                "UPDATE petstore_order_view SET state = ?1 WHERE id = ?2"
+            ),
+        }
+        Ok(())
+    }
 }
 
 /// The customer is told their order is confirmed.
@@ -103,6 +261,7 @@ struct Observed {
     per_topic: BTreeMap<String, u64>,
     confirmed: u64,
     audited: u64,
+    paid: u64,
 }
 
 type Shared = Arc<Mutex<Observed>>;
@@ -196,6 +355,8 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         .ok_or("the petstore needs the Transactional mode")?
         .database();
     create_orders_table(&db).await?;
+    let store = EventStore::new(&orders)?;
+    store.migrate().await?;
     let seen: Shared = Arc::default();
     let run = Uuid::now_v7().simple().to_string();
     let consumers = wire(&orders, &payments, &notifications, &seen, &run).await?;
@@ -214,7 +375,7 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     }
     if joined.len() == consumers.len() {
         println!(
-            "{} consumers      payments, notifications, mailer and audit log joined their groups",
+            "{} consumers      orders, payments, notifications, mailer and audit log joined their groups",
             at()
         );
     } else {
@@ -240,28 +401,82 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
             pet: pet.to_owned(),
             total_cents,
         };
-        place_order(&orders, &db, &placed, &run).await?;
-        lock(&seen)
-            .committed
-            .insert(placed.order_id, Instant::now());
+        let order_id = placed.order_id;
+        let pet = placed.pet.clone();
+        place_order(&orders, &db, placed, &run).await?;
+        lock(&seen).committed.insert(order_id, Instant::now());
         println!(
-            "{} orders         placed a {} for {customer} (committed with its events)",
+            "{} orders         placed a {pet} for {customer} (appended to its stream, committed with its events)",
             ms(started),
-            placed.pet
         );
     }
+    // One more order, placed and cancelled before anyone pays it (tagged apart from the run, so
+    // the other services' consumers skip it).
+    let ghost = OrderPlaced {
+        order_id: Uuid::now_v7(),
+        customer: "eve@example.com".to_owned(),
+        pet: "unicorn".to_owned(),
+        total_cents: 99_999,
+    };
+    let ghost_id = ghost.order_id;
+    place_order(&orders, &db, ghost, &format!("{run}-cancelled")).await?;
+    let (order, version) = store.load::<Order>(&ghost_id).await?;
+    let cancelled = order.cancel("out of stock")?;
+    store
+        .append::<Order>(&ghost_id, version, &cancelled)
+        .await?;
+    println!(
+        "{} orders         cancelled the {} order of eve@example.com (version {})",
+        ms(started),
+        order.pet,
+        version + 1
+    );
 
     // Wait until every order is confirmed and audited, or give up.
     let deadline = Instant::now() + Duration::from_secs(60);
     let expected = PETS.len() as u64;
     while {
         let s = lock(&seen);
-        s.confirmed < expected || s.audited < expected
+        s.confirmed < expected || s.audited < expected || s.paid < expected
     } && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A paid order cannot be cancelled: the command refuses, nothing is appended.
+    let first = *lock(&seen).committed.keys().min().ok_or("no order")?;
+    let (order, _) = store.load::<Order>(&first).await?;
+    match order.cancel("changed my mind") {
+        Err(why) => println!(
+            "{} orders         cancelling the {} order refused: {why}",
+            at(),
+            order.pet
+        ),
+        Ok(_) => failures.push(format!("a paid order ({first}) could be cancelled")),
+    }
     failures.extend(summary(&orders, &seen, &consumers, started, expected));
+    // The read model, caught up from its checkpoint (every run's orders, once each).
+    let mut view = ProjectionRunner::new(&store, OrderView).batch(500);
+    let projected = view.run_until_caught_up().await?;
+    let states = order_states(&db, &run).await?;
+    let checkpoint = view.checkpoint().await?;
+    println!(
+        "read model (projection `{}`): {projected} events projected, checkpoint at {checkpoint}; this run: {}",
+        view.projection().name(),
+        states
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let paid = states
+        .iter()
+        .find(|(s, _)| s == "paid")
+        .map_or(0, |(_, n)| *n);
+    if paid != expected as i64 {
+        failures.push(format!(
+            "the read model shows {paid} paid orders of this run, not {expected}"
+        ));
+    }
     // What a readiness endpoint would serve: the broker, the outbox database and its backlog, and
     // each consumer.
     let health = orders.health(Duration::from_secs(5)).await;
@@ -324,7 +539,8 @@ fn describe(health: eventbus::consumer::ConsumerHealth) -> String {
 }
 
 /// The consumer groups, in the order `wire` starts them.
-const CONSUMERS: [&str; 4] = [
+const CONSUMERS: [&str; 5] = [
+    "petstore-orders",
     "petstore-payments",
     "petstore-notifications",
     "petstore-mailer",
@@ -336,8 +552,9 @@ fn lock(seen: &Shared) -> std::sync::MutexGuard<'_, Observed> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The orders' read model (kept by [`OrderView`]).
 async fn create_orders_table(db: &Database) -> Result<(), sqlx::Error> {
-    let ddl = "CREATE TABLE IF NOT EXISTS petstore_orders \
+    let ddl = "CREATE TABLE IF NOT EXISTS petstore_order_view \
                (id TEXT PRIMARY KEY, run TEXT NOT NULL, customer TEXT NOT NULL, pet TEXT NOT NULL, \
                 total_cents BIGINT NOT NULL, state TEXT NOT NULL)";
     match db {
@@ -347,48 +564,64 @@ async fn create_orders_table(db: &Database) -> Result<(), sqlx::Error> {
     }
 }
 
-/// The order row, `OrderPlaced` and the audit record: one transaction.
+/// Orders per state in the read model, for the run tagged `run` (and its cancelled order).
+async fn order_states(db: &Database, run: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let like = format!("%{run}%");
+    match db {
+        Database::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT state, COUNT(*) FROM petstore_order_view WHERE run LIKE $1 GROUP BY state ORDER BY state DESC",
+            )
+            .bind(like)
+            .fetch_all(pool)
+            .await
+        }
+        Database::Sqlite(pool) => {
+            sqlx::query_as(
+                "SELECT state, COUNT(*) FROM petstore_order_view WHERE run LIKE ?1 GROUP BY state ORDER BY state DESC",
+            )
+            .bind(like)
+            .fetch_all(pool)
+            .await
+        }
+        Database::Url(_) => Ok(vec![]),
+    }
+}
+
+/// The order placed (appended to its new stream, which publishes `OrderPlaced` through the
+/// outbox) and its audit record: one transaction.
 async fn place_order(
     bus: &EventBus<Orders>,
     db: &Database,
-    order: &OrderPlaced,
-    run: &str,
+    order: OrderPlaced,
+    tag: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let audit = OrderAudited {
         customer: order.customer.clone(),
         action: "place_order".into(),
         order_id: order.order_id,
     };
+    let id = order.order_id;
     let bus = bus.with_context(
         EventContext::default()
-            .with_correlation_id(order.order_id.to_string())
-            .with_tag(run),
+            .with_correlation_id(id.to_string())
+            .with_tag(tag),
     );
+    let store = EventStore::new(&bus)?;
+    let events = Order::default().place(order)?;
     macro_rules! in_tx {
-        ($pool:expr, $insert:expr) => {{
+        ($pool:expr) => {{
             let mut tx = $pool.begin().await?;
-            sqlx::query($insert)
-                .bind(order.order_id.to_string())
-                .bind(run)
-                .bind(&order.customer)
-                .bind(&order.pet)
-                .bind(order.total_cents as i64)
-                .execute(&mut *tx)
+            store
+                .append_in::<Order, _>(&mut tx, &id, ExpectedVersion::NoStream, &events)
                 .await?;
-            bus.enqueue(&mut tx, order).await?;
             bus.enqueue(&mut tx, &audit).await?;
             tx.commit().await?;
         }};
     }
     match db {
-        Database::Postgres(pool) => in_tx!(
-            pool,
-            "INSERT INTO petstore_orders VALUES ($1, $2, $3, $4, $5, 'placed')"
-        ),
-        Database::Sqlite(pool) => in_tx!(
-            pool,
-            "INSERT INTO petstore_orders VALUES (?1, ?2, ?3, ?4, ?5, 'placed')"
-        ),
+        Database::Postgres(pool) => in_tx!(pool),
+        Database::Sqlite(pool) => in_tx!(pool),
         Database::Url(_) => return Err("a built bus has a pool".into()),
     }
     Ok(())
@@ -412,12 +645,50 @@ async fn wire(
     notifications: &EventBus<Notifications>,
     seen: &Shared,
     run: &str,
-) -> Result<Vec<eventbus::consumer::ConsumerHandle>, eventbus::error::SubscribeError> {
+) -> Result<Vec<eventbus::consumer::ConsumerHandle>, Box<dyn std::error::Error>> {
     let this_run = || eventbus::EventFilter::new().tag(run);
     let retry =
         eventbus::RetryPolicy::exponential(Duration::from_millis(50), Duration::from_secs(1))
             .max_attempts(20);
     let mut handles = Vec::new();
+
+    // orders: OrderPaid → the order's `pay` command, appended to its stream (a conflict or a
+    // failure is retried; paying a paid order appends nothing, so a redelivery is harmless).
+    let store = EventStore::new(orders)?;
+    let (bus, r, s) = (orders.clone(), run.to_owned(), Arc::clone(seen));
+    handles.push(
+        orders
+            .consumer("petstore-orders")
+            .subscribe::<OrderPaidTopic>()
+            .filter(this_run())
+            .on::<OrderPaid, _>(move |paid: OrderPaid| {
+                let (store, bus, run, seen) =
+                    (store.clone(), bus.clone(), r.clone(), Arc::clone(&s));
+                async move {
+                    let (order, version) = store.load::<Order>(&paid.order_id).await?;
+                    let events = order.pay(paid.receipts.join(","))?;
+                    if !events.is_empty() {
+                        // The events caused by this payment carry its correlation and the run.
+                        let store =
+                            EventStore::new(&bus.with_context(context(paid.order_id, &run)))?;
+                        store
+                            .append::<Order>(&paid.order_id, version, &events)
+                            .await?;
+                        lock(&seen).paid += 1;
+                        println!(
+                            "{} orders         the {} order is paid (stream version {})",
+                            at(),
+                            order.pet,
+                            version + 1
+                        );
+                    }
+                    Ok::<(), HandlerError>(())
+                }
+            })
+            .retry(retry)
+            .start()
+            .await?,
+    );
 
     // payments: OrderPlaced → PaymentCaptured (its domain event) + OrderPaid (to orders).
     let (bus, s, r) = (payments.clone(), Arc::clone(seen), run.to_owned());
