@@ -638,11 +638,18 @@ async fn a_filter_excludes_what_it_should_and_nothing_else() {
         let last_id = last.order_id.to_string();
         for (filter_name, consumer, seen, mut expected) in consumers {
             expected.push(last_id.clone());
-            wait_until("the last event arrives", Duration::from_secs(30), || {
-                seen.lock().unwrap().contains_key(&last_id)
-            })
+            // Keys spread the events over partitions, so the last one published may arrive first:
+            // wait for every matching one, then a little longer for any that should not come.
+            wait_until(
+                "every matching event arrives",
+                Duration::from_secs(30),
+                || {
+                    let seen = seen.lock().unwrap();
+                    expected.iter().all(|id| seen.contains_key(id))
+                },
+            )
             .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             let mut got: Vec<String> = seen.lock().unwrap().keys().cloned().collect();
             got.sort();
             expected.sort();
