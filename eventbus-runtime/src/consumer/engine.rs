@@ -7,6 +7,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::breaker::Breaker;
 use super::handle::ConsumerStats;
@@ -280,6 +281,7 @@ impl Engine {
                 match self.finish(handling).await {
                     Ok(_) => {
                         self.succeeded();
+                        tracing::Span::current().record("eventbus.attempts", 1);
                         return Outcome::Done;
                     }
                     Err(error) => {
@@ -310,9 +312,14 @@ impl Engine {
                 tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
             }
             attempt += 1;
-            match self.attempt(envelope).await {
+            match self
+                .attempt(envelope)
+                .instrument(crate::trace::attempt(attempt))
+                .await
+            {
                 Ok(()) => {
                     self.succeeded();
+                    tracing::Span::current().record("eventbus.attempts", attempt);
                     return Outcome::Done;
                 }
                 Err(e) => {
@@ -389,7 +396,18 @@ async fn commit(tx: Tx) -> Result<(), (String, HandlerError)> {
 /// The Testing mode: one attempt per event, failures recorded.
 impl Subscriber for Engine {
     fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<HandlerFailure>> {
-        Box::pin(async move {
+        let span = crate::trace::process(crate::trace::Delivered {
+            topic: &envelope.topic,
+            group: &self.group,
+            partition: None,
+            id: Some(envelope.id),
+            key: envelope.key.as_deref(),
+            trace: (
+                envelope.traceparent.as_deref(),
+                envelope.tracestate.as_deref(),
+            ),
+        });
+        let delivery = async move {
             match self.judge(&envelope.topic, &envelope.attributes()) {
                 Verdict::Skip => return None,
                 Verdict::Reject(error) => {
@@ -417,6 +435,7 @@ impl Subscriber for Engine {
                     error: error.to_string(),
                 }),
             }
-        })
+        };
+        Box::pin(delivery.instrument(span))
     }
 }

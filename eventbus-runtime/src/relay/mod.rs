@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 mod send;
 mod shards;
@@ -358,8 +359,15 @@ impl Relay {
                     Ok(Vec::new())
                 }
             };
-            let (sent, next) = tokio::join!(self.send(&rows), next);
+            let span = crate::trace::relay_batch(self.store.table(), rows.len());
+            if !span.is_disabled() {
+                for row in &rows {
+                    crate::trace::link_row(&span, &row.headers);
+                }
+            }
+            let (sent, next) = tokio::join!(self.send(&rows).instrument(span.clone()), next);
             let sent = sent?;
+            span.record("eventbus.relay.acknowledged", sent.acknowledged);
             rows = next?;
             drained.acknowledged += sent.acknowledged;
             if sent.outage.is_some() {

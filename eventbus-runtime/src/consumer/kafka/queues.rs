@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::{Job, KafkaRun, QueueId};
 use crate::consumer::engine::Outcome;
 use crate::dlq::DeadLetter;
-use crate::lock;
+use crate::{lock, trace};
 
 impl KafkaRun {
     /// Works through one key's queue until it is empty.
@@ -30,7 +31,12 @@ impl KafkaRun {
                 }
             };
             let outcome = match &job.record {
-                Ok(envelope) => self.engine.process(envelope, &stop, first).await,
+                Ok(envelope) => {
+                    self.engine
+                        .process(envelope, &stop, first)
+                        .instrument(job.span.clone())
+                        .await
+                }
                 Err(bad) => Outcome::Dead {
                     error: bad.error.clone(),
                     handler: "decoder".into(),
@@ -43,7 +49,14 @@ impl KafkaRun {
                 attempts,
             } = outcome
             {
-                Box::pin(self.dead_letter(&job, &error, &handler, attempts)).await;
+                let error_type = match job.record {
+                    Ok(_) => "handler_failed",
+                    Err(_) => "invalid_record",
+                };
+                trace::dead_lettered(&job.span, attempts, error_type);
+                Box::pin(self.dead_letter(&job, &error, &handler, attempts))
+                    .instrument(job.span.clone())
+                    .await;
             }
             // Stored in bulk by the run loop.
             self.offsets.finish(job.topic, job.partition, job.offset);
