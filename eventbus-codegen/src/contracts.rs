@@ -243,6 +243,10 @@ fn headers(s: &ServiceSchema, e: &EventSchema, event_type: &str) -> Value {
         string("The id of the event that caused this one."),
     );
     props.insert("ce_traceparent".into(), string("W3C trace context."));
+    props.insert(
+        "ce_tracestate".into(),
+        string("W3C trace state: vendor data that goes with ce_traceparent."),
+    );
     props.insert("ce_tenantid".into(), string("The tenant."));
     props.insert(
         "ce_tags".into(),

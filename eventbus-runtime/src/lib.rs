@@ -93,9 +93,19 @@
 //! | `postgres` | the Transactional mode's outbox and the inbox on PostgreSQL | `sqlx` (postgres) |
 //! | `sqlite` | the same on SQLite, and the embedded default database | `sqlx` (sqlite) |
 //! | `cli` | the `eventbus-relay` binary and [`logging`] (log lines to stderr, text or JSON); implies the three above | `tracing-subscriber` |
+//! | `ops` | `ops`: the operations HTTP API (health, Prometheus metrics, dead letters); implies `kafka`, `postgres`, `sqlite` | `axum`, `metrics-exporter-prometheus` |
+//! | `opentelemetry` | the W3C trace context in `ce_traceparent`/`ce_tracestate`: the consumer's span continues the publisher's trace, the relay's links to it | `opentelemetry`, `opentelemetry_sdk` (its propagator), `tracing-opentelemetry` |
 //!
-//! All five are on by default. The Testing mode needs none of them; a library that logs through
-//! its own `tracing` subscriber needs no `cli`.
+//! All but `opentelemetry` are on by default. The Testing mode needs none of them; a library that
+//! logs through its own `tracing` subscriber needs no `cli`.
+//!
+//! # Traces
+//!
+//! Publishing, the relay's batches and sends, and each delivery to a consumer are `tracing` spans
+//! named and attributed after OpenTelemetry's messaging conventions (`create {topic}`,
+//! `send {topic}`, `process {topic}`; `messaging.system = "kafka"`, the topic, the message id,
+//! the group, partition and offset), with or without the feature `opentelemetry`; see
+//! `docs/operations.md`, "Traces".
 //!
 //! # Where things are
 //!
@@ -137,6 +147,7 @@ pub mod outbox;
 pub mod relay;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod store;
+mod trace;
 pub mod types;
 
 #[doc(hidden)]

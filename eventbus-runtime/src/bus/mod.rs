@@ -343,22 +343,26 @@ impl<S: Service> EventBus<S> {
         E: Event + OwnedBy<S>,
         T: OutboxTransaction,
     {
-        let envelope = Envelope::new(event, &self.context).and_then(conform::typed::<E>)?;
+        let mut envelope = Envelope::new(event, &self.context).and_then(conform::typed::<E>)?;
         let id = envelope.id;
-        match &self.core.backend {
-            Backend::Transactional(t) => {
-                let written = t.enqueue::<E, T>(tx, &envelope).await;
-                self.count_published(1, written.is_ok());
-                written.map(|()| id)
+        let span = self.publish_span(E::TOPIC, std::slice::from_mut(&mut envelope));
+        traced(span, async move {
+            match &self.core.backend {
+                Backend::Transactional(t) => {
+                    let written = t.enqueue::<E, T>(tx, &envelope).await;
+                    self.count_published(1, written.is_ok());
+                    written.map(|()| id)
+                }
+                Backend::Testing(_) => self.send(envelope, None).await.map(|_| id),
+                #[cfg(feature = "kafka")]
+                Backend::Direct(_) => Err(PublishError::WrongMode {
+                    operation: "enqueue",
+                    needs: "Transactional",
+                    mode: Mode::Direct,
+                }),
             }
-            Backend::Testing(_) => self.send(envelope, None).await.map(|_| id),
-            #[cfg(feature = "kafka")]
-            Backend::Direct(_) => Err(PublishError::WrongMode {
-                operation: "enqueue",
-                needs: "Transactional",
-                mode: Mode::Direct,
-            }),
-        }
+        })
+        .await
     }
 
     /// The context this handle stamps on what it publishes.
@@ -403,26 +407,30 @@ impl<S: Service> EventBus<S> {
     where
         E: Event + OwnedBy<S>,
     {
-        let envelopes = events
+        let mut envelopes = events
             .iter()
             .map(|e| Envelope::new(e, &self.context).and_then(conform::typed::<E>))
             .collect::<Result<Vec<_>, _>>()?;
-        let result: Result<Vec<Receipt>, PublishError> = match &self.core.backend {
-            Backend::Testing(_) => {
-                // Each event goes through `send`, which counts it.
-                let mut receipts = Vec::with_capacity(envelopes.len());
-                for envelope in envelopes {
-                    receipts.push(self.send(envelope, Some(Statement::of::<E>())).await?);
+        let span = self.publish_span(E::TOPIC, &mut envelopes);
+        traced(span, async {
+            let result: Result<Vec<Receipt>, PublishError> = match &self.core.backend {
+                Backend::Testing(_) => {
+                    // Each event goes through `send`, which counts it.
+                    let mut receipts = Vec::with_capacity(envelopes.len());
+                    for envelope in envelopes {
+                        receipts.push(self.send(envelope, Some(Statement::of::<E>())).await?);
+                    }
+                    return Ok(receipts);
                 }
-                return Ok(receipts);
-            }
-            #[cfg(feature = "kafka")]
-            Backend::Direct(d) => d.send_all(&envelopes).await,
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            Backend::Transactional(t) => t.write(&envelopes, Some(Generated::of::<E>())).await,
-        };
-        self.count_published(events.len(), result.is_ok());
-        result
+                #[cfg(feature = "kafka")]
+                Backend::Direct(d) => d.send_all(&envelopes).await,
+                #[cfg(any(feature = "postgres", feature = "sqlite"))]
+                Backend::Transactional(t) => t.write(&envelopes, Some(Generated::of::<E>())).await,
+            };
+            self.count_published(events.len(), result.is_ok());
+            result
+        })
+        .await
     }
 
     /// Stops the in-process relay after the batch in hand (within 2.5 s: see
@@ -445,8 +453,32 @@ impl<S: Service> EventBus<S> {
         E: Event + OwnedBy<S>,
     {
         match Envelope::new(event, &self.context).and_then(conform::typed::<E>) {
-            Ok(envelope) => Box::pin(self.send(envelope, Some(Statement::of::<E>()))),
+            Ok(mut envelope) => {
+                let span = self.publish_span(E::TOPIC, std::slice::from_mut(&mut envelope));
+                Box::pin(traced(
+                    span,
+                    self.send(envelope, Some(Statement::of::<E>())),
+                ))
+            }
             Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    /// The span of a publish of `envelopes` (of one topic) in this bus's mode, its context
+    /// written into them (`crate::trace`): `create` into the outbox, `send` otherwise.
+    fn publish_span(&self, topic: &str, envelopes: &mut [Envelope]) -> tracing::Span {
+        let span = crate::trace::publish(self.operation(), topic, envelopes.len());
+        crate::trace::stamp(&span, envelopes);
+        span
+    }
+
+    /// The messaging operation of a publish: `create` (into the outbox: the relay sends it),
+    /// `send` (to Kafka, or the in-memory transport).
+    fn operation(&self) -> &'static str {
+        match &self.core.backend {
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Backend::Transactional(_) => "create",
+            _ => "send",
         }
     }
 
@@ -516,6 +548,34 @@ impl<S: Service> EventBus<S> {
     }
 }
 
+/// Runs `publish` inside `span` (a publish span), which an error marks failed.
+async fn traced<T>(
+    span: tracing::Span,
+    publish: impl std::future::Future<Output = Result<T, PublishError>>,
+) -> Result<T, PublishError> {
+    use tracing::Instrument as _;
+    let result = publish.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        crate::trace::failed(&span, error_type(e));
+    }
+    result
+}
+
+/// The `error.type` of a failed publish: the kind of error.
+fn error_type(error: &PublishError) -> &'static str {
+    match error {
+        PublishError::Serialize { .. } => "serialize",
+        PublishError::Invalid(_) => "invalid",
+        #[cfg(feature = "kafka")]
+        PublishError::Kafka { .. } => "kafka",
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        PublishError::Outbox { .. } => "outbox",
+        PublishError::WrongMode { .. } => "wrong_mode",
+        PublishError::EmptyKey { .. } => "empty_key",
+        PublishError::InvalidTopic { .. } => "invalid_topic",
+    }
+}
+
 /// The generated outbox INSERT of an event type (see [`Event::OUTBOX_INSERT_POSTGRES`]).
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 type Statement = Generated;
@@ -542,7 +602,11 @@ impl<S: Service> EventPublisher for EventBus<S> {
 
     fn publish_envelope(&self, envelope: Envelope) -> BoxFuture<'_, Result<Receipt, PublishError>> {
         match conform::built(envelope) {
-            Ok(envelope) => Box::pin(self.send(envelope, None)),
+            Ok(mut envelope) => {
+                let span = crate::trace::publish(self.operation(), &envelope.topic, 1);
+                crate::trace::stamp(&span, std::slice::from_mut(&mut envelope));
+                Box::pin(traced(span, self.send(envelope, None)))
+            }
             Err(e) => {
                 self.count_published(1, false);
                 Box::pin(std::future::ready(Err(e)))

@@ -7,6 +7,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::breaker::Breaker;
 use super::handle::ConsumerStats;
@@ -411,6 +412,7 @@ impl Engine {
                 match self.finish(handling).await {
                     Ok(_) => {
                         self.succeeded();
+                        tracing::Span::current().record("eventbus.attempts", 1);
                         return Outcome::Done;
                     }
                     Err(error) => {
@@ -442,9 +444,14 @@ impl Engine {
                 tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
             }
             attempt += 1;
-            match self.attempt(envelope).await {
+            match self
+                .attempt(envelope)
+                .instrument(crate::trace::attempt(attempt))
+                .await
+            {
                 Ok(()) => {
                     self.succeeded();
+                    tracing::Span::current().record("eventbus.attempts", attempt);
                     return Outcome::Done;
                 }
                 Err(e) => {
@@ -566,7 +573,18 @@ impl Engine {
 /// would be.
 impl Subscriber for Engine {
     fn deliver<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Option<Failed>> {
-        Box::pin(async move {
+        let span = crate::trace::process(crate::trace::Delivered {
+            topic: &envelope.topic,
+            group: &self.group,
+            partition: None,
+            id: Some(envelope.id),
+            key: envelope.key.as_deref(),
+            trace: (
+                envelope.traceparent.as_deref(),
+                envelope.tracestate.as_deref(),
+            ),
+        });
+        let delivery = async move {
             match self.judge(&envelope.topic, &envelope.attributes()) {
                 Verdict::Skip => return None,
                 Verdict::Reject(error) => {
@@ -592,6 +610,7 @@ impl Subscriber for Engine {
                     Some(self.failed(envelope, handler, error.to_string(), class))
                 }
             }
-        })
+        };
+        Box::pin(delivery.instrument(span))
     }
 }

@@ -52,6 +52,7 @@ impl Envelope {
             correlation_id: self.correlation_id.as_deref(),
             causation_id: self.causation_id.as_deref(),
             traceparent: self.traceparent.as_deref(),
+            tracestate: self.tracestate.as_deref(),
             tenant_id: self.tenant_id.as_deref(),
             tags: Tags::List(&self.tags),
         }
@@ -85,6 +86,7 @@ pub(crate) struct RawAttributes<'a> {
     correlation_id: Option<&'a [u8]>,
     causation_id: Option<&'a [u8]>,
     traceparent: Option<&'a [u8]>,
+    tracestate: Option<&'a [u8]>,
     tenant_id: Option<&'a [u8]>,
     tags: Option<&'a [u8]>,
 }
@@ -116,6 +118,7 @@ impl<'a> RawAttributes<'a> {
             h::CORRELATION_ID => &mut self.correlation_id,
             h::CAUSATION_ID => &mut self.causation_id,
             h::TRACEPARENT => &mut self.traceparent,
+            h::TRACESTATE => &mut self.tracestate,
             h::TENANT_ID => &mut self.tenant_id,
             h::TAGS => &mut self.tags,
             _ => return None,
@@ -193,6 +196,7 @@ impl<'a> RawAttributes<'a> {
             correlation_id: optional(headers::CORRELATION_ID, self.correlation_id)?,
             causation_id: optional(headers::CAUSATION_ID, self.causation_id)?,
             traceparent: optional(headers::TRACEPARENT, self.traceparent)?,
+            tracestate: optional(headers::TRACESTATE, self.tracestate)?,
             tenant_id: optional(headers::TENANT_ID, self.tenant_id)?,
             tags: Tags::Joined(optional(headers::TAGS, self.tags)?),
         })
@@ -255,6 +259,7 @@ impl<'a> RawAttributes<'a> {
             h::CORRELATION_ID => self.correlation_id,
             h::CAUSATION_ID => self.causation_id,
             h::TRACEPARENT => self.traceparent,
+            h::TRACESTATE => self.tracestate,
             h::TENANT_ID => self.tenant_id,
             h::TAGS => self.tags,
             _ => None,
@@ -309,6 +314,7 @@ pub(crate) struct Attributes<'a> {
     pub(crate) correlation_id: Option<&'a str>,
     pub(crate) causation_id: Option<&'a str>,
     pub(crate) traceparent: Option<&'a str>,
+    pub(crate) tracestate: Option<&'a str>,
     pub(crate) tenant_id: Option<&'a str>,
     pub(crate) tags: Tags<'a>,
 }
@@ -366,6 +372,7 @@ impl Attributes<'_> {
             correlation_id: owned(self.correlation_id),
             causation_id: owned(self.causation_id),
             traceparent: owned(self.traceparent),
+            tracestate: owned(self.tracestate),
             tenant_id: owned(self.tenant_id),
             tags,
             payload,
@@ -555,7 +562,7 @@ mod tests {
                     headers::SPEC_VERSION, headers::ID, headers::SOURCE, headers::TYPE,
                     headers::TIME, headers::SUBJECT, headers::CONTENT_TYPE, headers::CATEGORY,
                     headers::SCHEMA_VERSION, headers::CORRELATION_ID, headers::CAUSATION_ID,
-                    headers::TRACEPARENT, headers::TENANT_ID, headers::TAGS,
+                    headers::TRACEPARENT, headers::TRACESTATE, headers::TENANT_ID, headers::TAGS,
                 ])
                 .prop_map(str::to_owned),
                 1 => "[a-z_-]{0,12}",

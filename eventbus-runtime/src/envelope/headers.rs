@@ -25,6 +25,9 @@ pub const CORRELATION_ID: &str = "ce_correlationid";
 pub const CAUSATION_ID: &str = "ce_causationid";
 /// `ce_traceparent` (CloudEvents distributed-tracing extension): the W3C trace context.
 pub const TRACEPARENT: &str = "ce_traceparent";
+/// `ce_tracestate` (CloudEvents distributed-tracing extension): the W3C `tracestate`, vendor
+/// data that goes with `ce_traceparent`.
+pub const TRACESTATE: &str = "ce_tracestate";
 /// `ce_tenantid` (extension): the tenant the event belongs to.
 pub const TENANT_ID: &str = "ce_tenantid";
 /// `ce_tags` (extension): comma-separated labels for filtering.

@@ -27,8 +27,11 @@ pub struct EventContext {
     pub correlation_id: Option<String>,
     /// The id of the event that caused this one.
     pub causation_id: Option<String>,
-    /// A W3C `traceparent`.
+    /// A W3C `traceparent`. With the feature `opentelemetry`, the context of the span that
+    /// publishes an event is written instead, when OpenTelemetry records that span.
     pub traceparent: Option<String>,
+    /// The W3C `tracestate` that goes with `traceparent`.
+    pub tracestate: Option<String>,
     /// The tenant.
     pub tenant_id: Option<String>,
     /// Labels consumers can filter on.
@@ -48,6 +51,7 @@ impl EventContext {
             ),
             causation_id: Some(cause.id.to_string()),
             traceparent: cause.traceparent.clone(),
+            tracestate: cause.tracestate.clone(),
             tenant_id: cause.tenant_id.clone(),
             tags: Vec::new(),
         }
@@ -118,6 +122,8 @@ pub struct Envelope {
     pub causation_id: Option<String>,
     /// `ce_traceparent`.
     pub traceparent: Option<String>,
+    /// `ce_tracestate`.
+    pub tracestate: Option<String>,
     /// `ce_tenantid`.
     pub tenant_id: Option<String>,
     /// `ce_tags`.
@@ -161,6 +167,7 @@ impl Envelope {
             correlation_id: context.correlation_id.clone(),
             causation_id: context.causation_id.clone(),
             traceparent: context.traceparent.clone(),
+            tracestate: context.tracestate.clone(),
             tenant_id: context.tenant_id.clone(),
             tags: context.tags.clone(),
             payload,
@@ -246,6 +253,7 @@ impl Envelope {
             (headers::CORRELATION_ID, &self.correlation_id),
             (headers::CAUSATION_ID, &self.causation_id),
             (headers::TRACEPARENT, &self.traceparent),
+            (headers::TRACESTATE, &self.tracestate),
             (headers::TENANT_ID, &self.tenant_id),
         ];
         // CloudEvents forbids empty attribute values: an empty one is left out.

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 mod send;
 mod shards;
@@ -440,10 +441,18 @@ impl Relay {
                     Ok(Vec::new())
                 }
             };
+            let span = crate::trace::relay_batch(self.store.table(), rows.len());
+            if !span.is_disabled() {
+                for row in &rows {
+                    crate::trace::link_row(&span, &row.headers);
+                }
+            }
             let marked = self.mark_sent(std::mem::take(&mut acknowledged));
-            let (sent, next, marked) = tokio::join!(self.send(&rows), next, marked);
+            let (sent, next, marked) =
+                tokio::join!(self.send(&rows).instrument(span.clone()), next, marked);
             marked?;
             let sent = sent?;
+            span.record("eventbus.relay.acknowledged", sent.acknowledged.len());
             rows = next?;
             drained.acknowledged += sent.acknowledged.len();
             acknowledged = sent.acknowledged;

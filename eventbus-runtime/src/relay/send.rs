@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
+use tracing::Instrument as _;
 
 use super::Relay;
 use crate::dlq::{DeadLetter, DeadLettered, ErrorClass, RELAY};
 use crate::outbox::PendingRow;
+use crate::trace;
 
 /// What sending one batch did.
 pub(super) struct Sent {
@@ -34,6 +36,8 @@ impl Relay {
             if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
                 continue; // an earlier row of this key failed: keep the order, retry later
             }
+            let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
+            trace::link_row(&span, &row.headers);
             let mut record = FutureRecord::to(&row.topic)
                 .payload(row.payload.as_slice())
                 .headers(crate::kafka::headers_of_row(&row.headers));
@@ -41,8 +45,9 @@ impl Relay {
                 record = record.key(key);
             }
             match self.producer.send_result(record) {
-                Ok(delivery) => in_flight.push((row, delivery)),
+                Ok(delivery) => in_flight.push((row, delivery, span)),
                 Err((e, _)) => {
+                    trace::failed_kafka(&span, &e);
                     if let Some(key) = row.key.as_deref() {
                         blocked.insert(key);
                     }
@@ -52,12 +57,18 @@ impl Relay {
         }
         let mut sent = Vec::with_capacity(in_flight.len());
         let mut rejected: Vec<(&PendingRow, KafkaError)> = Vec::new();
-        for (row, delivery) in in_flight {
-            match delivery.await {
-                Ok(Ok(_)) => sent.push(row.id),
-                Ok(Err((e, _))) => rejected.push((row, e)),
-                Err(_) => rejected.push((row, KafkaError::Canceled)),
-            }
+        for (row, delivery, span) in in_flight {
+            let error = match delivery.await {
+                Ok(Ok(delivery)) => {
+                    trace::acknowledged(&span, delivery.partition, delivery.offset);
+                    sent.push(row.id);
+                    continue;
+                }
+                Ok(Err((e, _))) => e,
+                Err(_) => KafkaError::Canceled,
+            };
+            trace::failed_kafka(&span, &error);
+            rejected.push((row, error));
         }
         // A broker rejects a whole record batch for one bad record (too large, say): send each
         // rejected row alone, in order, so only the culprit counts an attempt. A key whose row
@@ -143,19 +154,31 @@ impl Relay {
         Ok(())
     }
 
-    /// Sends one row and awaits its acknowledgement.
+    /// Sends one row and awaits its acknowledgement, in a send span of its own.
     async fn send_one(&self, row: &PendingRow) -> Result<(), KafkaError> {
+        let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
+        trace::link_row(&span, &row.headers);
         let mut record = FutureRecord::to(&row.topic)
             .payload(row.payload.as_slice())
             .headers(crate::kafka::headers_of_row(&row.headers));
         if let Some(key) = row.key.as_deref() {
             record = record.key(key);
         }
-        self.producer
+        match self
+            .producer
             .send(record, Duration::from_secs(0))
+            .instrument(span.clone())
             .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        {
+            Ok(delivery) => {
+                trace::acknowledged(&span, delivery.partition, delivery.offset);
+                Ok(())
+            }
+            Err((e, _)) => {
+                trace::failed_kafka(&span, &e);
+                Err(e)
+            }
+        }
     }
 
     /// Dead-letters an event moved to the dead table to the configured topic (with the headers

@@ -27,10 +27,10 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, FirstAttempt, Verdict};
 use crate::config::KafkaConfig;
-use crate::envelope::{Defaults, Envelope, RawAttributes, key_of};
+use crate::envelope::{Attributes, Defaults, Envelope, RawAttributes, key_of};
 use crate::error::{DecodeError, SubscribeError};
 use crate::event::fnv1a;
-use crate::lock;
+use crate::{lock, trace};
 use hash::FastHash;
 use offsets::Offsets;
 use rebalance::RebalanceContext;
@@ -150,6 +150,8 @@ struct Job {
     topic: &'static str,
     partition: i32,
     offset: i64,
+    /// The delivery's process span (`crate::trace`).
+    span: tracing::Span,
 }
 
 /// What the fast path did with a record.
@@ -428,21 +430,37 @@ impl KafkaRun {
             let checked = raw
                 .check()
                 .and_then(|a| key_of(message.key()).map(|key| (a, key)));
-            let (record, first) = match checked {
-                Err(error) => (Err(BadRecord::of(&message, &error)), None),
+            // The delivery's span, from what the record says of itself.
+            let span = |attributes: Option<(&Attributes<'_>, Option<&str>)>| {
+                trace::process(trace::Delivered {
+                    topic,
+                    group: &this.engine.group,
+                    partition: Some((partition, offset)),
+                    id: attributes.map(|(a, _)| a.id),
+                    key: attributes.and_then(|(_, key)| key),
+                    trace: attributes.map_or((None, None), |(a, _)| (a.traceparent, a.tracestate)),
+                })
+            };
+            let (record, first, span) = match checked {
+                Err(error) => (Err(BadRecord::of(&message, &error)), None, span(None)),
                 Ok((attributes, key)) => match this.engine.judge(topic, &attributes) {
                     Verdict::Skip => {
                         this.engine.stats.skipped.add(1);
                         this.offsets.advance(topic, partition, offset);
                         continue;
                     }
-                    Verdict::Reject(error) => (Err(BadRecord::of(&message, &error)), None),
+                    Verdict::Reject(error) => (
+                        Err(BadRecord::of(&message, &error)),
+                        None,
+                        span(Some((&attributes, key))),
+                    ),
                     Verdict::Handle {
                         category,
                         version,
                         only,
                     } => {
-                        let first = match this.inline(only, payload, queue_id) {
+                        let span = span(Some((&attributes, key)));
+                        let first = match span.in_scope(|| this.inline(only, payload, queue_id)) {
                             Inline::Done => {
                                 this.offsets.advance(topic, partition, offset);
                                 continue;
@@ -456,7 +474,7 @@ impl KafkaRun {
                         };
                         let envelope =
                             attributes.into_envelope(topic, key, &defaults, payload.to_vec());
-                        (Ok(envelope), first)
+                        (Ok(envelope), first, span)
                     }
                 },
             };
@@ -465,6 +483,7 @@ impl KafkaRun {
                 topic,
                 partition,
                 offset,
+                span,
             };
             drop(message);
             this.offsets.begin(topic, partition, offset);

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::{Job, KafkaRun, QueueId};
 use crate::consumer::engine::{FirstAttempt, Outcome};
 use crate::dlq::{DeadLetter, DeadLettered, ErrorClass};
 use crate::envelope::Envelope;
-use crate::lock;
+use crate::{lock, trace};
 
 impl KafkaRun {
     /// Works through one queue until it is empty: a key's records one at a time, or, for a
@@ -44,7 +45,12 @@ impl KafkaRun {
     /// One record: handled with its retries, dead-lettered when they run out.
     async fn one(&self, job: Job, first: Option<FirstAttempt>, stop: &watch::Receiver<bool>) {
         let outcome = match &job.record {
-            Ok(envelope) => self.engine.process(envelope, stop, first).await,
+            Ok(envelope) => {
+                self.engine
+                    .process(envelope, stop, first)
+                    .instrument(job.span.clone())
+                    .await
+            }
             Err(bad) => Outcome::Dead {
                 error: bad.error.clone(),
                 handler: "decoder".into(),
@@ -59,7 +65,10 @@ impl KafkaRun {
             class,
         } = outcome
         {
-            Box::pin(self.dead_letter(&job, &error, &handler, attempts, class)).await;
+            trace::dead_lettered(&job.span, attempts, class.as_str());
+            Box::pin(self.dead_letter(&job, &error, &handler, attempts, class))
+                .instrument(job.span.clone())
+                .await;
         }
         self.done(&job);
     }
