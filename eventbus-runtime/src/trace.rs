@@ -5,8 +5,9 @@
 //! `docs/operations.md` ("Traces").
 //!
 //! They are plain `tracing` spans, always there: without a subscriber that wants them, a span
-//! costs a level check, and no attribute is computed (`otel.name` is formatted only for an
-//! enabled span). The relay's span per record is at `DEBUG`, the others at `INFO`.
+//! costs a level check and nothing is formatted (`otel.name` is written only on an enabled span;
+//! the other fields are borrowed values or `Display` wrappers). The relay's span per record is at
+//! `DEBUG`, the others at `INFO`.
 //!
 //! With the feature `opentelemetry` (`otel` below), the W3C trace context travels with the event:
 //! the publish span's goes into `ce_traceparent`/`ce_tracestate` (and so into the outbox row's
@@ -28,7 +29,7 @@ const SYSTEM: &str = "kafka";
 pub(crate) fn publish(operation: &'static str, topic: &str, count: usize) -> Span {
     let span = tracing::info_span!(
         "eventbus.publish",
-        otel.name = format!("{operation} {topic}"),
+        otel.name = Empty,
         otel.kind = "producer",
         otel.status_code = Empty,
         messaging.system = SYSTEM,
@@ -40,10 +41,21 @@ pub(crate) fn publish(operation: &'static str, topic: &str, count: usize) -> Spa
         messaging.batch.message_count = Empty,
         "error.type" = Empty,
     );
+    name(&span, format_args!("{operation} {topic}"));
     if count != 1 {
         span.record("messaging.batch.message_count", count);
     }
     span
+}
+
+/// Names an enabled span for OpenTelemetry (`otel.name`, the conventions' `{operation}
+/// {destination}`). Recorded after the span is made, not in its fields: `tracing` evaluates a
+/// disabled span's fields when it forwards to `log` (no subscriber set, feature `log`), and the
+/// name would be formatted for every record.
+fn name(span: &Span, name: std::fmt::Arguments<'_>) {
+    if !span.is_disabled() {
+        span.record("otel.name", display(name));
+    }
 }
 
 /// Writes the context of `span` (a [`publish`] span) into `envelopes` and records the message's
@@ -104,9 +116,9 @@ pub(crate) fn relay_batch(table: &str, count: usize) -> Span {
 /// acknowledges it ([`acknowledged`]).
 #[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]
 pub(crate) fn relay_send(topic: &str, id: Uuid, key: Option<&str>) -> Span {
-    tracing::debug_span!(
+    let span = tracing::debug_span!(
         "eventbus.relay.send",
-        otel.name = format!("send {topic}"),
+        otel.name = Empty,
         otel.kind = "producer",
         otel.status_code = Empty,
         messaging.system = SYSTEM,
@@ -118,7 +130,9 @@ pub(crate) fn relay_send(topic: &str, id: Uuid, key: Option<&str>) -> Span {
         messaging.destination.partition.id = Empty,
         messaging.kafka.offset = Empty,
         "error.type" = Empty,
-    )
+    );
+    name(&span, format_args!("send {topic}"));
+    span
 }
 
 /// Links `span` (the relay's) to the creation context an outbox row keeps in its headers (feature
@@ -165,7 +179,7 @@ pub(crate) struct Delivered<'a> {
 pub(crate) fn process(delivered: Delivered<'_>) -> Span {
     let span = tracing::info_span!(
         "eventbus.process",
-        otel.name = format!("process {}", delivered.topic),
+        otel.name = Empty,
         otel.kind = "consumer",
         otel.status_code = Empty,
         messaging.system = SYSTEM,
@@ -180,6 +194,7 @@ pub(crate) fn process(delivered: Delivered<'_>) -> Span {
         eventbus.attempts = Empty,
         "error.type" = Empty,
     );
+    name(&span, format_args!("process {}", delivered.topic));
     #[cfg(feature = "opentelemetry")]
     if !span.is_disabled() {
         otel::continue_from(&span, delivered.trace.0, delivered.trace.1);
