@@ -32,7 +32,7 @@ mod support;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use support::env;
+use support::{Cpu, env};
 
 use eventbus::outbox::OutboxStore;
 use eventbus::relay::Relay;
@@ -81,18 +81,23 @@ async fn main() {
     // 1. Drain throughput, beside a raw producer sending the same records.
     prefill(&pool, &table, &topic, events).await;
     let records = load(&pool, &table).await;
+    let before_raw = Cpu::sample();
     let raw = raw_producer(&kafka, &records).await;
+    let before_drain = Cpu::sample();
     let drain = drain(&store, &kafka, &config, relays, events as u64).await;
+    let drained_cpu = Cpu::sample();
     println!(
         "relay bench: {events} events of {} bytes, {relays} relay(s), batch {batch}",
         records[0].2.len()
     );
     println!("  raw rdkafka producer: {:>9.0} events/s", raw);
+    println!("    cpu: {}", before_raw.used_until(&before_drain));
     println!(
         "  relay drain:          {:>9.0} events/s ({:.2} of raw)",
         drain,
         drain / raw
     );
+    println!("    cpu: {}", before_drain.used_until(&drained_cpu));
 
     // 2. Commit-to-ack latency at a steady rate, on a table of its own: the drained one holds the
     // drain's dead rows until autovacuum's next nap (up to a minute), and the relay's index scans

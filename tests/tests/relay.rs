@@ -235,6 +235,74 @@ async fn order_and_loss_with_concurrent_writers_and_three_relays() {
     }
 }
 
+/// A transaction that took its outbox id before the relay read past it, and commits while the
+/// relay's pipelined reads go on beyond that id: its event, and a later event of its key, still
+/// go out in commit order (PostgreSQL; SQLite has one writer, so ids are in commit order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_below_the_relays_read_keeps_its_key_in_order() {
+    for layer in support::layers().await {
+        let Database::Postgres(pool) = layer.store.database() else {
+            continue;
+        };
+        let run = run_id("late");
+        let reader = Reader::at_end(&layer.kafka, Tick::TOPIC).await;
+        let bus = writer_bus(&layer).await;
+        let tick = |key: &str, seq: u64| Tick {
+            key: key.to_owned(),
+            seq,
+            writer: 0,
+        };
+        // The older transaction takes its xid first; the late one then writes its event (a
+        // lower id); the older one writes the filler (higher ids) and commits. While the late
+        // one runs, the relay can read the filler (older xids) but not the late event.
+        let mut older = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *older)
+            .await
+            .unwrap();
+        let late_key = format!("{run}-late");
+        let mut late = pool.begin().await.unwrap();
+        bus.enqueue(&mut late, &tick(&late_key, 1)).await.unwrap();
+        // Fewer filler rows than one drain reads (`MAX_PIPELINED` batches of 10): the reads
+        // reach the later event of the late key in the drain whose first read saw the late
+        // transaction running.
+        let filler = 250u64;
+        let mut seqs: HashMap<String, u64> = HashMap::new();
+        for i in 0..filler {
+            let key = format!("{run}-k{}", i % 40);
+            let seq = seqs.entry(key.clone()).or_default();
+            *seq += 1;
+            bus.enqueue(&mut older, &tick(&key, *seq)).await.unwrap();
+        }
+        older.commit().await.unwrap();
+        // Small batches: a drain reads many batches, each past the one in flight.
+        let handle = relay(
+            &layer.store,
+            &layer.kafka,
+            OutboxConfig {
+                batch_size: 10,
+                ..outbox(&layer)
+            },
+        );
+        let stats = handle.stats();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stats.published() == 0 {
+            assert!(Instant::now() < deadline, "the relay publishes the filler");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The late event commits, then a later event of its key, while the drain goes on.
+        late.commit().await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        bus.enqueue(&mut tx, &tick(&late_key, 2)).await.unwrap();
+        tx.commit().await.unwrap();
+        let expected = filler + 2;
+        let records = read_all(&reader, &run, expected, Duration::from_secs(60));
+        let duplicates = check_ticks(layer.name, &records, &run, expected);
+        assert_eq!(duplicates, 0, "{}: no crash, no duplicate", layer.name);
+        handle.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_crash_loses_nothing() {
     for layer in support::layers().await {

@@ -8,8 +8,6 @@ use super::Dialect;
 
 /// Every statement of one outbox table.
 pub(crate) struct Statements {
-    /// PostgreSQL: the keys held back by an earlier row (backing off, or not yet readable).
-    pub(super) blocked: String,
     pub(super) fetch: String,
     pub(super) delete_sent: String,
     pub(super) mark_sent: String,
@@ -45,23 +43,43 @@ impl Statements {
         // The class of a dead row lives in its headers (no column: tables need no migration); a
         // replay back into the outbox takes it out again.
         let class = crate::dlq::CLASS;
+        // The xmin of the statement's snapshot: the oldest transaction still running.
+        let xmin = "pg_snapshot_xmin(pg_current_snapshot())";
         match dialect {
             Dialect::Postgres => Statements {
                 // Commit order (ARCHITECTURE.md): only rows of transactions older than every
                 // running one (xid below the snapshot's xmin), in id order. A key whose earlier row
-                // is backing off or not yet readable (`blocked`, read in the same snapshot) holds
-                // its later rows back; other keys flow. Two cheap statements beat one anti-join.
-                blocked: format!(
-                    "SELECT partition_key, min(id) FROM {t} \
-                     WHERE sent_at IS NULL AND shard = ANY($1) AND partition_key IS NOT NULL \
-                       AND (next_attempt_at > now() OR xid >= pg_snapshot_xmin(pg_current_snapshot())) \
-                     GROUP BY partition_key"
-                ),
+                // is backing off or not yet readable holds its later rows back; other keys flow.
+                // One statement (one snapshot, one round trip) returns three kinds of rows:
+                // 0, the rows to publish; 1, each held-back key with its first held row; 2, the
+                // snapshot's xmin.
+                //
+                // A relay reads the next batch while the current one is in flight, past the
+                // highest id it read so far ($3, 0 for a first read). A row at or below $3 that
+                // no earlier read of the drain returned is another shard's, a held key's (the
+                // relay keeps those, see `relay::Resume`), or was written by a transaction still
+                // running at that read: its xid is at or above the first read's xmin ($4), and
+                // its key is held back here too, so the row waits for the next first read and
+                // no later row of its key overtakes it. Both xid conditions use the xid index
+                // (their expressions are written out, not taken from a CTE, so the planner
+                // estimates them as the few rows they are and plans no parallel scan).
                 fetch: format!(
-                    "SELECT id, event_id, topic, partition_key, headers::text, payload, attempts FROM {t} \
-                     WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
-                       AND xid < pg_snapshot_xmin(pg_current_snapshot()) AND NOT (id = ANY($3)) \
-                     ORDER BY id LIMIT $2"
+                    "WITH held AS ( \
+                       SELECT partition_key, min(id) AS first FROM {t} \
+                       WHERE sent_at IS NULL AND shard = ANY($1) AND partition_key IS NOT NULL \
+                         AND (next_attempt_at > now() \
+                              OR (xid >= least({xmin}, coalesce($4::text::xid8, {xmin})) \
+                                  AND (xid >= {xmin} OR id <= $3))) \
+                       GROUP BY partition_key), \
+                     ready AS ( \
+                       SELECT id, event_id, topic, partition_key, headers::text AS headers, payload, attempts \
+                       FROM {t} \
+                       WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
+                         AND xid < {xmin} AND id > $3 \
+                       ORDER BY id LIMIT $2) \
+                     SELECT 0 AS kind, id, event_id, topic, partition_key, headers, payload, attempts FROM ready \
+                     UNION ALL SELECT 1, first, NULL, NULL, partition_key, NULL, NULL, NULL FROM held \
+                     UNION ALL SELECT 2, {xmin}::text::bigint, NULL, NULL, NULL, NULL, NULL, NULL"
                 ),
                 delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
                 mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),
@@ -120,7 +138,6 @@ impl Statements {
                 insert: insert_any(dialect, t),
             },
             Dialect::Sqlite => Statements {
-                blocked: String::new(),
                 // SQLite has one writer at a time: ids are in commit order.
                 fetch: format!(
                     "SELECT o.id, o.event_id, o.topic, o.partition_key, o.headers, o.payload, o.attempts \
