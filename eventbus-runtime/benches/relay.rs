@@ -18,8 +18,8 @@
 //! drained one, with the drain's dead rows not yet vacuumed), and splits each event's time at the
 //! record's CreateTime: the relay's share (commit to producer) and Kafka's (producer to consumer).
 //!
-//! Settings: `EVENTBUS_BENCH_EVENTS` (default 200000), `EVENTBUS_BENCH_RELAYS` (default 2),
-//! `EVENTBUS_BENCH_BATCH` (default 2000), `EVENTBUS_BENCH_RATE` (default 1000),
+//! Settings: `EVENTBUS_BENCH_EVENTS` (default 200000), `EVENTBUS_BENCH_RELAYS` (default 1),
+//! `EVENTBUS_BENCH_BATCH` (default 5000), `EVENTBUS_BENCH_RATE` (default 1000),
 //! `EVENTBUS_BENCH_KAFKA_PROPS` (librdkafka producer properties for both producers, `k=v,k=v`),
 //! `EVENTBUS_BENCH_SECONDS` (default 10). The last line, `RESULT drain_eps=… raw_eps=… p50_ms=…
 //! p95_ms=… p99_ms=… max_ms=… events=… latency_events=…`, repeats the figures for scripts
@@ -47,8 +47,8 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 async fn main() {
     let (url, brokers) = support::services("relay");
     let events: i64 = env("EVENTBUS_BENCH_EVENTS", 200_000);
-    let relays: usize = env("EVENTBUS_BENCH_RELAYS", 2);
-    let batch: usize = env("EVENTBUS_BENCH_BATCH", 2000);
+    let relays: usize = env("EVENTBUS_BENCH_RELAYS", 1);
+    let batch: usize = env("EVENTBUS_BENCH_BATCH", 5000);
     let rate: u64 = env("EVENTBUS_BENCH_RATE", 1000);
     let seconds: u64 = env("EVENTBUS_BENCH_SECONDS", 10);
     // Producer settings to try, on the raw producer and the relays alike:

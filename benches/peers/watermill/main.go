@@ -68,12 +68,13 @@ func main() {
 		brokers: os.Getenv("EVENTBUS_TEST_KAFKA_BROKERS"),
 	}
 	flag.IntVar(&s.events, "events", envInt("EVENTBUS_BENCH_EVENTS", 200_000), "events in the drain run")
-	flag.IntVar(&s.batch, "batch", envInt("EVENTBUS_BENCH_BATCH", 2000), "watermill-sql SubscribeBatchSize (rows per SELECT)")
+	flag.IntVar(&s.batch, "batch", envInt("EVENTBUS_BENCH_BATCH", 5000), "watermill-sql SubscribeBatchSize (rows per SELECT)")
 	flag.IntVar(&s.rate, "rate", envInt("EVENTBUS_BENCH_RATE", 1000), "events/s in the latency run")
 	flag.IntVar(&s.seconds, "seconds", envInt("EVENTBUS_BENCH_SECONDS", 10), "length of the latency run in seconds")
 	flag.DurationVar(&s.poll, "poll", 10*time.Millisecond, "watermill-sql PollInterval (wait after an empty SELECT)")
 	flag.IntVar(&s.partitions, "partitions", 8, "partitions of the Kafka topic")
 	flag.IntVar(&s.insertPerTx, "prefill-tx", 1000, "events per transaction when prefilling the outbox")
+	raw := flag.Bool("raw", false, "instead: send the drain's records with a bare franz-go producer (no database), a ceiling")
 	flag.Parse()
 	if s.url == "" || s.brokers == "" {
 		fmt.Fprintln(os.Stderr, `watermill bench: set EVENTBUS_TEST_DATABASE_URL and EVENTBUS_TEST_KAFKA_BROKERS (eval "$(scripts/services start)")`)
@@ -83,6 +84,14 @@ func main() {
 	s.forwarderTopic = "peers_" + run // tables watermill_peers_<run>, watermill_offsets_peers_<run>
 	s.kafkaTopic = "eventbus.peers.watermill." + run
 	s.consumerGroup = "forwarder"
+	if *raw {
+		s.kafkaTopic = "eventbus.peers.franz." + run
+		if err := rawProducer(context.Background(), s); err != nil {
+			fmt.Fprintln(os.Stderr, "franz-go raw producer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := bench(context.Background(), s); err != nil {
 		fmt.Fprintln(os.Stderr, "watermill bench:", err)
 		os.Exit(1)
