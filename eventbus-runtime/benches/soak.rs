@@ -18,8 +18,8 @@
 //! (`OutboxConfig::compact_above_bytes`).
 //!
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 10000000), `EVENTBUS_BENCH_WRITERS` (default 2),
-//! `EVENTBUS_BENCH_TX_ROWS` (default 1000), `EVENTBUS_BENCH_RELAYS` (default 2),
-//! `EVENTBUS_BENCH_BATCH` (default 2000), `EVENTBUS_BENCH_RATE` (writers' total events/s, default
+//! `EVENTBUS_BENCH_TX_ROWS` (default 1000), `EVENTBUS_BENCH_RELAYS` (default 1),
+//! `EVENTBUS_BENCH_BATCH` (default 5000), `EVENTBUS_BENCH_RATE` (writers' total events/s, default
 //! 0: as fast as they can).
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -46,8 +46,8 @@ async fn main() {
     let events: u64 = env("EVENTBUS_BENCH_EVENTS", 10 * MILLION);
     let writers: u64 = env("EVENTBUS_BENCH_WRITERS", 2);
     let tx_rows: u64 = env("EVENTBUS_BENCH_TX_ROWS", 1000);
-    let relays: usize = env("EVENTBUS_BENCH_RELAYS", 2);
-    let batch: usize = env("EVENTBUS_BENCH_BATCH", 2000);
+    let relays: usize = env("EVENTBUS_BENCH_RELAYS", 1);
+    let batch: usize = env("EVENTBUS_BENCH_BATCH", 5000);
     let rate: u64 = env("EVENTBUS_BENCH_RATE", 0);
     let kafka = KafkaConfig::new(&brokers);
     let run = uuid::Uuid::now_v7().simple().to_string();

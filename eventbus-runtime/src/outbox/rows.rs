@@ -23,26 +23,6 @@ pub(crate) struct PendingRow {
     pub(crate) attempts: i32,
 }
 
-/// Where a drain's next read of the outbox resumes: the relay reads the next batch while the
-/// current one is in flight, so a read must leave out the rows of the reads before it.
-///
-/// PostgreSQL reads past the highest id read so far, with the keys held back in this drain left
-/// out (see the fetch statement in `statements.rs`): no index scan steps over the rows in flight,
-/// acknowledged but not yet deleted, or deleted but not yet vacuumed. SQLite (one writer, ids in
-/// commit order) leaves out the ids in flight.
-#[derive(Debug, Default)]
-pub(crate) struct Resume {
-    /// PostgreSQL: the highest id read in this drain (0 before its first read).
-    pub(crate) after: i64,
-    /// PostgreSQL: the xmin of the first read's snapshot.
-    pub(crate) xmin: Option<i64>,
-    /// PostgreSQL: keys held back in this drain (an earlier row backing off, not yet readable,
-    /// or failed in a batch): none of their rows goes out before the next drain.
-    pub(crate) held: std::collections::HashSet<String>,
-    /// SQLite: the ids read and not yet marked sent.
-    pub(crate) in_flight: Vec<i64>,
-}
-
 /// The CloudEvents headers of a row: the JSON object of strings the outbox stores, kept as its
 /// text and read when the record is built, borrowing each name and value that has no escape (no
 /// map, no allocation per header on the relay's path).
@@ -152,13 +132,13 @@ impl<'de> Visitor<'de> for TextVisitor {
 }
 
 impl OutboxStore {
-    /// Up to `limit` rows ready to publish from `shards`, in commit order, after the rows
-    /// `resume` says this drain read already (see [`Resume`]); updates `resume`.
+    /// Up to `limit` rows ready to publish from `shards`, in commit order, without the rows
+    /// `in_flight` (read already, not yet deleted).
     pub(crate) async fn fetch(
         &self,
         shards: &[i32],
         limit: usize,
-        resume: &mut Resume,
+        in_flight: &[i64],
     ) -> Result<Vec<PendingRow>, sqlx::Error> {
         fn row<R: Row>(r: &R, from: usize) -> Result<PendingRow, sqlx::Error>
         where
@@ -187,38 +167,26 @@ impl OutboxStore {
                 let fetched = sqlx::query(sql(&self.sql.fetch))
                     .bind(shards)
                     .bind(limit)
-                    .bind(resume.after)
-                    .bind(resume.xmin)
+                    .bind(in_flight)
                     .fetch_all(pool)
                     .await?;
                 let mut rows = Vec::with_capacity(fetched.len());
                 let mut held: std::collections::HashMap<String, i64> =
                     std::collections::HashMap::new();
                 for r in &fetched {
-                    match r.try_get::<i32, _>(0)? {
-                        0 => rows.push(row(r, 1)?),
-                        1 => {
-                            held.insert(r.try_get(4)?, r.try_get(1)?);
-                        }
-                        _ => {
-                            resume.xmin.get_or_insert(r.try_get(1)?);
-                        }
+                    if r.try_get::<i32, _>(0)? == 0 {
+                        rows.push(row(r, 1)?);
+                    } else {
+                        held.insert(r.try_get(4)?, r.try_get(1)?);
                     }
                 }
-                if let Some(last) = rows.last() {
-                    resume.after = resume.after.max(last.id);
-                }
-                if !held.is_empty() || !resume.held.is_empty() {
+                if !held.is_empty() {
                     rows.retain(|r| {
-                        let Some(key) = r.key.as_ref() else {
-                            return true;
-                        };
-                        !resume.held.contains(key)
-                            && held.get(key).is_none_or(|first| r.id < *first)
+                        r.key
+                            .as_ref()
+                            .and_then(|k| held.get(k))
+                            .is_none_or(|first| r.id < *first)
                     });
-                    // Held now, held for the rest of the drain: their rows at or below
-                    // `after` are not read again until the next drain's first read.
-                    resume.held.extend(held.into_keys());
                 }
                 rows
             }
@@ -226,7 +194,7 @@ impl OutboxStore {
             Db::Sqlite(pool) => sqlx::query(sql(&self.sql.fetch))
                 .bind(now_ms())
                 .bind(limit)
-                .bind(serde_json::to_string(&resume.in_flight).unwrap_or_else(|_| "[]".into()))
+                .bind(serde_json::to_string(in_flight).unwrap_or_else(|_| "[]".into()))
                 .fetch_all(pool)
                 .await?
                 .iter()

@@ -31,7 +31,7 @@ use crate::config::{KafkaConfig, OutboxConfig};
 use crate::dlq::{DeadLetterHook, DeadLettered, ErrorClass};
 use crate::error::{ConfigError, RelayError, StartError};
 use crate::metrics::{ByClass, Counted};
-use crate::outbox::{Db, OutboxStore, Resume};
+use crate::outbox::{Db, OutboxStore};
 use shards::Ownership;
 pub use watch::{CLOSE_BUDGET, SHUTDOWN_GRACE};
 use watch::{Dependency, SharedDependency, Stop};
@@ -415,8 +415,7 @@ impl Relay {
             return Ok(drained);
         }
         let batch = self.config.batch_size;
-        let mut resume = Resume::default();
-        let mut rows = self.store.fetch(shards, batch, &mut resume).await?;
+        let mut rows = self.store.fetch(shards, batch, &[]).await?;
         // The rows of the previous batch Kafka acknowledged: deleted (or marked) while this
         // batch goes out, off the path from one batch to the next.
         let mut acknowledged: Vec<i64> = Vec::new();
@@ -428,29 +427,22 @@ impl Relay {
             // The next batch is read while Kafka acknowledges this one, full or not: at a low
             // rate, an event committed now goes out right after this batch instead of waiting
             // for its acknowledgements and a new read (the relay's share of commit-to-ack). It
-            // resumes after the rows read so far (`Resume`): none in flight or not yet marked
-            // sent comes back.
-            let read_next = round < MAX_PIPELINED;
-            resume.in_flight.clear();
-            resume.in_flight.extend(
-                rows.iter()
+            // leaves out the rows in flight and those not yet marked sent. On a task of its own,
+            // so decoding the rows runs beside building the records.
+            let next = (round < MAX_PIPELINED).then(|| {
+                let in_flight: Vec<i64> = rows
+                    .iter()
                     .map(|r| r.id)
-                    .chain(acknowledged.iter().copied()),
-            );
-            // On a task of its own, so decoding the rows runs beside building the records.
-            let next = read_next.then(|| {
+                    .chain(acknowledged.iter().copied())
+                    .collect();
                 let store = self.store.clone();
                 let shards = shards.to_vec();
-                let mut resume = std::mem::take(&mut resume);
-                tokio::spawn(async move {
-                    let rows = store.fetch(&shards, batch, &mut resume).await;
-                    (rows, Some(resume))
-                })
+                tokio::spawn(async move { store.fetch(&shards, batch, &in_flight).await })
             });
             let next = async {
                 match next {
-                    Some(task) => task.await.map_err(|_| sqlx::Error::WorkerCrashed),
-                    None => Ok((Ok(Vec::new()), None)),
+                    Some(task) => task.await.map_err(|_| sqlx::Error::WorkerCrashed)?,
+                    None => Ok(Vec::new()),
                 }
             };
             let span = crate::trace::relay_batch(self.store.table(), rows.len());
@@ -462,10 +454,6 @@ impl Relay {
             let marked = self.mark_sent(std::mem::take(&mut acknowledged));
             let (sent, next, marked) =
                 tokio::join!(self.send(&rows).instrument(span.clone()), next, marked);
-            let (next, resumed) = next?;
-            if let Some(resumed) = resumed {
-                resume = resumed;
-            }
             marked?;
             let sent = sent?;
             span.record("eventbus.relay.acknowledged", sent.acknowledged.len());
@@ -475,12 +463,8 @@ impl Relay {
             if sent.outage.is_some() {
                 drained.outage = sent.outage;
             }
-            // A key that failed in this batch holds back its rows of the next one, and of the
-            // rest of this drain.
-            if !sent.failed_keys.is_empty() {
-                rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
-                resume.held.extend(sent.failed_keys);
-            }
+            // A key that failed in this batch holds back its rows of the next one.
+            rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
         }
         self.mark_sent(acknowledged).await?;
         Ok(drained)
