@@ -167,6 +167,37 @@ impl OutboxStore {
         })
     }
 
+    /// The same outbox, read through connections of its own on which PostgreSQL plans the
+    /// relay's read the one way that stays fast whatever the table's statistics say: the pending
+    /// index in id order, stopping at the batch size (sequential scans, bitmap scans and sorts
+    /// are off for these sessions; the statement in `statements.rs` says why). Two connections,
+    /// made when first used, from the store's own connection settings. SQLite: the same store.
+    pub(crate) fn relay_reader(&self) -> OutboxStore {
+        let db = match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                let options = (*pool.connect_options()).clone().options([
+                    ("enable_seqscan", "off"),
+                    ("enable_bitmapscan", "off"),
+                    ("enable_sort", "off"),
+                ]);
+                Db::Postgres(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(2)
+                        .acquire_timeout(std::time::Duration::from_secs(10))
+                        .connect_lazy_with(options),
+                )
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => Db::Sqlite(pool.clone()),
+        };
+        OutboxStore {
+            db,
+            table: Arc::clone(&self.table),
+            sql: Arc::clone(&self.sql),
+        }
+    }
+
     /// The outbox in `pool`'s SQLite database.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(pool: sqlx::SqlitePool, table: &str) -> Result<Self, ConfigError> {

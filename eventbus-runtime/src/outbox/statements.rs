@@ -58,12 +58,25 @@ impl Statements {
                 // `NOT (id = ANY($3))` would compare each row with every id once PostgreSQL
                 // switches the prepared statement to its generic plan (10x slower at 4,000 ids).
                 // The xid conditions are written out, not taken from a CTE, so the planner
-                // estimates them as the few rows they are and plans no parallel scan.
+                // estimates them as the few rows they are.
+                //
+                // A queue's statistics are stale more often than not (a table truncated or new
+                // says it is empty while a burst fills it), and with them PostgreSQL chose a scan
+                // of the backoff index and a sort for `ready` (estimated 1 row, found 926,000):
+                // 4-7 s a read in a soak, against 25 ms. So the relay reads on sessions with
+                // sequential scans, bitmap scans and sorts off (`OutboxStore::relay_reader`): the
+                // one plan left for `ready` is the pending index in id order, stopping at the
+                // limit, and `held` is two index scans (backoff, xid), hence the UNION ALL.
                 fetch: format!(
                     "WITH held AS ( \
-                       SELECT partition_key, min(id) AS first FROM {t} \
-                       WHERE sent_at IS NULL AND shard = ANY($1) AND partition_key IS NOT NULL \
-                         AND (next_attempt_at > now() OR xid >= {xmin}) \
+                       SELECT partition_key, min(id) AS first FROM ( \
+                         SELECT partition_key, id FROM {t} \
+                         WHERE sent_at IS NULL AND next_attempt_at > now() \
+                           AND shard = ANY($1) AND partition_key IS NOT NULL \
+                         UNION ALL \
+                         SELECT partition_key, id FROM {t} \
+                         WHERE sent_at IS NULL AND xid >= {xmin} \
+                           AND shard = ANY($1) AND partition_key IS NOT NULL) h \
                        GROUP BY partition_key), \
                      ready AS ( \
                        SELECT id, event_id, topic, partition_key, headers::text AS headers, payload, attempts \

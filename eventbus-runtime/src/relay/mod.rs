@@ -98,6 +98,9 @@ impl RelayStats {
 /// The relay of one outbox.
 pub struct Relay {
     store: OutboxStore,
+    /// The store on the relay's read sessions ([`OutboxStore::relay_reader`]), made at the
+    /// first read (its pool needs the runtime).
+    reader: std::sync::OnceLock<OutboxStore>,
     producer: FutureProducer,
     /// The bootstrap servers, for messages.
     servers: String,
@@ -180,6 +183,7 @@ impl Relay {
             stats: Arc::new(RelayStats::new(store.table())),
             on_dead_letter: None,
             service: None,
+            reader: std::sync::OnceLock::new(),
             store,
         })
     }
@@ -415,7 +419,8 @@ impl Relay {
             return Ok(drained);
         }
         let batch = self.config.batch_size;
-        let mut rows = self.store.fetch(shards, batch, &[]).await?;
+        let reader = self.reader.get_or_init(|| self.store.relay_reader());
+        let mut rows = reader.fetch(shards, batch, &[]).await?;
         // The rows of the previous batch Kafka acknowledged: deleted (or marked) while this
         // batch goes out, off the path from one batch to the next.
         let mut acknowledged: Vec<i64> = Vec::new();
@@ -435,9 +440,9 @@ impl Relay {
                     .map(|r| r.id)
                     .chain(acknowledged.iter().copied())
                     .collect();
-                let store = self.store.clone();
+                let reader = reader.clone();
                 let shards = shards.to_vec();
-                tokio::spawn(async move { store.fetch(&shards, batch, &in_flight).await })
+                tokio::spawn(async move { reader.fetch(&shards, batch, &in_flight).await })
             });
             let next = async {
                 match next {
