@@ -84,8 +84,7 @@ async fn main() {
     let before_raw = Cpu::sample();
     let raw = raw_producer(&kafka, &records).await;
     let before_drain = Cpu::sample();
-    let drain = drain(&store, &kafka, &config, relays, events as u64).await;
-    let drained_cpu = Cpu::sample();
+    let (drain, drained_cpu) = drain(&store, &kafka, &config, relays, events as u64).await;
     println!(
         "relay bench: {events} events of {} bytes, {relays} relay(s), batch {batch}",
         records[0].2.len()
@@ -272,14 +271,15 @@ async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> f64 {
     records.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Starts `relays` relays on a full outbox and times them to empty it; events/s.
+/// Starts `relays` relays on a full outbox and times them to empty it; events/s, and the CPU
+/// used so far, sampled before the relays stop (their read sessions end with them).
 async fn drain(
     store: &OutboxStore,
     kafka: &KafkaConfig,
     config: &OutboxConfig,
     relays: usize,
     events: u64,
-) -> f64 {
+) -> (f64, Cpu) {
     let started = Instant::now();
     let handles: Vec<_> = (0..relays)
         .map(|_| {
@@ -296,10 +296,11 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = Cpu::sample();
     for h in handles {
         h.shutdown().await.unwrap();
     }
-    events as f64 / elapsed.as_secs_f64()
+    (events as f64 / elapsed.as_secs_f64(), cpu)
 }
 
 /// One event per transaction at `rate`/s; returns sorted commit-to-consume latencies in ms.
