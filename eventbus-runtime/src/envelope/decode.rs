@@ -103,24 +103,32 @@ impl<'a> RawAttributes<'a> {
         raw
     }
 
+    /// The field of attribute `name`: dispatched on the name's length and fifth byte (one
+    /// attribute each), then the whole name compared.
+    #[inline]
     fn slot(&mut self, name: &str) -> Option<&mut Option<&'a [u8]>> {
         use super::headers as h;
-        Some(match name {
-            h::SPEC_VERSION => &mut self.spec_version,
-            h::ID => &mut self.id,
-            h::SOURCE => &mut self.source,
-            h::TYPE => &mut self.event_type,
-            h::TIME => &mut self.time,
-            h::SUBJECT => &mut self.subject,
-            h::CONTENT_TYPE => &mut self.content_type,
-            h::CATEGORY => &mut self.category,
-            h::SCHEMA_VERSION => &mut self.schema_version,
-            h::CORRELATION_ID => &mut self.correlation_id,
-            h::CAUSATION_ID => &mut self.causation_id,
-            h::TRACEPARENT => &mut self.traceparent,
-            h::TRACESTATE => &mut self.tracestate,
-            h::TENANT_ID => &mut self.tenant_id,
-            h::TAGS => &mut self.tags,
+        let b = name.as_bytes();
+        if b.len() < 5 {
+            return None;
+        }
+        // Each name compared as a constant: no call to `memcmp`.
+        Some(match (b.len(), b[4]) {
+            (5, b'd') if name == h::ID => &mut self.id,
+            (7, b'y') if name == h::TYPE => &mut self.event_type,
+            (7, b'i') if name == h::TIME => &mut self.time,
+            (7, b'a') if name == h::TAGS => &mut self.tags,
+            (9, b'o') if name == h::SOURCE => &mut self.source,
+            (10, b'u') if name == h::SUBJECT => &mut self.subject,
+            (11, b'a') if name == h::CATEGORY => &mut self.category,
+            (11, b'e') if name == h::TENANT_ID => &mut self.tenant_id,
+            (12, b'e') if name == h::CONTENT_TYPE => &mut self.content_type,
+            (13, b'r') if name == h::TRACESTATE => &mut self.tracestate,
+            (14, b'p') if name == h::SPEC_VERSION => &mut self.spec_version,
+            (14, b'a') if name == h::CAUSATION_ID => &mut self.causation_id,
+            (14, b'r') if name == h::TRACEPARENT => &mut self.traceparent,
+            (16, b'c') if name == h::SCHEMA_VERSION => &mut self.schema_version,
+            (16, b'o') if name == h::CORRELATION_ID => &mut self.correlation_id,
             _ => return None,
         })
     }
@@ -134,6 +142,7 @@ impl<'a> RawAttributes<'a> {
     }
 
     fn checked(&self) -> Result<Attributes<'a>, Problem> {
+        #[inline]
         fn text<'v>(
             header: &'static str,
             value: Option<&'v [u8]>,
@@ -153,35 +162,57 @@ impl<'a> RawAttributes<'a> {
             }
         }
         // Optional text attributes: an empty one (which CloudEvents forbids) reads as absent.
+        #[inline]
         fn optional<'v>(
             header: &'static str,
             value: Option<&'v [u8]>,
         ) -> Result<Option<&'v str>, Problem> {
             text(header, value).map(|v| v.filter(|v| !v.is_empty()))
         }
-        if required(headers::SPEC_VERSION, self.spec_version)? != CLOUDEVENTS_VERSION {
+        // Each typed attribute first tries the form eventbus writes, from the raw bytes (what it
+        // accepts is ASCII, so UTF-8, and reads the same as below); anything else goes through the
+        // general check, which gives the same value or names the problem. The order of the checks,
+        // so the problem reported first, is unchanged.
+        if self.spec_version != Some(CLOUDEVENTS_VERSION.as_bytes())
+            && required(headers::SPEC_VERSION, self.spec_version)? != CLOUDEVENTS_VERSION
+        {
             return Err(Problem(headers::SPEC_VERSION, Why::Unsupported));
         }
-        let id = Uuid::try_parse(required(headers::ID, self.id)?)
-            .map_err(|_| Problem(headers::ID, Why::Malformed))?;
+        // `Uuid::try_parse` is `try_parse_ascii` of the text's bytes.
+        let id = match self.id.map(Uuid::try_parse_ascii) {
+            Some(Ok(id)) => id,
+            _ => Uuid::try_parse(required(headers::ID, self.id)?)
+                .map_err(|_| Problem(headers::ID, Why::Malformed))?,
+        };
         let source = required(headers::SOURCE, self.source)?;
         let event_type = required(headers::TYPE, self.event_type)?;
-        let time = match text(headers::TIME, self.time)? {
-            None => None,
-            Some(t) => Some(
-                OffsetDateTime::parse(t, &Rfc3339)
-                    .map_err(|_| Problem(headers::TIME, Why::Malformed))?,
-            ),
+        let time = match self.time.and_then(utc_time) {
+            Some(t) => Some(t),
+            None => match text(headers::TIME, self.time)? {
+                None => None,
+                Some(t) => Some(
+                    OffsetDateTime::parse(t, &Rfc3339)
+                        .map_err(|_| Problem(headers::TIME, Why::Malformed))?,
+                ),
+            },
         };
-        let category = match text(headers::CATEGORY, self.category)? {
-            None => None,
-            Some(c) => Some(Category::parse(c).ok_or(Problem(headers::CATEGORY, Why::Malformed))?),
+        let category = match self.category.and_then(category_of) {
+            Some(c) => Some(c),
+            None => match text(headers::CATEGORY, self.category)? {
+                None => None,
+                Some(c) => {
+                    Some(Category::parse(c).ok_or(Problem(headers::CATEGORY, Why::Malformed))?)
+                }
+            },
         };
-        let version = match text(headers::SCHEMA_VERSION, self.schema_version)? {
-            None => None,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => return Err(Problem(headers::SCHEMA_VERSION, Why::Malformed)),
+        let version = match self.schema_version.and_then(small_number) {
+            Some(n) => Some(n),
+            None => match text(headers::SCHEMA_VERSION, self.schema_version)? {
+                None => None,
+                Some(v) => match v.parse::<u32>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => return Err(Problem(headers::SCHEMA_VERSION, Why::Malformed)),
+                },
             },
         };
         Ok(Attributes {
@@ -280,6 +311,57 @@ enum Why {
     Malformed,
 }
 
+/// A time in the form eventbus writes (`2026-12-04T10:40:00.123456789Z`: UTC, no leap second,
+/// up to nine fractional digits), from the bytes: what the RFC 3339 parser reads it as. Anything
+/// else (another offset or separator, a leap second, a date or time out of range): `None`, for the
+/// general parser, which gives the value or the error.
+fn utc_time(v: &[u8]) -> Option<OffsetDateTime> {
+    let digits = |from: usize, to: usize| -> Option<u32> {
+        v.get(from..to)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if v.len() < 20 || v.last() != Some(&b'Z') || shape.iter().any(|&(i, c)| v[i] != c) {
+        return None;
+    }
+    let nanosecond = match v.len() {
+        20 => 0,
+        // A point and one to nine digits before the `Z`.
+        22..=30 if v[19] == b'.' => digits(20, v.len() - 1)? * 10u32.pow(30 - v.len() as u32),
+        _ => return None,
+    };
+    let small = |from| digits(from, from + 2).and_then(|n| u8::try_from(n).ok());
+    let second = small(17).filter(|s| *s < 60)?;
+    let month = time::Month::try_from(small(5)?).ok()?;
+    let date = time::Date::from_calendar_date(digits(0, 4)? as i32, month, small(8)?).ok()?;
+    let time = time::Time::from_hms_nano(small(11)?, small(14)?, second, nanosecond).ok()?;
+    Some(OffsetDateTime::new_utc(date, time))
+}
+
+/// The category whose name is exactly `value` (what `Category::parse` accepts), from the bytes.
+fn category_of(value: &[u8]) -> Option<Category> {
+    Category::ALL
+        .into_iter()
+        .find(|c| c.as_str().as_bytes() == value)
+}
+
+/// A schema version of one to nine ASCII digits, not 0, from the bytes: what `str::parse::<u32>`
+/// reads as the same number. Anything else (a sign, more digits, 0): `None`, for the general check.
+fn small_number(value: &[u8]) -> Option<u32> {
+    if value.is_empty() || value.len() > 9 {
+        return None;
+    }
+    let mut n = 0u32;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    (n > 0).then_some(n)
+}
+
 /// A record's tags: as the `ce_tags` header carries them (comma-separated), or as a list.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Tags<'a> {
@@ -332,6 +414,9 @@ impl Attributes<'_> {
     /// `application/json`, or a `+json` type, parameters aside.
     pub(crate) fn is_json(&self) -> bool {
         self.content_type.is_none_or(|t| {
+            if t == JSON {
+                return true;
+            }
             let essence = t.split(';').next().unwrap_or_default().trim();
             essence.eq_ignore_ascii_case(JSON)
                 || essence
@@ -530,6 +615,38 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_readings_take_the_written_forms_only() {
+        for c in Category::ALL {
+            assert_eq!(category_of(c.as_str().as_bytes()), Some(c));
+        }
+        assert_eq!(category_of(b"Domain"), None);
+        assert_eq!(small_number(b"1"), Some(1));
+        assert_eq!(small_number(b"007"), Some(7));
+        for other in [&b""[..], b"0", b"+1", b"1234567890", b"1 "] {
+            assert_eq!(small_number(other), None, "{other:?}");
+        }
+        let at = |t: &str| utc_time(t.as_bytes());
+        assert_eq!(
+            at("2026-12-04T10:40:00.123456789Z"),
+            Some(OffsetDateTime::from_unix_timestamp_nanos(1_796_380_800_123_456_789).unwrap())
+        );
+        assert_eq!(
+            at("2026-12-04T10:40:00.5Z").map(OffsetDateTime::nanosecond),
+            Some(500_000_000)
+        );
+        // Left to the general parser: another offset, a leap second, a bad date, ten digits.
+        for t in [
+            "2026-12-04T10:40:00+01:00",
+            "2026-12-31T23:59:60Z",
+            "2026-02-30T10:40:00Z",
+            "2026-12-04T10:40:00.1234567890Z",
+            "2026-12-04 10:40:00Z",
+        ] {
+            assert_eq!(at(t), None, "{t}");
+        }
+    }
+
+    #[test]
     fn json_is_the_default_and_any_json_type() {
         let with = |t: Option<&'static [u8]>| {
             let mut pairs = required();
@@ -630,6 +747,30 @@ mod tests {
                     .chain(others)
                     .collect()
             })
+        }
+
+        proptest! {
+            /// The byte-level readings of the check take only what the general ones read the same.
+            #[test]
+            fn the_fast_readings_agree_with_the_general_ones(
+                t in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,11})?([Zz]|[+-][0-9]{2}:[0-9]{2})?",
+                n in "[+-]?[0-9]{0,11}",
+                nanos in -62_000_000_000i64..253_000_000_000i64,
+                fraction in 0u32..1_000_000_000,
+            ) {
+                if let Some(fast) = utc_time(t.as_bytes()) {
+                    prop_assert_eq!(OffsetDateTime::parse(&t, &Rfc3339).ok(), Some(fast), "{}", t);
+                }
+                if let Some(fast) = small_number(n.as_bytes()) {
+                    prop_assert_eq!(n.parse::<u32>().ok(), Some(fast), "{}", n);
+                    prop_assert!(fast > 0);
+                }
+                // Every time an envelope writes takes the fast reading.
+                let time = OffsetDateTime::from_unix_timestamp(nanos).unwrap()
+                    .replace_nanosecond(fraction).unwrap();
+                let written = time.format(&Rfc3339).unwrap();
+                prop_assert_eq!(utc_time(written.as_bytes()), Some(time), "{}", written);
+            }
         }
 
         proptest! {

@@ -332,6 +332,25 @@ impl KafkaRun {
             this.engine.group.clone(),
         ));
         let mut received = 0u32;
+        // The offsets of the partition of the last record handled at once: records come in runs
+        // of one partition, each moves it with two atomic operations (no lock, no lookup).
+        let mut last: Option<(u32, i32, Arc<offsets::PartitionOffsets>)> = None;
+        let mut advance = |topic_index: usize, partition: i32, offset: i64| {
+            let topic_index = topic_index as u32;
+            match &last {
+                Some((t, p, handle))
+                    if *t == topic_index && *p == partition && handle.current() =>
+                {
+                    handle.advance(offset);
+                }
+                _ => {
+                    let topic = this.topics[topic_index as usize];
+                    let handle = this.offsets.partition(topic, partition);
+                    handle.advance(offset);
+                    last = Some((topic_index, partition, handle));
+                }
+            }
+        };
         loop {
             received = received.wrapping_add(1);
             if received.is_multiple_of(1024) {
@@ -421,9 +440,12 @@ impl KafkaRun {
             // The verdict, once, before any handler runs: the fast path and the key queues act
             // on the same one.
             let raw = match message.headers() {
-                Some(h) => {
-                    RawAttributes::read(h.iter().map(|h| (h.key, h.value.unwrap_or_default())))
-                }
+                // By index, the count asked once (the iterator asks it for every header).
+                Some(h) => RawAttributes::read(
+                    (0..h.count())
+                        .filter_map(|i| h.try_get(i))
+                        .map(|h| (h.key, h.value.unwrap_or_default())),
+                ),
                 None => RawAttributes::default(),
             };
             let payload = message.payload().unwrap_or_default();
@@ -446,7 +468,7 @@ impl KafkaRun {
                 Ok((attributes, key)) => match this.engine.judge(topic, &attributes) {
                     Verdict::Skip => {
                         this.engine.stats.skipped.add(1);
-                        this.offsets.advance(topic, partition, offset);
+                        advance(topic_index, partition, offset);
                         continue;
                     }
                     Verdict::Reject(error) => (
@@ -462,7 +484,7 @@ impl KafkaRun {
                         let span = span(Some((&attributes, key)));
                         let first = match span.in_scope(|| this.inline(only, payload, queue_id)) {
                             Inline::Done => {
-                                this.offsets.advance(topic, partition, offset);
+                                advance(topic_index, partition, offset);
                                 continue;
                             }
                             Inline::Queue(first) => first,

@@ -2,7 +2,8 @@
 //! work, so a crash or a rebalance re-delivers what was not finished and skips nothing.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::hash::FastHash;
 use crate::lock;
@@ -11,7 +12,7 @@ use crate::lock;
 /// the one after the highest seen.
 #[derive(Default)]
 pub(super) struct Offsets {
-    partitions: Mutex<HashMap<TopicPartition, PartitionOffsets, FastHash>>,
+    partitions: Mutex<HashMap<TopicPartition, Arc<PartitionOffsets>, FastHash>>,
 }
 
 /// A partition of a subscribed topic. Hashed on the partition and the name's length only: cheap on
@@ -25,49 +26,87 @@ impl std::hash::Hash for TopicPartition {
     }
 }
 
+/// One partition's offsets. The poll loop keeps the handle of the partition it reads, so a record
+/// handled at once moves `next` with two atomic operations: no lock, no map lookup.
 #[derive(Default)]
-struct PartitionOffsets {
-    in_work: BTreeSet<i64>,
-    next: i64,
+pub(super) struct PartitionOffsets {
+    /// The records in work. A record begins under this lock, `next` moved with it, and the
+    /// committable offset is read under it: a reader never sees `next` past a record that began
+    /// but is not in the set yet.
+    in_work: Mutex<BTreeSet<i64>>,
+    /// The offset after the highest seen.
+    next: AtomicI64,
     /// A record finished since the offset was last stored.
-    dirty: bool,
+    dirty: AtomicBool,
+    /// Forgotten (revoked): a holder of this handle asks [`Offsets::partition`] again.
+    forgotten: AtomicBool,
+}
+
+impl PartitionOffsets {
+    /// A record handled at once (never in work): the partition's next offset moves past it.
+    pub(super) fn advance(&self, offset: i64) {
+        self.next.fetch_max(offset + 1, Ordering::Relaxed);
+        // After `next`: whoever sees the flag (and clears it) reads `next` after it.
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// False once the partition was forgotten (revoked): its handle is stale.
+    pub(super) fn current(&self) -> bool {
+        !self.forgotten.load(Ordering::Relaxed)
+    }
+
+    /// The offset now safe to commit: the lowest still in work, or the one after the highest seen.
+    fn committable(&self) -> i64 {
+        let in_work = lock(&self.in_work);
+        in_work
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.next.load(Ordering::Acquire))
+    }
 }
 
 impl Offsets {
-    /// A record is in work.
-    pub(super) fn begin(&self, topic: &'static str, partition: i32, offset: i64) {
+    /// The handle of a partition (created when new).
+    pub(super) fn partition(&self, topic: &'static str, partition: i32) -> Arc<PartitionOffsets> {
         let mut p = lock(&self.partitions);
-        let state = p.entry(TopicPartition(topic, partition)).or_default();
-        state.in_work.insert(offset);
-        state.next = state.next.max(offset + 1);
+        Arc::clone(p.entry(TopicPartition(topic, partition)).or_default())
     }
 
-    /// A record handled at once (never in work): the partition's next offset moves past it.
-    pub(super) fn advance(&self, topic: &'static str, partition: i32, offset: i64) {
-        let mut p = lock(&self.partitions);
-        let state = p.entry(TopicPartition(topic, partition)).or_default();
-        state.next = state.next.max(offset + 1);
-        state.dirty = true;
+    /// A record is in work.
+    pub(super) fn begin(&self, topic: &'static str, partition: i32, offset: i64) {
+        let state = self.partition(topic, partition);
+        let mut in_work = lock(&state.in_work);
+        in_work.insert(offset);
+        state.next.fetch_max(offset + 1, Ordering::Relaxed);
+    }
+
+    /// A record handled at once (never in work): the partition's next offset moves past it. (The
+    /// poll loop keeps the partition's handle instead.)
+    #[cfg(test)]
+    fn advance(&self, topic: &'static str, partition: i32, offset: i64) {
+        self.partition(topic, partition).advance(offset);
     }
 
     /// Marks `offset` done.
     pub(super) fn finish(&self, topic: &'static str, partition: i32, offset: i64) {
-        let mut p = lock(&self.partitions);
-        if let Some(state) = p.get_mut(&TopicPartition(topic, partition)) {
-            state.in_work.remove(&offset);
-            state.dirty = true;
+        let state = lock(&self.partitions)
+            .get(&TopicPartition(topic, partition))
+            .cloned();
+        if let Some(state) = state {
+            lock(&state.in_work).remove(&offset);
+            state.dirty.store(true, Ordering::Release);
         }
     }
 
     /// The offsets now safe to commit, of the partitions that moved since the last call: for
     /// each, the lowest offset still in work, or the one after the highest seen.
     pub(super) fn take_committable(&self) -> Vec<(&'static str, i32, i64)> {
-        let mut p = lock(&self.partitions);
+        let p = lock(&self.partitions);
         let mut out = Vec::new();
-        for (TopicPartition(topic, partition), state) in p.iter_mut().filter(|(_, s)| s.dirty) {
-            state.dirty = false;
-            let next = state.in_work.first().copied().unwrap_or(state.next);
-            out.push((*topic, *partition, next));
+        for (TopicPartition(topic, partition), state) in p.iter() {
+            if state.dirty.swap(false, Ordering::AcqRel) {
+                out.push((*topic, *partition, state.committable()));
+            }
         }
         out
     }
@@ -78,7 +117,7 @@ impl Offsets {
         partitions.any(|(topic, partition)| {
             p.iter()
                 .find(|(TopicPartition(t, part), _)| *t == topic && *part == partition)
-                .is_some_and(|(_, s)| !s.in_work.is_empty())
+                .is_some_and(|(_, s)| !lock(&s.in_work).is_empty())
         })
     }
 
@@ -86,7 +125,13 @@ impl Offsets {
     pub(super) fn forget<'a>(&self, partitions: impl Iterator<Item = (&'a str, i32)>) {
         let mut p = lock(&self.partitions);
         for (topic, partition) in partitions {
-            p.retain(|TopicPartition(t, part), _| !(*t == topic && *part == partition));
+            p.retain(|TopicPartition(t, part), s| {
+                let keep = !(*t == topic && *part == partition);
+                if !keep {
+                    s.forgotten.store(true, Ordering::Relaxed);
+                }
+                keep
+            });
         }
     }
 
@@ -94,7 +139,7 @@ impl Offsets {
     pub(super) fn idle(&self) -> bool {
         lock(&self.partitions)
             .values()
-            .all(|s| s.in_work.is_empty())
+            .all(|s| lock(&s.in_work).is_empty())
     }
 }
 
@@ -147,6 +192,23 @@ mod tests {
         assert!(!offsets.busy([(T, 0)].into_iter()));
         offsets.finish(T, 1, 2);
         assert_eq!(offsets.take_committable(), [(T, 1, 4)]);
+    }
+
+    #[test]
+    fn a_partition_handle_advances_until_forgotten() {
+        let offsets = Offsets::default();
+        let handle = offsets.partition(T, 3);
+        handle.advance(0);
+        handle.advance(1);
+        offsets.begin(T, 3, 2);
+        handle.advance(3);
+        assert_eq!(offsets.take_committable(), [(T, 3, 2)]);
+        offsets.finish(T, 3, 2);
+        assert_eq!(offsets.take_committable(), [(T, 3, 4)]);
+        assert!(handle.current());
+        offsets.forget([(T, 3)].into_iter());
+        assert!(!handle.current(), "a revoked partition's handle is stale");
+        assert!(offsets.take_committable().is_empty());
     }
 
     #[test]
