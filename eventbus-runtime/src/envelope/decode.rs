@@ -137,11 +137,20 @@ impl<'a> RawAttributes<'a> {
     /// record takes: required ones present, every attribute read UTF-8, and each typed one
     /// well-formed when present.
     pub(crate) fn check(&self) -> Result<Attributes<'a>, DecodeError> {
-        // The checks report a small `Problem`; the message is written only for a bad record.
-        self.checked().map_err(|p| self.describe(p))
+        self.check_knowing(&[])
     }
 
-    fn checked(&self) -> Result<Attributes<'a>, Problem> {
+    /// [`Self::check`], with the event types a consumer handles: a `ce_type` equal to one of them
+    /// is text already (the same check, without reading the bytes again).
+    pub(crate) fn check_knowing(
+        &self,
+        event_types: &[&'static str],
+    ) -> Result<Attributes<'a>, DecodeError> {
+        // The checks report a small `Problem`; the message is written only for a bad record.
+        self.checked(event_types).map_err(|p| self.describe(p))
+    }
+
+    fn checked(&self, event_types: &[&'static str]) -> Result<Attributes<'a>, Problem> {
         #[inline]
         fn text<'v>(
             header: &'static str,
@@ -185,7 +194,17 @@ impl<'a> RawAttributes<'a> {
                 .map_err(|_| Problem(headers::ID, Why::Malformed))?,
         };
         let source = required(headers::SOURCE, self.source)?;
-        let event_type = required(headers::TYPE, self.event_type)?;
+        // (An empty one is no known type: CloudEvents requires a value.)
+        let known = |v: &[u8]| {
+            event_types
+                .iter()
+                .copied()
+                .find(|t| !t.is_empty() && t.as_bytes() == v)
+        };
+        let event_type = match self.event_type.and_then(known) {
+            Some(t) => t,
+            None => required(headers::TYPE, self.event_type)?,
+        };
         let time = match self.time.and_then(utc_time) {
             Some(t) => Some(t),
             None => match text(headers::TIME, self.time)? {
@@ -221,7 +240,10 @@ impl<'a> RawAttributes<'a> {
             event_type,
             time,
             subject: optional(headers::SUBJECT, self.subject)?,
-            content_type: optional(headers::CONTENT_TYPE, self.content_type)?,
+            content_type: match self.content_type {
+                Some(t) if t == JSON.as_bytes() => Some(JSON),
+                t => optional(headers::CONTENT_TYPE, t)?,
+            },
             category,
             version,
             correlation_id: optional(headers::CORRELATION_ID, self.correlation_id)?,
@@ -316,26 +338,39 @@ enum Why {
 /// else (another offset or separator, a leap second, a date or time out of range): `None`, for the
 /// general parser, which gives the value or the error.
 fn utc_time(v: &[u8]) -> Option<OffsetDateTime> {
-    let digits = |from: usize, to: usize| -> Option<u32> {
-        v.get(from..to)?.iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-    if v.len() < 20 || v.last() != Some(&b'Z') || shape.iter().any(|&(i, c)| v[i] != c) {
+    let end = v.len().checked_sub(1)?;
+    if end < 19
+        || v[4] != b'-'
+        || v[7] != b'-'
+        || v[10] != b'T'
+        || v[13] != b':'
+        || v[16] != b':'
+        || v[end] != b'Z'
+    {
         return None;
     }
-    let nanosecond = match v.len() {
-        20 => 0,
+    let digit = |i: usize| {
+        let d = v[i].wrapping_sub(b'0');
+        (d < 10).then_some(d)
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let nanosecond = match end {
+        19 => 0,
         // A point and one to nine digits before the `Z`.
-        22..=30 if v[19] == b'.' => digits(20, v.len() - 1)? * 10u32.pow(30 - v.len() as u32),
+        21..=29 if v[19] == b'.' => {
+            let mut n = 0u32;
+            for i in 20..end {
+                n = n * 10 + u32::from(digit(i)?);
+            }
+            n * 10u32.pow(29 - end as u32)
+        }
         _ => return None,
     };
-    let small = |from| digits(from, from + 2).and_then(|n| u8::try_from(n).ok());
-    let second = small(17).filter(|s| *s < 60)?;
-    let month = time::Month::try_from(small(5)?).ok()?;
-    let date = time::Date::from_calendar_date(digits(0, 4)? as i32, month, small(8)?).ok()?;
-    let time = time::Time::from_hms_nano(small(11)?, small(14)?, second, nanosecond).ok()?;
+    let second = two(17).filter(|s| *s < 60)?;
+    let year = i32::from(two(0)?) * 100 + i32::from(two(2)?);
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(two(5)?).ok()?, two(8)?).ok()?;
+    let time = time::Time::from_hms_nano(two(11)?, two(14)?, second, nanosecond).ok()?;
     Some(OffsetDateTime::new_utc(date, time))
 }
 
@@ -785,6 +820,16 @@ mod tests {
                     .check()
                     .and_then(|a| key_of(key.as_deref()).map(|k| (a, k)));
                 let decoded = Envelope::from_record("t", key.as_deref(), iter(), &payload);
+                // Knowing event types changes nothing but the work.
+                let knowing = RawAttributes::read(iter())
+                    .check_knowing(&["petstore.order.order_placed", ""])
+                    .map(|a| (a.id, a.event_type.to_owned(), a.content_type.map(str::to_owned)))
+                    .map_err(|e| e.to_string());
+                let plain = RawAttributes::read(iter())
+                    .check()
+                    .map(|a| (a.id, a.event_type.to_owned(), a.content_type.map(str::to_owned)))
+                    .map_err(|e| e.to_string());
+                prop_assert_eq!(knowing, plain);
                 match (&checked, &decoded) {
                     (Ok((attributes, _)), Ok(envelope)) => {
                         prop_assert_eq!(attributes.id, envelope.id);

@@ -229,6 +229,8 @@ pub(super) struct KafkaRun {
     dead_letter_topic: Option<String>,
     /// The subscribed topics' names, so records refer to them without allocating.
     topics: Vec<&'static str>,
+    /// The event types the typed handlers take (see [`RawAttributes::check_knowing`]).
+    event_types: Vec<&'static str>,
     /// Records per inbox transaction (1: one at a time per key).
     batch: usize,
 }
@@ -245,6 +247,10 @@ impl KafkaRun {
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let offsets = Arc::new(Offsets::default());
         let engine_batch = engine.batch_size();
+        let mut event_types: Vec<&'static str> =
+            engine.routes.iter().map(|r| r.event_type).collect();
+        event_types.sort_unstable();
+        event_types.dedup();
         let mut config = rdkafka::ClientConfig::new();
         config
             .set("group.id", group)
@@ -306,6 +312,7 @@ impl KafkaRun {
             queued: AtomicUsize::new(0),
             dead_letter_topic,
             topics: topics.to_vec(),
+            event_types,
             batch: engine_batch.min(concurrency).max(1),
         })
     }
@@ -450,7 +457,7 @@ impl KafkaRun {
             };
             let payload = message.payload().unwrap_or_default();
             let checked = raw
-                .check()
+                .check_knowing(&this.event_types)
                 .and_then(|a| key_of(message.key()).map(|key| (a, key)));
             // The delivery's span, from what the record says of itself.
             let span = |attributes: Option<(&Attributes<'_>, Option<&str>)>| {
