@@ -349,28 +349,35 @@ fn utc_time(v: &[u8]) -> Option<OffsetDateTime> {
     {
         return None;
     }
-    let digit = |i: usize| {
-        let d = v[i].wrapping_sub(b'0');
-        (d < 10).then_some(d)
-    };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    // Every digit checked at once, then the fields read without further checks.
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if DIGITS.iter().any(|&i| !v[i].is_ascii_digit()) {
+        return None;
+    }
+    let two = |i: usize| (v[i] - b'0') * 10 + (v[i + 1] - b'0');
     let nanosecond = match end {
         19 => 0,
         // A point and one to nine digits before the `Z`.
         21..=29 if v[19] == b'.' => {
             let mut n = 0u32;
-            for i in 20..end {
-                n = n * 10 + u32::from(digit(i)?);
+            for &c in &v[20..end] {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + u32::from(c - b'0');
             }
             n * 10u32.pow(29 - end as u32)
         }
         _ => return None,
     };
-    let second = two(17).filter(|s| *s < 60)?;
-    let year = i32::from(two(0)?) * 100 + i32::from(two(2)?);
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(two(5)?).ok()?, two(8)?).ok()?;
-    let time = time::Time::from_hms_nano(two(11)?, two(14)?, second, nanosecond).ok()?;
+    let second = two(17);
+    if second > 59 {
+        return None;
+    }
+    let year = i32::from(two(0)) * 100 + i32::from(two(2));
+    let month = time::Month::try_from(two(5)).ok()?;
+    let date = time::Date::from_calendar_date(year, month, two(8)).ok()?;
+    let time = time::Time::from_hms_nano(two(11), two(14), second, nanosecond).ok()?;
     Some(OffsetDateTime::new_utc(date, time))
 }
 
