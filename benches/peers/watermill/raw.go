@@ -76,7 +76,7 @@ func rawProducer(ctx context.Context, s settings) error {
 		return fmt.Errorf("franz-go produce: %w", failed)
 	}
 	eps := float64(s.events) / elapsed.Seconds()
-	fmt.Printf("raw franz-go producer: %d events in %v: %.0f events/s\n", s.events, elapsed.Round(time.Millisecond), eps)
+	fmt.Printf("  raw franz-go producer: %d events in %v: %.0f events/s\n", s.events, elapsed.Round(time.Millisecond), eps)
 	fmt.Printf("RESULT franz_eps=%.0f events=%d\n", eps, s.events)
 	_ = os.Stdout.Sync()
 	return nil
