@@ -513,6 +513,17 @@ mod tests {
 
     const ID: &[u8] = b"0190b2a4-6c5e-7a4e-9a51-0c7c8b4c2a10";
 
+    /// The envelope of a record carrying the headers `written` (topic `t`, key `k`, payload `{}`).
+    fn read_back(written: &[(&'static str, String)]) -> Envelope {
+        Envelope::from_record(
+            "t",
+            Some(b"k"),
+            written.iter().map(|(k, v)| (*k, v.as_bytes())),
+            b"{}",
+        )
+        .unwrap()
+    }
+
     fn required() -> Vec<(&'static str, &'static [u8])> {
         vec![
             (headers::SPEC_VERSION, b"1.0"),
@@ -539,14 +550,7 @@ mod tests {
         let header = |name| written.iter().find(|(k, _)| *k == name).unwrap().1.clone();
         assert_eq!(header(headers::TIME), "2025-12-04T10:40:00.123456789Z");
         assert_eq!(header(headers::SCHEMA_VERSION), "4000000000");
-        let again = Envelope::from_record(
-            "t",
-            Some(b"k"),
-            written.iter().map(|(k, v)| (*k, v.as_bytes())),
-            b"{}",
-        )
-        .unwrap();
-        assert_eq!(again, envelope);
+        assert_eq!(read_back(&written), envelope);
     }
 
     #[test]
@@ -564,14 +568,7 @@ mod tests {
         assert_eq!(attributes.tenant_id, Some("acme"));
         // What an envelope writes reads back the same.
         let written = envelope.headers();
-        let again = Envelope::from_record(
-            "t",
-            Some(b"k"),
-            written.iter().map(|(k, v)| (*k, v.as_bytes())),
-            b"{}",
-        )
-        .unwrap();
-        assert_eq!(again, envelope);
+        assert_eq!(read_back(&written), envelope);
     }
 
     #[test]

@@ -65,8 +65,8 @@ impl Statements {
                 // of the backoff index and a sort for `ready` (estimated 1 row, found 926,000):
                 // 4-7 s a read in a soak, against 25 ms. So the relay reads on sessions with
                 // sequential scans, bitmap scans and sorts off (`OutboxStore::relay_reader`): the
-                // one plan left for `ready` is the pending index in id order, stopping at the
-                // limit, and `held` is two index scans (backoff, xid), hence the UNION ALL.
+                // one plan left for `ready` is an index in id order (the primary key or the
+                // pending index), stopping at the limit, and `held` is two index scans (backoff, xid), hence the UNION ALL.
                 fetch: format!(
                     "WITH held AS ( \
                        SELECT partition_key, min(id) AS first FROM ( \
