@@ -25,7 +25,7 @@ mod statements;
 mod transaction;
 
 pub use connect::connect;
-pub(crate) use rows::{PendingRow, RowHeaders};
+pub(crate) use rows::{PendingRow, Resume, RowHeaders};
 pub(crate) use transaction::{Generated, WriteError, headers_json};
 pub use transaction::{NewRow, OutboxTransaction};
 

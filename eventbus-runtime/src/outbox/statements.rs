@@ -50,15 +50,20 @@ impl Statements {
                 // Commit order (ARCHITECTURE.md): only rows of transactions older than every
                 // running one (xid below the snapshot's xmin), in id order. A key whose earlier row
                 // is backing off or not yet readable holds its later rows back; other keys flow.
-                // One statement (one snapshot, one round trip) returns both kinds of rows: 0, the
-                // rows to publish; 1, each held-back key with its first held row.
+                // One statement (one snapshot, one round trip) returns four kinds of rows: 0, the
+                // rows to publish past the resume point; 3, those below it (`late`); 1, each
+                // held-back key with its first held row; 2, the snapshot's xmin (as a bigint).
                 //
-                // The rows in flight ($3: the batch being sent, and the acknowledged one being
-                // deleted while the next is read) are left out through a hashed subplan:
-                // `NOT (id = ANY($3))` would compare each row with every id once PostgreSQL
-                // switches the prepared statement to its generic plan (10x slower at 4,000 ids).
-                // The xid conditions are written out, not taken from a CTE, so the planner
-                // estimates them as the few rows they are.
+                // A drain reads its next batch while the current one is in flight, and each read
+                // after its first resumes past the highest id read so far ($3; 0 for a first
+                // read), so no scan steps over the rows in flight, acknowledged but not yet
+                // deleted, or deleted but not yet vacuumed (`ready`). A row at or below $3 that
+                // no earlier read returned became readable since the previous read: its
+                // transaction was still running then, or an older one was. Its xid is then at
+                // or above the previous read's xmin ($4) and below this one's, so `late` finds
+                // it through the xid index, bounded by the transactions that ended between two
+                // reads, not by the backlog. Its `ORDER BY id + 0` is a sort every plan pays,
+                // so no plan walks the id index instead (see below).
                 //
                 // A queue's statistics are stale more often than not (a table truncated or new
                 // says it is empty while a burst fills it), and with them PostgreSQL chose a scan
@@ -66,7 +71,9 @@ impl Statements {
                 // 4-7 s a read in a soak, against 25 ms. So the relay reads on sessions with
                 // sequential scans, bitmap scans and sorts off (`OutboxStore::relay_reader`): the
                 // one plan left for `ready` is an index in id order (the primary key or the
-                // pending index), stopping at the limit, and `held` is two index scans (backoff, xid), hence the UNION ALL.
+                // pending index), stopping at the limit, and `held` is two index scans (backoff,
+                // xid), hence the UNION ALL. The xid conditions are written out, not taken from a
+                // CTE, so the planner estimates them as the few rows they are.
                 fetch: format!(
                     "WITH held AS ( \
                        SELECT partition_key, min(id) AS first FROM ( \
@@ -82,10 +89,18 @@ impl Statements {
                        SELECT id, event_id, topic, partition_key, headers::text AS headers, payload, attempts \
                        FROM {t} \
                        WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
-                         AND xid < {xmin} AND id NOT IN (SELECT unnest($3::bigint[])) \
-                       ORDER BY id LIMIT $2) \
+                         AND xid < {xmin} AND id > $3 \
+                       ORDER BY id LIMIT $2), \
+                     late AS ( \
+                       SELECT id, event_id, topic, partition_key, headers::text AS headers, payload, attempts \
+                       FROM {t} \
+                       WHERE sent_at IS NULL AND shard = ANY($1) AND next_attempt_at <= now() \
+                         AND xid >= $4::text::xid8 AND xid < {xmin} AND id <= $3 \
+                       ORDER BY id + 0 LIMIT $2) \
                      SELECT 0 AS kind, id, event_id, topic, partition_key, headers, payload, attempts FROM ready \
-                     UNION ALL SELECT 1, first, NULL, NULL, partition_key, NULL, NULL, NULL FROM held"
+                     UNION ALL SELECT 3, * FROM late \
+                     UNION ALL SELECT 1, first, NULL, NULL, partition_key, NULL, NULL, NULL FROM held \
+                     UNION ALL SELECT 2, {xmin}::text::bigint, NULL, NULL, NULL, NULL, NULL, NULL"
                 ),
                 delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
                 mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),

@@ -31,7 +31,7 @@ use crate::config::{KafkaConfig, OutboxConfig};
 use crate::dlq::{DeadLetterHook, DeadLettered, ErrorClass};
 use crate::error::{ConfigError, RelayError, StartError};
 use crate::metrics::{ByClass, Counted};
-use crate::outbox::{Db, OutboxStore};
+use crate::outbox::{Db, OutboxStore, Resume};
 use shards::Ownership;
 pub use watch::{CLOSE_BUDGET, SHUTDOWN_GRACE};
 use watch::{Dependency, SharedDependency, Stop};
@@ -420,7 +420,8 @@ impl Relay {
         }
         let batch = self.config.batch_size;
         let reader = self.reader.get_or_init(|| self.store.relay_reader());
-        let mut rows = reader.fetch(shards, batch, &[]).await?;
+        let mut resume = Resume::default();
+        let mut rows = reader.fetch(shards, batch, &mut resume).await?;
         // The rows of the previous batch Kafka acknowledged: deleted (or marked) while this
         // batch goes out, off the path from one batch to the next.
         let mut acknowledged: Vec<i64> = Vec::new();
@@ -432,22 +433,31 @@ impl Relay {
             // The next batch is read while Kafka acknowledges this one, full or not: at a low
             // rate, an event committed now goes out right after this batch instead of waiting
             // for its acknowledgements and a new read (the relay's share of commit-to-ack). It
-            // leaves out the rows in flight and those not yet marked sent. On a task of its own,
-            // so decoding the rows runs beside building the records.
-            let next = (round < MAX_PIPELINED).then(|| {
-                let in_flight: Vec<i64> = rows
-                    .iter()
-                    .map(|r| r.id)
-                    .chain(acknowledged.iter().copied())
-                    .collect();
+            // resumes past the rows read so far (`Resume`): none in flight or not yet marked
+            // sent comes back. On a task of its own, so decoding the rows runs beside building
+            // the records.
+            let next = (round < MAX_PIPELINED && !resume.last).then(|| {
+                resume.in_flight.clear();
+                resume.in_flight.extend(
+                    rows.iter()
+                        .map(|r| r.id)
+                        .chain(acknowledged.iter().copied()),
+                );
+                let mut resume = std::mem::take(&mut resume);
                 let reader = reader.clone();
                 let shards = shards.to_vec();
-                tokio::spawn(async move { reader.fetch(&shards, batch, &in_flight).await })
+                tokio::spawn(async move {
+                    let rows = reader.fetch(&shards, batch, &mut resume).await;
+                    (rows, resume)
+                })
             });
             let next = async {
                 match next {
-                    Some(task) => task.await.map_err(|_| sqlx::Error::WorkerCrashed)?,
-                    None => Ok(Vec::new()),
+                    Some(task) => task
+                        .await
+                        .map(|(rows, resume)| (rows, Some(resume)))
+                        .map_err(|_| sqlx::Error::WorkerCrashed),
+                    None => Ok((Ok(Vec::new()), None)),
                 }
             };
             let span = crate::trace::relay_batch(self.store.table(), rows.len());
@@ -462,14 +472,22 @@ impl Relay {
             marked?;
             let sent = sent?;
             span.record("eventbus.relay.acknowledged", sent.acknowledged.len());
+            let (next, resumed) = next?;
+            if let Some(resumed) = resumed {
+                resume = resumed;
+            }
             rows = next?;
             drained.acknowledged += sent.acknowledged.len();
             acknowledged = sent.acknowledged;
             if sent.outage.is_some() {
                 drained.outage = sent.outage;
             }
-            // A key that failed in this batch holds back its rows of the next one.
-            rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
+            // A key that failed in this batch holds back its rows of the next one, and of the
+            // rest of this drain.
+            if !sent.failed_keys.is_empty() {
+                rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
+                resume.held.extend(sent.failed_keys);
+            }
         }
         self.mark_sent(acknowledged).await?;
         Ok(drained)
