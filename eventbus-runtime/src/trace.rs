@@ -20,6 +20,14 @@ use uuid::Uuid;
 
 use crate::envelope::Envelope;
 
+/// True when nothing can hear a span: no `tracing` subscriber was ever set, and no `log` logger
+/// listens. `tracing` then forwards each disabled span's fields to `log` (its feature `log`, which
+/// sqlx turns on), building them for every record only to drop them; the spans made per event or
+/// per record are `Span::none()` instead.
+fn unheard() -> bool {
+    !tracing::dispatcher::has_been_set() && log::max_level() == log::LevelFilter::Off
+}
+
 /// `messaging.system`: Kafka, the broker every record goes through.
 const SYSTEM: &str = "kafka";
 
@@ -27,6 +35,9 @@ const SYSTEM: &str = "kafka";
 /// the outbox: the relay sends later) or `send` (to the broker, or the in-memory transport). Its
 /// context is the events' creation context; [`stamp`] writes it into them.
 pub(crate) fn publish(operation: &'static str, topic: &str, count: usize) -> Span {
+    if unheard() {
+        return Span::none();
+    }
     let span = tracing::info_span!(
         "eventbus.publish",
         otel.name = Empty,
@@ -116,6 +127,9 @@ pub(crate) fn relay_batch(table: &str, count: usize) -> Span {
 /// acknowledges it ([`acknowledged`]).
 #[cfg(all(feature = "kafka", any(feature = "postgres", feature = "sqlite")))]
 pub(crate) fn relay_send(topic: &str, id: Uuid, key: Option<&str>) -> Span {
+    if unheard() {
+        return Span::none();
+    }
     let span = tracing::debug_span!(
         "eventbus.relay.send",
         otel.name = Empty,
@@ -177,6 +191,9 @@ pub(crate) struct Delivered<'a> {
 /// the feature `opentelemetry` its parent is the record's creation context (so it continues the
 /// producer's trace), when the record carries one.
 pub(crate) fn process(delivered: Delivered<'_>) -> Span {
+    if unheard() {
+        return Span::none();
+    }
     let span = tracing::info_span!(
         "eventbus.process",
         otel.name = Empty,
@@ -207,6 +224,9 @@ pub(crate) fn process(delivered: Delivered<'_>) -> Span {
 /// The span of one attempt of a consumer's handlers on a record (`DEBUG`), inside its
 /// [`process`] span.
 pub(crate) fn attempt(attempt: u32) -> Span {
+    if unheard() {
+        return Span::none();
+    }
     tracing::debug_span!("eventbus.attempt", eventbus.attempt = attempt)
 }
 

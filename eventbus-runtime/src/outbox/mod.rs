@@ -169,8 +169,8 @@ impl OutboxStore {
 
     /// The same outbox, read through connections of its own on which PostgreSQL plans the
     /// relay's read the one way that stays fast whatever the table's statistics say: the pending
-    /// index in id order, stopping at the batch size (sequential scans, bitmap scans and sorts
-    /// are off for these sessions; the statement in `statements.rs` says why). Two connections,
+    /// index in id order, stopping at the batch size (sequential scans, bitmap scans, sorts and
+    /// JIT are off for these sessions; the statement in `statements.rs` says why). Two connections,
     /// made when first used, from the store's own connection settings. SQLite: the same store.
     pub(crate) fn relay_reader(&self) -> OutboxStore {
         let db = match &self.db {
@@ -180,6 +180,10 @@ impl OutboxStore {
                     ("enable_seqscan", "off"),
                     ("enable_bitmapscan", "off"),
                     ("enable_sort", "off"),
+                    // The one sort left (the late rows, see `statements.rs`) costs the plan the
+                    // penalty of a disabled sort, far above `jit_above_cost`: JIT would compile
+                    // the read at every execution (250-450 ms, against 3 ms to run it).
+                    ("jit", "off"),
                 ]);
                 Db::Postgres(
                     sqlx::postgres::PgPoolOptions::new()
