@@ -423,8 +423,8 @@ mod resumed_reads {
 
     async fn store(pool: &PgPool) -> OutboxStore {
         let table = format!("resume_{}", uuid::Uuid::now_v7().simple());
-        let store = OutboxStore::postgres(pool.clone(), &table).unwrap();
-        store.migrate().await.unwrap();
+        let store = OutboxStore::postgres(pool.clone(), &table).expect("a valid table name");
+        store.migrate().await.expect("the outbox's tables");
         store
     }
 
@@ -437,7 +437,7 @@ mod resumed_reads {
         .bind(key)
         .fetch_one(db)
         .await
-        .unwrap()
+        .expect("an outbox row")
     }
 
     fn ids(rows: &[super::PendingRow]) -> Vec<i64> {
