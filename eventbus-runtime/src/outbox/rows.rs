@@ -210,13 +210,13 @@ impl OutboxStore {
                         _ => resume.xmin = Some(r.try_get(1)?),
                     }
                 }
+                late.sort_unstable_by_key(|r| r.id);
                 if late.len() as i64 >= limit {
                     // More late rows than a batch: the lowest of them in id order, and the
                     // drain ends after this batch (the rest may hold a key of any row past them).
                     rows = late;
                     resume.last = true;
                 } else if !late.is_empty() {
-                    late.sort_unstable_by_key(|r| r.id);
                     rows.truncate(limit as usize - late.len());
                     late.append(&mut rows);
                     rows = late;
