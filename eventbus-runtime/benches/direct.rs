@@ -8,7 +8,7 @@
 //!
 //! Both send N events of ~200 bytes over 1,000 keys to one 8-partition topic, in chunks of
 //! 20,000: everything handed to the producer, then every acknowledgement awaited. Both producers
-//! have the settings eventbus uses (idempotent, `acks=all`, `linger.ms=1`,
+//! have the settings eventbus uses (idempotent, `acks=all`, `linger.ms=0`,
 //! `batch.num.messages=10000`), and the raw one does what a hand-written CloudEvents producer must
 //! do per record: a UUIDv7 id, the RFC 3339 time, the JSON payload, the same eight headers. The
 //! eventbus side is `EventBus::publish_all` (Direct mode): the envelope, the contract checks
@@ -65,7 +65,7 @@ async fn main() {
         .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "1")
+        .set("linger.ms", "0")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .set("compression.type", "none")

@@ -239,7 +239,7 @@ async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> f64 {
         .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "1")
+        .set("linger.ms", "0")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .set("compression.type", "none");

@@ -44,7 +44,7 @@ func rawProducer(ctx context.Context, s settings) error {
 	client, err := kgo.NewClient(
 		kgo.SeedBrokers(s.brokers),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(time.Millisecond), // as the relay's producer (linger.ms=1)
+		kgo.ProducerLinger(time.Millisecond), // 1 ms, the linger of the figures in docs/benchmarks.md
 		kgo.MaxBufferedRecords(s.events),
 	)
 	if err != nil {
