@@ -31,7 +31,7 @@ use crate::config::{KafkaConfig, OutboxConfig};
 use crate::dlq::{DeadLetterHook, DeadLettered, ErrorClass};
 use crate::error::{ConfigError, RelayError, StartError};
 use crate::metrics::{ByClass, Counted};
-use crate::outbox::{Db, OutboxStore, Resume};
+use crate::outbox::{Db, Dialect, OutboxStore, Resume};
 use shards::Ownership;
 pub use watch::{CLOSE_BUDGET, SHUTDOWN_GRACE};
 use watch::{Dependency, SharedDependency, Stop};
@@ -437,12 +437,15 @@ impl Relay {
             // sent comes back. On a task of its own, so decoding the rows runs beside building
             // the records.
             let next = (round < MAX_PIPELINED && !resume.last).then(|| {
-                resume.in_flight.clear();
-                resume.in_flight.extend(
-                    rows.iter()
-                        .map(|r| r.id)
-                        .chain(acknowledged.iter().copied()),
-                );
+                // SQLite's read leaves out the ids in flight; PostgreSQL's resumes past them.
+                if reader.dialect() == Dialect::Sqlite {
+                    resume.in_flight.clear();
+                    resume.in_flight.extend(
+                        rows.iter()
+                            .map(|r| r.id)
+                            .chain(acknowledged.iter().copied()),
+                    );
+                }
                 let mut resume = std::mem::take(&mut resume);
                 let reader = reader.clone();
                 let shards = shards.to_vec();

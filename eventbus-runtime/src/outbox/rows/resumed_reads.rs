@@ -1,0 +1,248 @@
+//! The relay's resumed reads on a real PostgreSQL (`EVENTBUS_TEST_DATABASE_URL`, started by
+//! `scripts/services`), step by step: which rows each read returns when a transaction below
+//! the resume point commits between two reads.
+
+use super::{OutboxStore, Resume};
+use sqlx::PgPool;
+
+/// One test at a time: a transaction left running by one holds back every later one's rows
+/// (readability is cluster-wide), which would make another's reads depend on timing.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The test database, or `None` (the test says it did not run) when the services are not
+/// required.
+async fn database() -> Option<PgPool> {
+    let required = std::env::var("EVENTBUS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let Ok(url) = std::env::var("EVENTBUS_TEST_DATABASE_URL") else {
+        assert!(
+            !required,
+            "EVENTBUS_REQUIRE_SERVICES=1 but EVENTBUS_TEST_DATABASE_URL is not set"
+        );
+        eprintln!("not run: start the services with `scripts/services start`");
+        return None;
+    };
+    Some(PgPool::connect(&url).await.expect("the test database"))
+}
+
+/// One test's outbox: a new table, read through the relay's read sessions, while the test holds
+/// [`ONE_AT_A_TIME`].
+struct Case {
+    _one: tokio::sync::MutexGuard<'static, ()>,
+    pool: PgPool,
+    reader: OutboxStore,
+    table: String,
+}
+
+/// A new case, or `None` when the services are not there (and not required).
+async fn case() -> Option<Case> {
+    let one = ONE_AT_A_TIME.lock().await;
+    let pool = database().await?;
+    let table = format!("resume_{}", uuid::Uuid::now_v7().simple());
+    let store = OutboxStore::postgres(pool.clone(), &table).expect("a valid table name");
+    store.migrate().await.expect("the outbox's tables");
+    Some(Case {
+        _one: one,
+        pool,
+        reader: store.relay_reader(),
+        table,
+    })
+}
+
+async fn insert<'c, E: sqlx::PgExecutor<'c>>(db: E, table: &str, key: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+         VALUES ($1, 't', $2, 'e', 1, '{{}}', '\\x00', 0) RETURNING id"
+    )))
+    .bind(uuid::Uuid::now_v7())
+    .bind(key)
+    .fetch_one(db)
+    .await
+    .expect("an outbox row")
+}
+
+/// A transaction that has taken its xid: every transaction after it is younger.
+async fn with_xid(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.expect("a transaction");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .expect("an xid");
+    tx
+}
+
+/// Sets when row `id` of `table` may be tried again (`at`: an SQL timestamp expression).
+async fn retry_at(pool: &PgPool, table: &str, id: i64, at: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET next_attempt_at = {at} WHERE id = $1"
+    )))
+    .bind(id)
+    .execute(pool)
+    .await
+    .expect("the row's next attempt");
+}
+
+fn ids(rows: &[super::PendingRow]) -> Vec<i64> {
+    rows.iter().map(|r| r.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_committed_below_the_resume_point_comes_in_the_next_read_before_its_key() {
+    let Some(Case {
+        _one,
+        pool,
+        reader,
+        table: t,
+    }) = case().await
+    else {
+        return;
+    };
+    // The older transaction takes its xid first; the late one writes its row (the lowest
+    // id); the older one writes ten rows above it and commits. While the late one runs,
+    // its row is not readable and the ten are.
+    let mut older = with_xid(&pool).await;
+    let mut late = pool.begin().await.unwrap();
+    let late_id = insert(&mut *late, &t, "a").await;
+    let mut filler = Vec::new();
+    for i in 0..10 {
+        filler.push(insert(&mut *older, &t, &format!("f{i}")).await);
+    }
+    older.commit().await.unwrap();
+
+    let mut resume = Resume::default();
+    let first = reader.fetch(&[0], 4, &mut resume).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        filler[..4],
+        "the first read: the filler, from the start"
+    );
+    assert_eq!(resume.after, filler[3]);
+
+    // The late row commits below the resume point, then a later row of its key.
+    late.commit().await.unwrap();
+    let later_id = insert(&pool, &t, "a").await;
+    let second = reader.fetch(&[0], 4, &mut resume).await.unwrap();
+    assert_eq!(
+        ids(&second),
+        [late_id, filler[4], filler[5], filler[6]],
+        "the late row first, then the reads go on past the resume point"
+    );
+    let third = reader.fetch(&[0], 4, &mut resume).await.unwrap();
+    assert_eq!(ids(&third), [filler[7], filler[8], filler[9], later_id]);
+    let fourth = reader.fetch(&[0], 4, &mut resume).await.unwrap();
+    assert!(
+        fourth.is_empty(),
+        "nothing is read twice: {:?}",
+        ids(&fourth)
+    );
+    assert!(resume.held.is_empty() && !resume.last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_below_the_resume_point_waits_for_the_next_drain() {
+    let Some(Case {
+        _one,
+        pool,
+        reader,
+        table: t,
+    }) = case().await
+    else {
+        return;
+    };
+    // A running transaction (its xid below the next writes') holds back every later xid;
+    // a committed row of key "a" after it is visible but not readable, so "a" is held.
+    let running = with_xid(&pool).await;
+    let mut committed = pool.begin().await.unwrap();
+    let a1 = insert(&mut *committed, &t, "a").await;
+    let b1 = insert(&mut *committed, &t, "b").await;
+    committed.commit().await.unwrap();
+    let mut resume = Resume::default();
+    assert!(
+        reader
+            .fetch(&[0], 10, &mut resume)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        resume.held.is_empty(),
+        "a held row past the resume point is read in order later"
+    );
+    running.commit().await.unwrap();
+
+    // Now both are readable: "a" goes first (a1, then b1), a later "a" past them too.
+    let a2 = insert(&pool, &t, "a").await;
+    let second = reader.fetch(&[0], 10, &mut resume).await.unwrap();
+    assert_eq!(ids(&second), [a1, b1, a2]);
+
+    // A row of "c" backing off, then one ready after it: "c" is held; its first held row is
+    // past the resume point, so the drain keeps reading it while it backs off.
+    let c1 = insert(&pool, &t, "c").await;
+    retry_at(&pool, &t, c1, "now() + interval '1 hour'").await;
+    let c2 = insert(&pool, &t, "c").await;
+    let d1 = insert(&pool, &t, "d").await;
+    let third = reader.fetch(&[0], 10, &mut resume).await.unwrap();
+    assert_eq!(ids(&third), [d1], "c2 waits behind c1, backing off");
+    assert!(
+        resume.held.contains("c"),
+        "c1 is below the resume point now: c is held for the rest of the drain"
+    );
+    // c1's backoff ends mid-drain: the drain does not go back for it, so c2 is not sent
+    // either; the next drain's first read takes both, in order.
+    retry_at(&pool, &t, c1, "now()").await;
+    let c3 = insert(&pool, &t, "c").await;
+    assert!(
+        reader
+            .fetch(&[0], 10, &mut resume)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut next_drain = Resume::default();
+    let rows = reader.fetch(&[0], 10, &mut next_drain).await.unwrap();
+    // The rows read earlier were not deleted here: the next drain reads them again too.
+    let c: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.key.as_deref() == Some("c"))
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(c, [c1, c2, c3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_late_rows_than_a_batch_end_the_drain_in_id_order() {
+    let Some(Case {
+        _one,
+        pool,
+        reader,
+        table: t,
+    }) = case().await
+    else {
+        return;
+    };
+    let mut older = with_xid(&pool).await;
+    let mut late = pool.begin().await.unwrap();
+    let mut late_ids = Vec::new();
+    for i in 0..6 {
+        late_ids.push(insert(&mut *late, &t, &format!("l{}", i % 2)).await);
+    }
+    let filler = insert(&mut *older, &t, "f").await;
+    older.commit().await.unwrap();
+    let mut resume = Resume::default();
+    assert_eq!(
+        ids(&reader.fetch(&[0], 4, &mut resume).await.unwrap()),
+        [filler]
+    );
+    late.commit().await.unwrap();
+    let after = insert(&pool, &t, "l0").await;
+    let rows = reader.fetch(&[0], 4, &mut resume).await.unwrap();
+    assert_eq!(
+        ids(&rows),
+        late_ids[..4],
+        "the lowest late rows, in id order"
+    );
+    assert!(resume.last, "the drain ends after this batch");
+    let mut next_drain = Resume::default();
+    let mut rest = ids(&reader.fetch(&[0], 10, &mut next_drain).await.unwrap());
+    rest.retain(|id| !late_ids[..4].contains(id) && *id != filler);
+    assert_eq!(rest, [late_ids[4], late_ids[5], after]);
+}
