@@ -14,8 +14,7 @@ use crate::error::StartError;
 
 /// Creates the idempotent producer every mode uses: `enable.idempotence=true`, `acks=all`, no
 /// linger (`linger.ms=0`: records queued while a request is in flight still go out together, and
-/// the relay, which waits for a batch's acknowledgements before sending the next, does not add a
-/// linger to each cycle); the user's properties override ours.
+/// an event alone does not wait for company); the user's properties override ours.
 pub(crate) fn producer(config: &KafkaConfig) -> Result<FutureProducer, StartError> {
     create_producer(config, |_| {})
 }

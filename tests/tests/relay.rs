@@ -518,6 +518,100 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
     }
 }
 
+/// Two batches are in the producer at a time: a row the producer refuses holds its key at once,
+/// so the next batch (already read) does not send the key's later row ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_holds_its_key_in_the_next_batch() {
+    for layer in support::layers().await {
+        let run = run_id("refused");
+        let limit = 100_000;
+        // The producer refuses records over its limit, on both layers.
+        let kafka = layer
+            .kafka
+            .clone()
+            .with_property("message.max.bytes", limit.to_string());
+        let topic = Blob::TOPIC;
+        let reader = Reader::at_end(&layer.kafka, topic).await;
+        let bus = writer_bus(&layer).await;
+        let key = format!("{run}-refused");
+        let big = Blob {
+            key: key.clone(),
+            data: "x".repeat(2 * limit),
+        };
+        let after_big = Blob {
+            key: key.clone(),
+            data: "after".into(),
+        };
+        let others: Vec<Blob> = (0..20)
+            .map(|i| Blob {
+                key: format!("{run}-k{i}"),
+                data: "ok".into(),
+            })
+            .collect();
+        bus.publish_all(&[big, after_big]).await.unwrap();
+        bus.publish_all(&others).await.unwrap();
+
+        // One row per batch: the refused row is batch 1, its key's next row batch 2. A second
+        // attempt 2 s later buries it.
+        let config = OutboxConfig {
+            batch_size: 1,
+            max_attempts: 2,
+            backoff: Backoff {
+                initial: Duration::from_secs(2),
+                multiplier: 1.0,
+                max: Duration::from_secs(2),
+            },
+            ..outbox(&layer)
+        };
+        let handle = relay(&layer.store, &kafka, config);
+        let stats = handle.stats();
+        let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(&run));
+        let first = tokio::task::block_in_place(|| {
+            reader.read(Duration::from_secs(30), |got| {
+                got.iter().filter(|r| ours(r)).count() >= 20
+            })
+        });
+        assert_eq!(
+            stats.dead_lettered(),
+            0,
+            "{}: the other keys flowed before the refused row's second attempt",
+            layer.name
+        );
+        assert!(
+            stats.retried() >= 1,
+            "{}: the refused row failed",
+            layer.name
+        );
+        assert!(
+            !first.iter().any(|r| r.key.as_deref() == Some(key.as_str())),
+            "{}: the refused row's key sent nothing while its first row waits",
+            layer.name
+        );
+        wait_until(
+            "the refused row is dead",
+            Duration::from_secs(30),
+            async || stats.dead_lettered() >= 1,
+        )
+        .await;
+        let rest = tokio::task::block_in_place(|| {
+            reader.read(Duration::from_secs(30), |got| {
+                got.iter().any(|r| r.key.as_deref() == Some(key.as_str()))
+            })
+        });
+        let of_key: Vec<_> = rest
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(key.as_str()))
+            .collect();
+        assert_eq!(of_key.len(), 1, "{}", layer.name);
+        assert!(
+            of_key[0].payload.len() < 100,
+            "{}: the key's next row flows once the refused one is dead",
+            layer.name
+        );
+        handle.shutdown().await.unwrap();
+    }
+}
+
 /// The relay and the consumers dead-letter with one vocabulary: what the relay gives up on, the
 /// replay API puts back on its topic. Embedded: the mock broker refuses the first produce request;
 /// real: the topic's size limit refuses the record until it is raised.

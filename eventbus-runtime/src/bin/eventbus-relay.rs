@@ -2,7 +2,7 @@
 //! like against one PostgreSQL outbox: they share its shards), and the operator's commands.
 //!
 //! ```text
-//! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batch in hand, within 2.5 s)
+//! eventbus-relay [run]              publish the outbox until SIGINT/SIGTERM (finishes the batches in hand, within 2.5 s)
 //! eventbus-relay serve [--addr A]   `run`, with the operations HTTP API next to it (docs/operations.md;
 //!                                   default 127.0.0.1:9464, loopback: give another address explicitly)
 //! eventbus-relay migrate            create the outbox and dead tables
@@ -20,7 +20,7 @@
 //! `--log-format json` or `EVENTBUS_LOG_FORMAT=json`, JSON lines. `run` logs when it starts,
 //! when Kafka or the database becomes unavailable and when it is back (once per change, not per
 //! retry), and when it stops. On SIGTERM or SIGINT it exits within `relay::SHUTDOWN_GRACE` +
-//! 2 × `relay::CLOSE_BUDGET` (2.5 s): the batch in hand gets 1.5 s to be acknowledged (rows not
+//! 2 × `relay::CLOSE_BUDGET` (2.5 s): the batches in hand get 1.5 s to be acknowledged (rows not
 //! acknowledged stay in the outbox for the next relay), then 0.5 s to flush and 0.5 s to release
 //! the shards. A second signal exits at once.
 
@@ -226,7 +226,7 @@ async fn run(args: &[String]) -> Result<(), String> {
             );
             shutdown_signal().await;
             tracing::info!(
-                "eventbus-relay: stopping (the batch in hand gets {:?})",
+                "eventbus-relay: stopping (the batches in hand get {:?})",
                 eventbus::relay::SHUTDOWN_GRACE
             );
             #[cfg(feature = "ops")]

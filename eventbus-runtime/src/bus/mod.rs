@@ -433,7 +433,7 @@ impl<S: Service> EventBus<S> {
         .await
     }
 
-    /// Stops the in-process relay after the batch in hand (within 2.5 s: see
+    /// Stops the in-process relay after the batches in hand (within 2.5 s: see
     /// [`crate::relay::RelayHandle::shutdown`]) and flushes the producer.
     pub async fn shutdown(&self) {
         match &self.core.backend {

@@ -80,7 +80,7 @@ impl TransactionalBackend {
         }
     }
 
-    /// Stops the in-process relay after the batch in hand.
+    /// Stops the in-process relay after the batches in hand.
     pub(crate) async fn shutdown(&self) {
         #[cfg(feature = "kafka")]
         {

@@ -9,12 +9,13 @@
 //!   poll interval is the fallback.
 //! - **Failures**: exponential backoff with jitter and a cap; after `max_attempts` the row moves
 //!   to the dead table (and the dead-letter topic, when configured). Nothing is dropped silently.
-//! - **Shutdown** finishes the batch in hand, then releases its shards, within
+//! - **Shutdown** finishes the batches in hand, then releases its shards, within
 //!   [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`] (2.5 s) of the request, whatever the broker and the
 //!   database do; what is not acknowledged by then stays in the outbox (`watch.rs`).
 //! - **Logs**: an outage of Kafka or the database is logged once when it begins and once when it
 //!   ends; a metadata probe tells an idle relay whether Kafka is reachable (`watch.rs`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -136,7 +137,7 @@ impl RelayHandle {
         Arc::clone(&self.stats)
     }
 
-    /// Stops after the batch in hand, releasing the relay's shards: returns within
+    /// Stops after the batches in hand, releasing the relay's shards: returns within
     /// [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`] (2.5 s), even with the broker or the database
     /// gone (rows not acknowledged by then stay in the outbox, for the next relay).
     pub async fn shutdown(self) -> Result<Arc<RelayStats>, RelayError> {
@@ -235,7 +236,7 @@ impl Relay {
     /// reachable.
     ///
     /// Once `stop` turns true the relay stops within [`SHUTDOWN_GRACE`] + 2 × [`CLOSE_BUDGET`]:
-    /// the batch in hand gets [`SHUTDOWN_GRACE`] to be acknowledged (what is not stays in the
+    /// the batches in hand get [`SHUTDOWN_GRACE`] to be acknowledged (what is not stays in the
     /// outbox and is sent again by the next owner of its shard), then the producer is flushed and
     /// the shards released, each within [`CLOSE_BUDGET`].
     pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
@@ -405,14 +406,25 @@ impl Relay {
 
     /// Publishes batches from `shards` until a batch comes back short; returns rows handled.
     ///
-    /// While Kafka acknowledges one batch, the next is read (without the rows in flight), so the
-    /// database and the broker work at the same time. At most [`MAX_PIPELINED`] batches per call,
+    /// While Kafka acknowledges one batch, the next is already in the producer's queue and the one
+    /// after it is read (without the rows in flight), so the database and the broker work at the
+    /// same time. At most [`MAX_PIPELINED`] batches per call,
     /// so the caller can rebalance shards and see a shutdown.
     pub async fn drain(&self, shards: &[i32]) -> Result<usize, sqlx::Error> {
         self.drain_batches(shards).await.map(|d| d.rows)
     }
 
     /// [`Relay::drain`], with what it learnt about Kafka.
+    ///
+    /// Two batches are in hand at a time: batch k+1 is handed to the producer as soon as it is
+    /// read, while batch k's acknowledgements are still coming, so the producer's queue never
+    /// runs dry between batches (the raw producer's pace). While they come, batch k+2 is read
+    /// and batch k−1's acknowledged rows are deleted.
+    ///
+    /// A key with a row that failed holds back its later rows for the rest of the drain: at once
+    /// when the producer refused the row, and from the next batch read when the broker rejected
+    /// it. Rows of that key already handed to the producer behind it (in its batch or the next)
+    /// are not called back (see "Failures" in docs/outbox.md).
     async fn drain_batches(&self, shards: &[i32]) -> Result<Drained, sqlx::Error> {
         let mut drained = Drained::default();
         if shards.is_empty() {
@@ -422,30 +434,52 @@ impl Relay {
         let reader = self.reader.get_or_init(|| self.store.relay_reader());
         let mut resume = Resume::default();
         let mut rows = reader.fetch(shards, batch, &mut resume).await?;
-        // The rows of the previous batch Kafka acknowledged: deleted (or marked) while this
-        // batch goes out, off the path from one batch to the next.
+        // Keys whose rows wait for the next drain (a row of theirs failed in this one).
+        let mut blocked: HashSet<String> = HashSet::new();
+        // The batch handed to the producer last round, its acknowledgements not yet awaited.
+        let mut queued: Option<(send::Queued, tracing::Span)> = None;
+        // The rows Kafka acknowledged: deleted (or marked) while the next batches go out, off
+        // the path from one batch to the next.
         let mut acknowledged: Vec<i64> = Vec::new();
         for round in 1..=MAX_PIPELINED {
             if rows.is_empty() {
                 break;
             }
             drained.rows += rows.len();
-            // The next batch is read while Kafka acknowledges this one, full or not: at a low
-            // rate, an event committed now goes out right after this batch instead of waiting
-            // for its acknowledgements and a new read (the relay's share of commit-to-ack). It
-            // resumes past the rows read so far (`Resume`): none in flight or not yet marked
-            // sent comes back. On a task of its own, so decoding the rows runs beside building
-            // the records.
-            let next = (round < MAX_PIPELINED && !resume.last).then(|| {
-                // SQLite's read leaves out the ids in flight; PostgreSQL's resumes past them.
-                if reader.dialect() == Dialect::Sqlite {
-                    resume.in_flight.clear();
-                    resume.in_flight.extend(
-                        rows.iter()
-                            .map(|r| r.id)
-                            .chain(acknowledged.iter().copied()),
-                    );
+            // SQLite's read leaves out the ids in flight; PostgreSQL's resumes past them
+            // (`Resume`): none in flight or not yet marked sent comes back.
+            if reader.dialect() == Dialect::Sqlite {
+                resume.in_flight.clear();
+                resume.in_flight.extend(
+                    rows.iter()
+                        .map(|r| r.id)
+                        .chain(queued.iter().flat_map(|(q, _)| q.ids()))
+                        .chain(acknowledged.iter().copied()),
+                );
+            }
+            let span = crate::trace::relay_batch(self.store.table(), rows.len());
+            if !span.is_disabled() {
+                for row in &rows {
+                    crate::trace::link_row(&span, &row.headers);
                 }
+            }
+            // The batch goes to the producer on the blocking pool: building its records is the
+            // relay's one long stretch of CPU, and the runtime's threads meanwhile take the next
+            // read's rows off the socket, the acknowledgements and the deletes.
+            let producing = {
+                let producer = self.producer.clone();
+                let mut blocked = std::mem::take(&mut blocked);
+                let span = span.clone();
+                tokio::task::spawn_blocking(move || {
+                    let queued = span.in_scope(|| send::produce(&producer, rows, &mut blocked));
+                    (queued, blocked)
+                })
+            };
+            // The next batch is read while Kafka acknowledges, full or not: at a low rate, an
+            // event committed now goes out right after this batch instead of waiting for its
+            // acknowledgements and a new read (the relay's share of commit-to-ack). On a task of
+            // its own, so decoding the rows runs beside the acknowledgements.
+            let next = (round < MAX_PIPELINED && !resume.last).then(|| {
                 let mut resume = std::mem::take(&mut resume);
                 let reader = reader.clone();
                 let shards = shards.to_vec();
@@ -463,37 +497,74 @@ impl Relay {
                     None => Ok((Ok(Vec::new()), None)),
                 }
             };
-            let span = crate::trace::relay_batch(self.store.table(), rows.len());
-            if !span.is_disabled() {
-                for row in &rows {
-                    crate::trace::link_row(&span, &row.headers);
-                }
-            }
+            // Batch k−1's acknowledgements, batch k+1's read, and the deletes of what Kafka
+            // acknowledged before, all while batch k goes to the producer.
+            let settled = self.settle_queued(queued.take());
             let marked = self.mark_sent(std::mem::take(&mut acknowledged));
-            let (sent, next, marked) =
-                tokio::join!(self.send(&rows).instrument(span.clone()), next, marked);
+            let (settled, next, marked, produced) = tokio::join!(settled, next, marked, producing);
+            let (produced, kept) = produced.map_err(|_| sqlx::Error::WorkerCrashed)?;
+            blocked = kept;
+            queued = Some((produced, span));
             marked?;
-            let sent = sent?;
-            span.record("eventbus.relay.acknowledged", sent.acknowledged.len());
             let (next, resumed) = next?;
             if let Some(resumed) = resumed {
                 resume = resumed;
             }
             rows = next?;
-            drained.acknowledged += sent.acknowledged.len();
-            acknowledged = sent.acknowledged;
-            if sent.outage.is_some() {
-                drained.outage = sent.outage;
+            if let Some(sent) = settled? {
+                Self::count(
+                    sent,
+                    &mut drained,
+                    &mut acknowledged,
+                    &mut blocked,
+                    &mut resume,
+                );
             }
-            // A key that failed in this batch holds back its rows of the next one, and of the
-            // rest of this drain.
-            if !sent.failed_keys.is_empty() {
-                rows.retain(|r| r.key.as_ref().is_none_or(|k| !sent.failed_keys.contains(k)));
-                resume.held.extend(sent.failed_keys);
-            }
+        }
+        if let Some(sent) = self.settle_queued(queued).await? {
+            Self::count(
+                sent,
+                &mut drained,
+                &mut acknowledged,
+                &mut blocked,
+                &mut resume,
+            );
         }
         self.mark_sent(acknowledged).await?;
         Ok(drained)
+    }
+
+    /// Awaits the acknowledgements of the batch in `queued`, if any, in its span.
+    async fn settle_queued(
+        &self,
+        queued: Option<(send::Queued, tracing::Span)>,
+    ) -> Result<Option<send::Sent>, sqlx::Error> {
+        let Some((queued, span)) = queued else {
+            return Ok(None);
+        };
+        let sent = self.settle(queued).instrument(span.clone()).await?;
+        span.record("eventbus.relay.acknowledged", sent.acknowledged.len());
+        Ok(Some(sent))
+    }
+
+    /// Takes a settled batch into the drain's account: its acknowledged rows to be marked, its
+    /// failed keys held back for the rest of the drain.
+    fn count(
+        sent: send::Sent,
+        drained: &mut Drained,
+        acknowledged: &mut Vec<i64>,
+        blocked: &mut HashSet<String>,
+        resume: &mut Resume,
+    ) {
+        drained.acknowledged += sent.acknowledged.len();
+        acknowledged.extend(sent.acknowledged);
+        if sent.outage.is_some() {
+            drained.outage = sent.outage;
+        }
+        for key in sent.failed_keys {
+            blocked.insert(key.clone());
+            resume.held.insert(key);
+        }
     }
 }
 

@@ -1,18 +1,28 @@
-//! Sending a batch: every row to the producer, then every acknowledgement; a rejected batch is
-//! retried row by row so only the culprit counts an attempt; failures back off or go to the dead
-//! table (and the dead-letter topic).
+//! Sending a batch: every row to the producer ([`produce`]), then every acknowledgement
+//! ([`Relay::settle`]); a rejected batch is retried row by row so only the culprit counts an
+//! attempt; failures back off or go to the dead table (and the dead-letter topic).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tracing::Instrument as _;
 
 use super::Relay;
 use crate::dlq::{DeadLetter, DeadLettered, ErrorClass, RELAY};
 use crate::outbox::PendingRow;
 use crate::trace;
+
+/// A batch handed to the producer, its acknowledgements not yet awaited ([`produce`]).
+pub(super) struct Queued {
+    /// The batch's rows.
+    rows: Vec<PendingRow>,
+    /// Index in `rows`, delivery and send span of each row the producer took.
+    in_flight: Vec<(usize, DeliveryFuture, tracing::Span)>,
+    /// Index in `rows` and error of each row the producer refused at once.
+    failed: Vec<(usize, KafkaError)>,
+}
 
 /// What sending one batch did.
 pub(super) struct Sent {
@@ -25,39 +35,73 @@ pub(super) struct Sent {
     pub(super) outage: Option<String>,
 }
 
-impl Relay {
-    /// Sends one batch; schedules or buries what Kafka did not acknowledge, and returns what it
-    /// did (to be marked sent by the caller).
-    pub(super) async fn send(&self, rows: &[PendingRow]) -> Result<Sent, sqlx::Error> {
-        let mut in_flight = Vec::with_capacity(rows.len());
-        let mut failed: Vec<(&PendingRow, KafkaError)> = Vec::new();
-        let mut blocked: HashSet<&str> = HashSet::new();
-        for row in rows {
-            if row.key.as_deref().is_some_and(|key| blocked.contains(key)) {
-                continue; // an earlier row of this key failed: keep the order, retry later
-            }
-            let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
-            trace::link_row(&span, &row.headers);
-            let mut record = FutureRecord::to(&row.topic)
-                .payload(row.payload.as_slice())
-                .headers(crate::kafka::headers_of_row(&row.headers));
-            if let Some(key) = row.key.as_deref() {
-                record = record.key(key);
-            }
-            match self.producer.send_result(record) {
-                Ok(delivery) => in_flight.push((row, delivery, span)),
-                Err((e, _)) => {
-                    trace::failed_kafka(&span, &e);
-                    if let Some(key) = row.key.as_deref() {
-                        blocked.insert(key);
-                    }
-                    failed.push((row, e));
+impl Queued {
+    /// The ids of the batch's rows.
+    pub(super) fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.rows.iter().map(|r| r.id)
+    }
+}
+
+/// Hands every row of a batch to `producer`, in order, without waiting for Kafka; a row whose
+/// key is in `blocked` is left in the outbox, unattempted (an earlier row of its key failed in
+/// this drain), and a row the producer refuses at once adds its key to `blocked`.
+/// [`Relay::settle`] awaits the acknowledgements.
+pub(super) fn produce(
+    producer: &FutureProducer,
+    rows: Vec<PendingRow>,
+    blocked: &mut HashSet<String>,
+) -> Queued {
+    let mut in_flight = Vec::with_capacity(rows.len());
+    let mut failed = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        if !blocked.is_empty() && row.key.as_ref().is_some_and(|key| blocked.contains(key)) {
+            continue; // an earlier row of this key failed: keep the order, retry later
+        }
+        let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
+        trace::link_row(&span, &row.headers);
+        let mut record = FutureRecord::to(&row.topic)
+            .payload(row.payload.as_slice())
+            .headers(crate::kafka::headers_of_row(&row.headers));
+        if let Some(key) = row.key.as_deref() {
+            record = record.key(key);
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => in_flight.push((index, delivery, span)),
+            Err((e, _)) => {
+                trace::failed_kafka(&span, &e);
+                if let Some(key) = &row.key {
+                    blocked.insert(key.clone());
                 }
+                failed.push((index, e));
             }
         }
+    }
+    Queued {
+        rows,
+        in_flight,
+        failed,
+    }
+}
+
+impl Relay {
+    /// Awaits the acknowledgements of a batch [`produce`] queued; schedules or buries what
+    /// Kafka did not acknowledge, and returns what it did (to be marked sent by the caller).
+    pub(super) async fn settle(&self, queued: Queued) -> Result<Sent, sqlx::Error> {
+        let Queued {
+            rows,
+            in_flight,
+            failed,
+        } = queued;
+        let mut failed: Vec<(&PendingRow, KafkaError)> =
+            failed.into_iter().map(|(i, e)| (&rows[i], e)).collect();
+        let mut blocked: HashSet<&str> = failed
+            .iter()
+            .filter_map(|(row, _)| row.key.as_deref())
+            .collect();
         let mut sent = Vec::with_capacity(in_flight.len());
         let mut rejected: Vec<(&PendingRow, KafkaError)> = Vec::new();
-        for (row, delivery, span) in in_flight {
+        for (index, delivery, span) in in_flight {
+            let row = &rows[index];
             let error = match delivery.await {
                 Ok(Ok(delivery)) => {
                     trace::acknowledged(&span, delivery.partition, delivery.offset);

@@ -4,7 +4,7 @@
 //!   dependency going down once (a warning naming it, its address and the error) and coming back
 //!   once (with how long it was away), not every retry: retries are `debug` events.
 //! - [`Stop`]: the shutdown signal with its grace period. Once stop is asked, whatever the relay
-//!   is waiting for (acknowledgements of the batch in hand, the database) gets [`SHUTDOWN_GRACE`];
+//!   is waiting for (acknowledgements of the batches in hand, the database) gets [`SHUTDOWN_GRACE`];
 //!   then the relay gives up on it, flushes for at most [`CLOSE_BUDGET`] and releases its shards
 //!   within [`CLOSE_BUDGET`]. Rows not acknowledged by then stay in the outbox and are published
 //!   again by the next relay that owns their shard (at least once, as after a crash).
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{FutureProducer, Producer as _};
 use tokio::sync::watch;
 
-/// How long the batch in hand may still take once stop is asked.
+/// How long the batches in hand may still take once stop is asked.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// How long the relay may take to flush its producer, and then to release its shards, after the
-/// batch in hand.
+/// batches in hand.
 pub const CLOSE_BUDGET: Duration = Duration::from_millis(500);
 
 /// A dependency's state, as the relay last saw it.
