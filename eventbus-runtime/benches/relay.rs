@@ -89,12 +89,17 @@ async fn main() {
         "relay bench: {events} events of {} bytes, {relays} relay(s), batch {batch}",
         records[0].2.len()
     );
-    println!("  raw rdkafka producer: {:>9.0} events/s", raw);
+    println!(
+        "  raw rdkafka producer: {:>9.0} events/s (steady: {:.0})",
+        raw.whole, raw.steady
+    );
     println!("    cpu: {}", before_raw.used_until(&before_drain));
     println!(
-        "  relay drain:          {:>9.0} events/s ({:.2} of raw)",
-        drain,
-        drain / raw
+        "  relay drain:          {:>9.0} events/s ({:.2} of raw; steady: {:.0}, {:.2} of raw)",
+        drain.whole,
+        drain.whole / raw.whole,
+        drain.steady,
+        drain.steady / raw.steady
     );
     println!("    cpu: {}", before_drain.used_until(&drained_cpu));
 
@@ -154,7 +159,11 @@ async fn main() {
     }
     // One machine-readable line for benches/peers/run.
     println!(
-        "RESULT drain_eps={drain:.0} raw_eps={raw:.0} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2} events={events} latency_events={}",
+        "RESULT drain_eps={:.0} raw_eps={:.0} steady_drain_eps={:.0} steady_raw_eps={:.0} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2} events={events} latency_events={}",
+        drain.whole,
+        raw.whole,
+        drain.steady,
+        raw.steady,
         pct(0.50),
         pct(0.95),
         pct(0.99),
@@ -233,7 +242,7 @@ async fn load(pool: &PgPool, table: &str) -> Vec<Rec> {
 }
 
 /// The same records through a bare rdkafka producer with the relay's settings; events/s.
-async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> f64 {
+async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> Rate {
     let mut config = rdkafka::ClientConfig::new();
     config
         .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
@@ -265,10 +274,38 @@ async fn raw_producer(kafka: &KafkaConfig, records: &[Rec]) -> f64 {
         }
         pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
     }
-    for p in pending {
+    let mut steady = None;
+    for (i, p) in pending.into_iter().enumerate() {
         p.await.unwrap().unwrap();
+        if i + 1 == STEADY_AFTER {
+            steady = Some(Instant::now());
+        }
     }
-    records.len() as f64 / started.elapsed().as_secs_f64()
+    Rate::of(records.len(), started, steady)
+}
+
+/// Acknowledgements after which a run is in its steady state (connections made, the producer's
+/// id given, the topic's metadata known, the first read done).
+const STEADY_AFTER: usize = 5000;
+
+/// Events/s over a whole run, and after its first [`STEADY_AFTER`] acknowledgements.
+#[derive(Clone, Copy)]
+struct Rate {
+    whole: f64,
+    steady: f64,
+}
+
+impl Rate {
+    fn of(events: usize, started: Instant, steady: Option<Instant>) -> Rate {
+        let whole = events as f64 / started.elapsed().as_secs_f64();
+        let steady = match steady {
+            Some(t) if events > STEADY_AFTER => {
+                (events - STEADY_AFTER) as f64 / t.elapsed().as_secs_f64()
+            }
+            _ => whole,
+        };
+        Rate { whole, steady }
+    }
 }
 
 /// Starts `relays` relays on a full outbox and times them to empty it; events/s, and the CPU
@@ -279,7 +316,7 @@ async fn drain(
     config: &OutboxConfig,
     relays: usize,
     events: u64,
-) -> (f64, Cpu) {
+) -> (Rate, Cpu) {
     let started = Instant::now();
     let handles: Vec<_> = (0..relays)
         .map(|_| {
@@ -288,19 +325,23 @@ async fn drain(
                 .spawn()
         })
         .collect();
+    let mut steady = None;
     loop {
         let published: u64 = handles.iter().map(|h| h.stats().published()).sum();
         if published >= events {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if steady.is_none() && published >= STEADY_AFTER as u64 {
+            steady = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let elapsed = started.elapsed();
+    let rate = Rate::of(events as usize, started, steady);
     let cpu = Cpu::sample();
     for h in handles {
         h.shutdown().await.unwrap();
     }
-    (events as f64 / elapsed.as_secs_f64(), cpu)
+    (rate, cpu)
 }
 
 /// One event per transaction at `rate`/s; returns sorted commit-to-consume latencies in ms.

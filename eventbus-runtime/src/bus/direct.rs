@@ -20,18 +20,21 @@ impl DirectBackend {
         delivered(envelope, delivery.await)
     }
 
-    /// Sends every envelope, then awaits every acknowledgement.
+    /// Sends every envelope, then awaits every acknowledgement. Each envelope is dropped once the
+    /// producer has its record (its topic moves into the receipt), so a large batch does not stay
+    /// in memory twice.
     pub(crate) async fn send_all(
         &self,
-        envelopes: &[Envelope],
+        envelopes: Vec<Envelope>,
     ) -> Result<Vec<Receipt>, PublishError> {
         let mut pending = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
-            pending.push((envelope, self.enqueue(envelope)?));
+            let delivery = self.enqueue(&envelope)?;
+            pending.push((envelope.id, envelope.topic, delivery));
         }
         let mut receipts = Vec::with_capacity(pending.len());
-        for (envelope, delivery) in pending {
-            receipts.push(delivered(envelope, delivery.await)?);
+        for (event_id, topic, delivery) in pending {
+            receipts.push(receipt(event_id, topic, delivery.await)?);
         }
         Ok(receipts)
     }
@@ -63,19 +66,31 @@ fn delivered<Canceled>(
     envelope: &Envelope,
     result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>,
 ) -> Result<Receipt, PublishError> {
-    let error = |source| PublishError::Kafka {
-        event_id: envelope.id,
-        topic: envelope.topic.clone(),
-        source,
-    };
+    receipt(envelope.id, envelope.topic.clone(), result)
+}
+
+/// The receipt of the delivery of event `event_id` to `topic`, or the error Kafka gave.
+fn receipt<Canceled>(
+    event_id: uuid::Uuid,
+    topic: String,
+    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>,
+) -> Result<Receipt, PublishError> {
     match result {
         Ok(Ok(delivery)) => Ok(Receipt {
-            event_id: envelope.id,
-            topic: envelope.topic.clone(),
+            event_id,
+            topic,
             partition: Some(delivery.partition),
             offset: Some(delivery.offset),
         }),
-        Ok(Err((source, _))) => Err(error(source)),
-        Err(_) => Err(error(rdkafka::error::KafkaError::Canceled)),
+        Ok(Err((source, _))) => Err(PublishError::Kafka {
+            event_id,
+            topic,
+            source,
+        }),
+        Err(_) => Err(PublishError::Kafka {
+            event_id,
+            topic,
+            source: rdkafka::error::KafkaError::Canceled,
+        }),
     }
 }

@@ -423,7 +423,7 @@ impl<S: Service> EventBus<S> {
                     return Ok(receipts);
                 }
                 #[cfg(feature = "kafka")]
-                Backend::Direct(d) => d.send_all(&envelopes).await,
+                Backend::Direct(d) => d.send_all(envelopes).await,
                 #[cfg(any(feature = "postgres", feature = "sqlite"))]
                 Backend::Transactional(t) => t.write(&envelopes, Some(Generated::of::<E>())).await,
             };
