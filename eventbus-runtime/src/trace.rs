@@ -87,6 +87,19 @@ pub(crate) fn stamp(span: &Span, envelopes: &mut [Envelope]) {
     otel::stamp(span, envelopes);
 }
 
+/// [`stamp`] for one envelope of a batch of `count` built one at a time: its context is
+/// written into it; its id and key go on the span only when it is the batch's one event.
+pub(crate) fn stamp_each(span: &Span, envelope: &mut Envelope, count: usize) {
+    if span.is_disabled() {
+        return;
+    }
+    if count == 1 {
+        return stamp(span, std::slice::from_mut(envelope));
+    }
+    #[cfg(feature = "opentelemetry")]
+    otel::stamp(span, std::slice::from_mut(envelope));
+}
+
 /// Marks `span` failed with `error_type` (low-cardinality: a kind of error, not a message).
 pub(crate) fn failed(span: &Span, error_type: impl tracing::Value) {
     if span.is_disabled() {

@@ -27,7 +27,7 @@ fn envelope(subject: Option<&str>, key: Option<&str>, topic: &str) -> Envelope {
     let mut e = Envelope::new(&OrderPlaced::numbered(1)[0], &EventContext::default()).unwrap();
     e.subject = subject.map(str::to_owned);
     e.key = key.map(str::to_owned);
-    e.topic = topic.to_owned();
+    e.topic = topic.to_owned().into();
     e
 }
 
@@ -137,7 +137,7 @@ async fn an_invalid_topic_is_refused_at_the_call_naming_the_topic_and_the_rule()
                 .unwrap_err();
             assert!(error.to_string().contains("249"), "{error}");
             let mut nameless = envelope(None, None, OrderPlaced::TOPIC);
-            nameless.event_type.clear();
+            nameless.event_type = "".into();
             let error = bus.publish_envelope(nameless).await.unwrap_err();
             assert!(
                 error.to_string().contains("`event_type` is empty"),

@@ -21,6 +21,21 @@ pub(crate) fn typed<E: Event>(envelope: Envelope) -> Result<Envelope, PublishErr
     })
 }
 
+/// Checks the partition key of a typed event `E` before its envelope is built: what
+/// [`typed`] would refuse.
+pub(crate) fn typed_key<E: Event>(key: Option<&str>) -> Result<(), PublishError> {
+    if key.is_some_and(str::is_empty) {
+        return Err(PublishError::EmptyKey {
+            event: E::EVENT_TYPE.to_owned(),
+            field: match E::KEY_FIELD {
+                Some(name) => format!("field `{name}`"),
+                None => "the envelope's `key`".to_owned(),
+            },
+        });
+    }
+    Ok(())
+}
+
 /// An envelope built at run time, made conformant: its topic and attributes checked too.
 pub(crate) fn built(envelope: Envelope) -> Result<Envelope, PublishError> {
     let invalid = |attribute: &str| {
@@ -43,8 +58,8 @@ pub(crate) fn built(envelope: Envelope) -> Result<Envelope, PublishError> {
         let prefix = format!("topic {:?}: ", envelope.topic);
         let rule = rule.strip_prefix(&prefix).unwrap_or(&rule).to_owned();
         return Err(PublishError::InvalidTopic {
-            event: envelope.event_type.clone(),
-            topic: envelope.topic.clone(),
+            event: envelope.event_type.to_string(),
+            topic: envelope.topic.to_string(),
             rule,
         });
     }
@@ -60,7 +75,7 @@ fn common(
     }
     if envelope.key.as_deref().is_some_and(str::is_empty) {
         return Err(PublishError::EmptyKey {
-            event: envelope.event_type.clone(),
+            event: envelope.event_type.to_string(),
             field: field(),
         });
     }

@@ -6,6 +6,13 @@ use crate::envelope::Envelope;
 use crate::error::PublishError;
 use crate::kafka::EmbeddedKafka;
 
+/// A record handed to the producer, its acknowledgement not yet awaited.
+pub(crate) struct Pending {
+    event_id: uuid::Uuid,
+    topic: std::borrow::Cow<'static, str>,
+    delivery: rdkafka::producer::DeliveryFuture,
+}
+
 /// The Direct mode's state.
 pub(crate) struct DirectBackend {
     pub(crate) producer: rdkafka::producer::FutureProducer,
@@ -20,21 +27,36 @@ impl DirectBackend {
         delivered(envelope, delivery.await)
     }
 
-    /// Sends every envelope, then awaits every acknowledgement. Each envelope is dropped once the
-    /// producer has its record (its topic moves into the receipt), so a large batch does not stay
-    /// in memory twice.
+    /// Sends every envelope, then awaits every acknowledgement.
     pub(crate) async fn send_all(
         &self,
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Receipt>, PublishError> {
         let mut pending = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
-            let delivery = self.enqueue(&envelope)?;
-            pending.push((envelope.id, envelope.topic, delivery));
+            pending.push(self.hand_over(envelope)?);
         }
+        self.acknowledged(pending).await
+    }
+
+    /// Hands `envelope` to the producer and drops it (its topic moves into the pending receipt).
+    pub(crate) fn hand_over(&self, envelope: Envelope) -> Result<Pending, PublishError> {
+        let delivery = self.enqueue(&envelope)?;
+        Ok(Pending {
+            event_id: envelope.id,
+            topic: envelope.topic,
+            delivery,
+        })
+    }
+
+    /// Awaits the acknowledgement of every record [`DirectBackend::hand_over`] sent, in order.
+    pub(crate) async fn acknowledged(
+        &self,
+        pending: Vec<Pending>,
+    ) -> Result<Vec<Receipt>, PublishError> {
         let mut receipts = Vec::with_capacity(pending.len());
-        for (event_id, topic, delivery) in pending {
-            receipts.push(receipt(event_id, topic, delivery.await)?);
+        for p in pending {
+            receipts.push(receipt(p.event_id, p.topic, p.delivery.await)?);
         }
         Ok(receipts)
     }
@@ -49,7 +71,7 @@ impl DirectBackend {
             .send_result(record)
             .map_err(|(source, _)| PublishError::Kafka {
                 event_id: envelope.id,
-                topic: envelope.topic.clone(),
+                topic: envelope.topic.to_string(),
                 source,
             })
     }
@@ -72,7 +94,7 @@ fn delivered<Canceled>(
 /// The receipt of the delivery of event `event_id` to `topic`, or the error Kafka gave.
 fn receipt<Canceled>(
     event_id: uuid::Uuid,
-    topic: String,
+    topic: std::borrow::Cow<'static, str>,
     result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>,
 ) -> Result<Receipt, PublishError> {
     match result {
@@ -84,12 +106,12 @@ fn receipt<Canceled>(
         }),
         Ok(Err((source, _))) => Err(PublishError::Kafka {
             event_id,
-            topic,
+            topic: topic.into_owned(),
             source,
         }),
         Err(_) => Err(PublishError::Kafka {
             event_id,
-            topic,
+            topic: topic.into_owned(),
             source: rdkafka::error::KafkaError::Canceled,
         }),
     }

@@ -169,10 +169,10 @@ impl RawEvent {
                 source,
             })?;
         let described = crate::envelope::Described {
-            source: service.to_owned(),
-            event_type,
+            source: service.to_owned().into(),
+            event_type: event_type.into(),
             subject: self.subject,
-            topic,
+            topic: topic.into(),
             key: self.key,
             category: self.category,
             version: self.version,

@@ -376,7 +376,7 @@ impl Engine {
                 .map_err(failed)?
                 .map_err(|source| {
                     failed(HandlerError::from(DecodeError::Payload {
-                        event_type: envelope.event_type.clone(),
+                        event_type: envelope.event_type.to_string(),
                         id: envelope.id,
                         source,
                     }))
@@ -543,14 +543,14 @@ impl Engine {
         let notice = DeadLettered {
             class,
             failed_in: handler.clone(),
-            topic: envelope.topic.clone(),
+            topic: envelope.topic.to_string(),
             dead_letter_topic: None,
             table: None,
             group: Some(self.group.clone()),
             service: Some(self.service.to_owned()),
             partition: None,
             offset: None,
-            event_type: Some(envelope.event_type.clone()),
+            event_type: Some(envelope.event_type.to_string()),
             event_id: Some(envelope.id.to_string()),
             error: error.clone(),
             attempts: 1,
@@ -559,7 +559,7 @@ impl Engine {
         Failed {
             failure: HandlerFailure {
                 event_id: envelope.id,
-                event_type: envelope.event_type.clone(),
+                event_type: envelope.event_type.to_string(),
                 handler,
                 error,
                 class,

@@ -2,6 +2,8 @@
 //! envelope (and says what is wrong), [`RawAttributes`] reads the attributes the consumer's fast
 //! path needs straight from the raw headers. A unit test keeps them in agreement.
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -487,15 +489,18 @@ impl Attributes<'_> {
         };
         Envelope {
             id: self.id,
-            source: self.source.to_owned(),
-            event_type: self.event_type.to_owned(),
+            source: self.source.to_owned().into(),
+            event_type: self.event_type.to_owned().into(),
             time: self.time.unwrap_or(defaults.time),
             subject: owned(self.subject),
-            topic: topic.to_owned(),
+            topic: topic.to_owned().into(),
             key: owned(key),
             category: self.category.unwrap_or(defaults.category),
             version: self.version.unwrap_or(defaults.version),
-            content_type: self.content_type.unwrap_or(JSON).to_owned(),
+            content_type: match self.content_type {
+                None | Some(JSON) => Cow::Borrowed(JSON),
+                Some(other) => Cow::Owned(other.to_owned()),
+            },
             correlation_id: owned(self.correlation_id),
             causation_id: owned(self.causation_id),
             traceparent: owned(self.traceparent),

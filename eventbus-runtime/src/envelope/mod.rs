@@ -7,6 +7,8 @@
 //! them, and both decoders (`decode.rs`): [`Envelope::from_record`], and the consumer's fast path,
 //! which reads the attributes it needs from the raw headers without building an envelope.
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -84,10 +86,10 @@ impl EventContext {
 
 /// What a new event says of itself (typed, or a `RawEvent`): [`Envelope::stamp`] adds the rest.
 pub(crate) struct Described {
-    pub(crate) source: String,
-    pub(crate) event_type: String,
+    pub(crate) source: Cow<'static, str>,
+    pub(crate) event_type: Cow<'static, str>,
     pub(crate) subject: Option<String>,
-    pub(crate) topic: String,
+    pub(crate) topic: Cow<'static, str>,
     pub(crate) key: Option<String>,
     pub(crate) category: Category,
     pub(crate) version: u32,
@@ -98,16 +100,17 @@ pub(crate) struct Described {
 pub struct Envelope {
     /// `ce_id`: a UUIDv7, so ids sort by creation time.
     pub id: Uuid,
-    /// `ce_source`: the publishing service.
-    pub source: String,
+    /// `ce_source`: the publishing service (borrowed when it is a service's name, so a typed
+    /// publish allocates no copy of it; likewise the type, topic and content type).
+    pub source: Cow<'static, str>,
     /// `ce_type`.
-    pub event_type: String,
+    pub event_type: Cow<'static, str>,
     /// `ce_time`.
     pub time: OffsetDateTime,
     /// `ce_subject`.
     pub subject: Option<String>,
     /// The topic.
-    pub topic: String,
+    pub topic: Cow<'static, str>,
     /// The record key.
     pub key: Option<String>,
     /// `ce_category`.
@@ -115,7 +118,7 @@ pub struct Envelope {
     /// `ce_schemaversion`.
     pub version: u32,
     /// `content-type`.
-    pub content_type: String,
+    pub content_type: Cow<'static, str>,
     /// `ce_correlationid`.
     pub correlation_id: Option<String>,
     /// `ce_causationid`.
@@ -135,20 +138,40 @@ pub struct Envelope {
 impl Envelope {
     /// Wraps `event`, serialized as JSON, with a new id and the current time.
     pub fn new<E: Event>(event: &E, context: &EventContext) -> Result<Self, PublishError> {
-        let payload = serde_json::to_vec(event).map_err(|source| PublishError::Serialize {
+        let payload = Self::payload(event)?;
+        Ok(Self::with_parts(
+            event,
+            context,
+            payload,
+            event.partition_key(),
+        ))
+    }
+
+    /// `event` serialized as JSON: the payload of its envelope.
+    pub(crate) fn payload<E: Event>(event: &E) -> Result<Vec<u8>, PublishError> {
+        serde_json::to_vec(event).map_err(|source| PublishError::Serialize {
             event: E::EVENT_TYPE,
             source,
-        })?;
+        })
+    }
+
+    /// [`Envelope::new`], with the payload and the key already computed.
+    pub(crate) fn with_parts<E: Event>(
+        event: &E,
+        context: &EventContext,
+        payload: Vec<u8>,
+        key: Option<String>,
+    ) -> Self {
         let described = Described {
-            source: <E::Service as Service>::NAME.to_owned(),
-            event_type: E::EVENT_TYPE.to_owned(),
+            source: Cow::Borrowed(<E::Service as Service>::NAME),
+            event_type: Cow::Borrowed(E::EVENT_TYPE),
             subject: event.subject(),
-            topic: E::TOPIC.to_owned(),
-            key: event.partition_key(),
+            topic: Cow::Borrowed(E::TOPIC),
+            key,
             category: E::category(),
             version: E::VERSION,
         };
-        Ok(Envelope::stamp(described, context, payload))
+        Envelope::stamp(described, context, payload)
     }
 
     /// A new event's envelope: what it says of itself, a new id, the current time, `context`.
@@ -163,7 +186,7 @@ impl Envelope {
             key: event.key,
             category: event.category,
             version: event.version,
-            content_type: JSON.to_owned(),
+            content_type: Cow::Borrowed(JSON),
             correlation_id: context.correlation_id.clone(),
             causation_id: context.causation_id.clone(),
             traceparent: context.traceparent.clone(),
@@ -184,7 +207,7 @@ impl Envelope {
         if self.event_type != E::EVENT_TYPE {
             return Err(DecodeError::WrongType {
                 expected: E::EVENT_TYPE,
-                found: self.event_type.clone(),
+                found: self.event_type.to_string(),
             });
         }
         if self.version != E::VERSION {
@@ -195,7 +218,7 @@ impl Envelope {
             });
         }
         serde_json::from_slice(&self.payload).map_err(|source| DecodeError::Payload {
-            event_type: self.event_type.clone(),
+            event_type: self.event_type.to_string(),
             id: self.id,
             source,
         })

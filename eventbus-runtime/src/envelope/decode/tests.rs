@@ -326,7 +326,7 @@ mod fuzz {
             match (&checked, &decoded) {
                 (Ok((attributes, _)), Ok(envelope)) => {
                     prop_assert_eq!(attributes.id, envelope.id);
-                    prop_assert_eq!(attributes.event_type, envelope.event_type.as_str());
+                    prop_assert_eq!(attributes.event_type, &*envelope.event_type);
                     // What an envelope writes reads back as the same envelope.
                     let written = envelope.headers();
                     let again = Envelope::from_record(
