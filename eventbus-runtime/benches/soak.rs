@@ -226,7 +226,9 @@ async fn main() {
                 bytes,
             });
         }
-        if acked >= events && store.pending().await.unwrap() <= 1 {
+        // The probes count too, so `acked` can reach `events` before the writers' last
+        // transactions: done once the writers are, and the outbox with them.
+        if acked >= events && writers_done.is_some() && store.pending().await.unwrap() <= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

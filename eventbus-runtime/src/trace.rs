@@ -94,10 +94,11 @@ pub(crate) fn stamp_each(span: &Span, envelope: &mut Envelope, count: usize) {
         return;
     }
     if count == 1 {
-        return stamp(span, std::slice::from_mut(envelope));
+        stamp(span, std::slice::from_mut(envelope));
+    } else {
+        #[cfg(feature = "opentelemetry")]
+        otel::stamp(span, std::slice::from_mut(envelope));
     }
-    #[cfg(feature = "opentelemetry")]
-    otel::stamp(span, std::slice::from_mut(envelope));
 }
 
 /// Marks `span` failed with `error_type` (low-cardinality: a kind of error, not a message).
