@@ -13,18 +13,16 @@ use crate::error::PublishError;
 use crate::event::Event;
 
 /// `envelope` of the typed event `E`, made conformant.
-pub(crate) fn typed<E: Event>(envelope: Envelope) -> Result<Envelope, PublishError> {
-    // The field's name is written only for the error: this runs for every event published.
-    common(envelope, || match E::KEY_FIELD {
-        Some(name) => format!("field `{name}`"),
-        None => "the envelope's `key`".to_owned(),
-    })
+pub(crate) fn typed<E: Event>(mut envelope: Envelope) -> Result<Envelope, PublishError> {
+    typed_key::<E>(envelope.key.as_deref())?;
+    no_empty_subject(&mut envelope);
+    Ok(envelope)
 }
 
-/// Checks the partition key of a typed event `E` before its envelope is built: what
-/// [`typed`] would refuse.
+/// Checks the partition key of a typed event `E`, before or after its envelope is built.
 pub(crate) fn typed_key<E: Event>(key: Option<&str>) -> Result<(), PublishError> {
     if key.is_some_and(str::is_empty) {
+        // The field's name is written only for the error: this runs for every event published.
         return Err(PublishError::EmptyKey {
             event: E::EVENT_TYPE.to_owned(),
             field: match E::KEY_FIELD {
@@ -36,8 +34,15 @@ pub(crate) fn typed_key<E: Event>(key: Option<&str>) -> Result<(), PublishError>
     Ok(())
 }
 
+/// An empty subject is none: CloudEvents forbids `ce_subject: ""`.
+pub(crate) fn no_empty_subject(envelope: &mut Envelope) {
+    if envelope.subject.as_deref().is_some_and(str::is_empty) {
+        envelope.subject = None;
+    }
+}
+
 /// An envelope built at run time, made conformant: its topic and attributes checked too.
-pub(crate) fn built(envelope: Envelope) -> Result<Envelope, PublishError> {
+pub(crate) fn built(mut envelope: Envelope) -> Result<Envelope, PublishError> {
     let invalid = |attribute: &str| {
         PublishError::Invalid(format!(
             "the envelope's `{attribute}` is empty: CloudEvents requires it (event `{}`, topic {:?})",
@@ -63,21 +68,12 @@ pub(crate) fn built(envelope: Envelope) -> Result<Envelope, PublishError> {
             rule,
         });
     }
-    common(envelope, || "the envelope's `key`".to_owned())
-}
-
-fn common(
-    mut envelope: Envelope,
-    field: impl FnOnce() -> String,
-) -> Result<Envelope, PublishError> {
-    if envelope.subject.as_deref().is_some_and(str::is_empty) {
-        envelope.subject = None;
-    }
     if envelope.key.as_deref().is_some_and(str::is_empty) {
         return Err(PublishError::EmptyKey {
             event: envelope.event_type.to_string(),
-            field: field(),
+            field: "the envelope's `key`".to_owned(),
         });
     }
+    no_empty_subject(&mut envelope);
     Ok(envelope)
 }

@@ -428,6 +428,7 @@ impl<S: Service> EventBus<S> {
                     }
                     return Ok(receipts);
                 }
+                // Direct mode returned above (`send_all_direct`); this is its plain form.
                 #[cfg(feature = "kafka")]
                 Backend::Direct(d) => d.send_all(envelopes).await,
                 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -463,10 +464,7 @@ impl<S: Service> EventBus<S> {
             let mut pending = Vec::with_capacity(events.len());
             for (event, (payload, key)) in events.iter().zip(parts) {
                 let mut envelope = Envelope::with_parts(event, &self.context, payload, key);
-                // What `conform::typed` does beyond the key: an empty subject is none.
-                if envelope.subject.as_deref().is_some_and(str::is_empty) {
-                    envelope.subject = None;
-                }
+                conform::no_empty_subject(&mut envelope);
                 crate::trace::stamp_each(&span, &mut envelope, events.len());
                 pending.push(direct.hand_over(envelope)?);
             }

@@ -408,8 +408,8 @@ impl Relay {
     ///
     /// While Kafka acknowledges one batch, the next is already in the producer's queue and the one
     /// after it is read (without the rows in flight), so the database and the broker work at the
-    /// same time. At most [`MAX_PIPELINED`] batches per call,
-    /// so the caller can rebalance shards and see a shutdown.
+    /// same time. At most [`MAX_PIPELINED`] batches per call, so the caller can rebalance shards
+    /// and see a shutdown.
     pub async fn drain(&self, shards: &[i32]) -> Result<usize, sqlx::Error> {
         self.drain_batches(shards).await.map(|d| d.rows)
     }
