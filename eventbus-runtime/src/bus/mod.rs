@@ -401,8 +401,10 @@ impl<S: Service> EventBus<S> {
         written
     }
 
-    /// Publishes many events of one type: Direct mode sends them all, then awaits every
-    /// acknowledgement; the Transactional mode writes them in one transaction.
+    /// Publishes many events of one type. Every event is serialized and its key checked before
+    /// any is sent or written: one that is refused fails the call and nothing goes out. Direct
+    /// mode then sends them all and awaits every acknowledgement; the Transactional mode writes
+    /// them in one transaction.
     pub async fn publish_all<E>(&self, events: &[E]) -> Result<Vec<Receipt>, PublishError>
     where
         E: Event + OwnedBy<S>,
