@@ -47,6 +47,26 @@ async fn writer_bus(layer: &Layer) -> EventBus<Petstore> {
         .unwrap()
 }
 
+/// An event of `key` over `limit` bytes, the next event of its key, and 20 events of other keys
+/// of run `run`.
+fn oversized_and_others(run: &str, key: &str, limit: usize) -> (Blob, Blob, Vec<Blob>) {
+    let big = Blob {
+        key: key.to_owned(),
+        data: "x".repeat(2 * limit),
+    };
+    let after_big = Blob {
+        key: key.to_owned(),
+        data: "after".into(),
+    };
+    let others = (0..20)
+        .map(|i| Blob {
+            key: format!("{run}-k{i}"),
+            data: "ok".into(),
+        })
+        .collect();
+    (big, after_big, others)
+}
+
 fn relay(store: &OutboxStore, kafka: &KafkaConfig, config: OutboxConfig) -> RelayHandle {
     Relay::new(store.clone(), kafka, config).unwrap().spawn()
 }
@@ -434,20 +454,7 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
         };
         let reader = Reader::at_end(&layer.kafka, topic).await;
         let bus = writer_bus(&layer).await;
-        let big = Blob {
-            key: format!("{run}-poison"),
-            data: "x".repeat(2 * limit),
-        };
-        let after_big = Blob {
-            key: format!("{run}-poison"),
-            data: "after".into(),
-        };
-        let others: Vec<Blob> = (0..20)
-            .map(|i| Blob {
-                key: format!("{run}-k{i}"),
-                data: "ok".into(),
-            })
-            .collect();
+        let (big, after_big, others) = oversized_and_others(&run, &format!("{run}-poison"), limit);
         bus.publish_all(&[big.clone(), after_big.clone()])
             .await
             .unwrap();
@@ -534,20 +541,7 @@ async fn a_refused_event_holds_its_key_in_the_next_batch() {
         let reader = Reader::at_end(&layer.kafka, topic).await;
         let bus = writer_bus(&layer).await;
         let key = format!("{run}-refused");
-        let big = Blob {
-            key: key.clone(),
-            data: "x".repeat(2 * limit),
-        };
-        let after_big = Blob {
-            key: key.clone(),
-            data: "after".into(),
-        };
-        let others: Vec<Blob> = (0..20)
-            .map(|i| Blob {
-                key: format!("{run}-k{i}"),
-                data: "ok".into(),
-            })
-            .collect();
+        let (big, after_big, others) = oversized_and_others(&run, &key, limit);
         bus.publish_all(&[big, after_big]).await.unwrap();
         bus.publish_all(&others).await.unwrap();
 

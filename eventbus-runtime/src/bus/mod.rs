@@ -409,72 +409,47 @@ impl<S: Service> EventBus<S> {
     where
         E: Event + OwnedBy<S>,
     {
-        #[cfg(feature = "kafka")]
-        if let Backend::Direct(direct) = &self.core.backend {
-            return self.send_all_direct(direct, events).await;
-        }
-        // Every event is serialized and checked before any is written. Sized up front: collecting
-        // the `Result`s would grow the vector by doubling, copying every envelope built so far.
-        let mut envelopes = Vec::with_capacity(events.len());
-        for event in events {
-            envelopes.push(Envelope::new(event, &self.context).and_then(conform::typed::<E>)?);
-        }
-        let span = self.publish_span(E::TOPIC, &mut envelopes);
-        traced(span, async {
-            let result: Result<Vec<Receipt>, PublishError> = match &self.core.backend {
-                Backend::Testing(_) => {
+        match &self.core.backend {
+            #[cfg(feature = "kafka")]
+            Backend::Direct(direct) => self.send_all_direct(direct, events).await,
+            Backend::Testing(_) => {
+                let (envelopes, span) = self.envelopes_of(events)?;
+                traced(span, async {
                     // Each event goes through `send`, which counts it.
                     let mut receipts = Vec::with_capacity(envelopes.len());
                     for envelope in envelopes {
                         receipts.push(self.send(envelope, Some(Statement::of::<E>())).await?);
                     }
-                    return Ok(receipts);
-                }
-                // Direct mode returned above (`send_all_direct`); this is its plain form.
-                #[cfg(feature = "kafka")]
-                Backend::Direct(d) => d.send_all(envelopes).await,
-                #[cfg(any(feature = "postgres", feature = "sqlite"))]
-                Backend::Transactional(t) => t.write(&envelopes, Some(Generated::of::<E>())).await,
-            };
-            self.count_published(events.len(), result.is_ok());
-            result
-        })
-        .await
+                    Ok(receipts)
+                })
+                .await
+            }
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Backend::Transactional(t) => {
+                let (envelopes, span) = self.envelopes_of(events)?;
+                traced(span, async {
+                    let result = t.write(&envelopes, Some(Generated::of::<E>())).await;
+                    self.count_published(events.len(), result.is_ok());
+                    result
+                })
+                .await
+            }
+        }
     }
 
-    /// [`EventBus::publish_all`] in Direct mode: every event's payload and key are made and
-    /// checked first, so nothing is sent when one of them is refused; then each envelope is
-    /// built, handed to the producer and dropped in turn, as a hand-written producer would (the
-    /// batch is never in memory as envelopes: that cost page faults and cache misses).
-    #[cfg(feature = "kafka")]
-    async fn send_all_direct<E>(
-        &self,
-        direct: &direct::DirectBackend,
-        events: &[E],
-    ) -> Result<Vec<Receipt>, PublishError>
+    /// The envelopes of `events`, every one serialized and checked before any is written, and
+    /// the span of their publish. Sized up front: collecting the `Result`s would grow the vector
+    /// by doubling, copying every envelope built so far.
+    fn envelopes_of<E>(&self, events: &[E]) -> Result<(Vec<Envelope>, tracing::Span), PublishError>
     where
         E: Event + OwnedBy<S>,
     {
-        let mut parts = Vec::with_capacity(events.len());
+        let mut envelopes = Vec::with_capacity(events.len());
         for event in events {
-            let key = event.partition_key();
-            conform::typed_key::<E>(key.as_deref())?;
-            parts.push((Envelope::payload(event)?, key));
+            envelopes.push(Envelope::new(event, &self.context).and_then(conform::typed::<E>)?);
         }
-        let span = crate::trace::publish(self.operation(), E::TOPIC, events.len());
-        let result = traced(span.clone(), async {
-            let mut pending = Vec::with_capacity(events.len());
-            for (event, (payload, key)) in events.iter().zip(parts) {
-                let mut envelope = Envelope::with_parts(event, &self.context, payload, key);
-                conform::no_empty_subject(&mut envelope);
-                crate::trace::stamp_each(&span, &mut envelope, events.len());
-                pending.push(direct.hand_over(envelope)?);
-            }
-            direct.acknowledged(pending).await
-        })
-        .await;
-        self.count_published(events.len(), result.is_ok());
-        result
+        let span = self.publish_span(E::TOPIC, &mut envelopes);
+        Ok((envelopes, span))
     }
 
     /// Stops the in-process relay after the batches in hand (within 2.5 s: see

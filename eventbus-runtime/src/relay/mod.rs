@@ -434,13 +434,8 @@ impl Relay {
         let reader = self.reader.get_or_init(|| self.store.relay_reader());
         let mut resume = Resume::default();
         let mut rows = reader.fetch(shards, batch, &mut resume).await?;
-        // Keys whose rows wait for the next drain (a row of theirs failed in this one).
-        let mut blocked: HashSet<String> = HashSet::new();
         // The batch handed to the producer last round, its acknowledgements not yet awaited.
         let mut queued: Option<(send::Queued, tracing::Span)> = None;
-        // The rows Kafka acknowledged: deleted (or marked) while the next batches go out, off
-        // the path from one batch to the next.
-        let mut acknowledged: Vec<i64> = Vec::new();
         for round in 1..=MAX_PIPELINED {
             if rows.is_empty() {
                 break;
@@ -454,7 +449,7 @@ impl Relay {
                     rows.iter()
                         .map(|r| r.id)
                         .chain(queued.iter().flat_map(|(q, _)| q.ids()))
-                        .chain(acknowledged.iter().copied()),
+                        .chain(drained.to_mark.iter().copied()),
                 );
             }
             let span = crate::trace::relay_batch(self.store.table(), rows.len());
@@ -468,7 +463,7 @@ impl Relay {
             // read's rows off the socket, the acknowledgements and the deletes.
             let producing = {
                 let producer = self.producer.clone();
-                let mut blocked = std::mem::take(&mut blocked);
+                let mut blocked = std::mem::take(&mut drained.blocked);
                 let span = span.clone();
                 tokio::task::spawn_blocking(move || {
                     let queued = span.in_scope(|| send::produce(&producer, rows, &mut blocked));
@@ -500,10 +495,10 @@ impl Relay {
             // Batch k−1's acknowledgements, batch k+1's read, and the deletes of what Kafka
             // acknowledged before, all while batch k goes to the producer.
             let settled = self.settle_queued(queued.take());
-            let marked = self.mark_sent(std::mem::take(&mut acknowledged));
+            let marked = self.mark_sent(std::mem::take(&mut drained.to_mark));
             let (settled, next, marked, produced) = tokio::join!(settled, next, marked, producing);
             let (produced, kept) = produced.map_err(|_| sqlx::Error::WorkerCrashed)?;
-            blocked = kept;
+            drained.blocked = kept;
             queued = Some((produced, span));
             marked?;
             let (next, resumed) = next?;
@@ -512,25 +507,13 @@ impl Relay {
             }
             rows = next?;
             if let Some(sent) = settled? {
-                Self::count(
-                    sent,
-                    &mut drained,
-                    &mut acknowledged,
-                    &mut blocked,
-                    &mut resume,
-                );
+                drained.count(sent, &mut resume);
             }
         }
         if let Some(sent) = self.settle_queued(queued).await? {
-            Self::count(
-                sent,
-                &mut drained,
-                &mut acknowledged,
-                &mut blocked,
-                &mut resume,
-            );
+            drained.count(sent, &mut resume);
         }
-        self.mark_sent(acknowledged).await?;
+        self.mark_sent(std::mem::take(&mut drained.to_mark)).await?;
         Ok(drained)
     }
 
@@ -546,29 +529,9 @@ impl Relay {
         span.record("eventbus.relay.acknowledged", sent.acknowledged.len());
         Ok(Some(sent))
     }
-
-    /// Takes a settled batch into the drain's account: its acknowledged rows to be marked, its
-    /// failed keys held back for the rest of the drain.
-    fn count(
-        sent: send::Sent,
-        drained: &mut Drained,
-        acknowledged: &mut Vec<i64>,
-        blocked: &mut HashSet<String>,
-        resume: &mut Resume,
-    ) {
-        drained.acknowledged += sent.acknowledged.len();
-        acknowledged.extend(sent.acknowledged);
-        if sent.outage.is_some() {
-            drained.outage = sent.outage;
-        }
-        for key in sent.failed_keys {
-            blocked.insert(key.clone());
-            resume.held.insert(key);
-        }
-    }
 }
 
-/// What one [`Relay::drain_batches`] did.
+/// What one [`Relay::drain_batches`] did, and its running account.
 #[derive(Debug, Default)]
 struct Drained {
     /// Rows handled (sent, retried or buried).
@@ -577,6 +540,27 @@ struct Drained {
     acknowledged: usize,
     /// The last error that says Kafka cannot be reached, if any.
     outage: Option<String>,
+    /// The rows Kafka acknowledged and not yet deleted (or marked): that happens while the next
+    /// batches go out, off the path from one batch to the next.
+    to_mark: Vec<i64>,
+    /// Keys whose rows wait for the next drain (a row of theirs failed in this one).
+    blocked: HashSet<String>,
+}
+
+impl Drained {
+    /// Takes a settled batch into the account: its acknowledged rows to be marked, its failed
+    /// keys held back for the rest of the drain.
+    fn count(&mut self, sent: send::Sent, resume: &mut Resume) {
+        self.acknowledged += sent.acknowledged.len();
+        self.to_mark.extend(sent.acknowledged);
+        if sent.outage.is_some() {
+            self.outage = sent.outage;
+        }
+        for key in sent.failed_keys {
+            self.blocked.insert(key.clone());
+            resume.held.insert(key);
+        }
+    }
 }
 
 /// The notifications of the outbox's trigger (PostgreSQL).

@@ -57,14 +57,7 @@ pub(super) fn produce(
         if !blocked.is_empty() && row.key.as_ref().is_some_and(|key| blocked.contains(key)) {
             continue; // an earlier row of this key failed: keep the order, retry later
         }
-        let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
-        trace::link_row(&span, &row.headers);
-        let mut record = FutureRecord::to(&row.topic)
-            .payload(row.payload.as_slice())
-            .headers(crate::kafka::headers_of_row(&row.headers));
-        if let Some(key) = row.key.as_deref() {
-            record = record.key(key);
-        }
+        let (record, span) = record_of(row);
         match producer.send_result(record) {
             Ok(delivery) => in_flight.push((index, delivery, span)),
             Err((e, _)) => {
@@ -81,6 +74,20 @@ pub(super) fn produce(
         in_flight,
         failed,
     }
+}
+
+/// The record of an outbox row, and its send span (linked to the row's creation context).
+fn record_of(row: &PendingRow) -> (FutureRecord<'_, str, [u8]>, tracing::Span) {
+    let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
+    trace::link_row(&span, &row.headers);
+    let record = FutureRecord::to(&row.topic)
+        .payload(row.payload.as_slice())
+        .headers(crate::kafka::headers_of_row(&row.headers));
+    let record = match row.key.as_deref() {
+        Some(key) => record.key(key),
+        None => record,
+    };
+    (record, span)
 }
 
 impl Relay {
@@ -200,14 +207,7 @@ impl Relay {
 
     /// Sends one row and awaits its acknowledgement, in a send span of its own.
     async fn send_one(&self, row: &PendingRow) -> Result<(), KafkaError> {
-        let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
-        trace::link_row(&span, &row.headers);
-        let mut record = FutureRecord::to(&row.topic)
-            .payload(row.payload.as_slice())
-            .headers(crate::kafka::headers_of_row(&row.headers));
-        if let Some(key) = row.key.as_deref() {
-            record = record.key(key);
-        }
+        let (record, span) = record_of(row);
         match self
             .producer
             .send(record, Duration::from_secs(0))
