@@ -168,10 +168,15 @@ pub const COLUMNS: &[Column] = &[
     },
     Column {
         name: "headers",
-        outbox: each("JSONB       NOT NULL", "TEXT    NOT NULL"),
-        dead: each("JSONB       NOT NULL", "TEXT    NOT NULL"),
+        outbox: each("JSON        NOT NULL", "TEXT    NOT NULL"),
+        dead: each("JSON        NOT NULL", "TEXT    NOT NULL"),
         value: Some(Value::Headers),
-        note: NONE,
+        note: [
+            Some(
+                "JSON, not JSONB: kept as written, so the relay reads it back without a conversion",
+            ),
+            None,
+        ],
     },
     Column {
         name: "payload",

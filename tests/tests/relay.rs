@@ -606,6 +606,118 @@ async fn a_refused_event_holds_its_key_in_the_next_batch() {
     }
 }
 
+/// The headers column is JSON; a table an earlier version made has JSONB there. Writing,
+/// relaying, dead-lettering and replaying work on such a table unchanged (PostgreSQL only: the
+/// SQLite column is TEXT in both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_with_the_earlier_jsonb_headers_still_works() {
+    let Some(layer) = support::real().await else {
+        return;
+    };
+    let Database::Postgres(pool) = layer.store.database() else {
+        panic!("the real layer is PostgreSQL");
+    };
+    let column_type = async |table: &str| -> String {
+        sqlx::query_scalar(
+            "SELECT data_type FROM information_schema.columns \
+             WHERE table_name = $1 AND column_name = 'headers'",
+        )
+        .bind(table)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        column_type(&layer.table).await,
+        "json",
+        "a new table's headers"
+    );
+    for table in [
+        layer.table.clone(),
+        format!("{}_dead", layer.table),
+        format!("{}_discarded", layer.table),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {table} ALTER COLUMN headers TYPE jsonb USING headers::jsonb"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(column_type(&table).await, "jsonb");
+    }
+
+    // Under the topic limits other tests set on this topic: the producer refuses the big one.
+    let run = run_id("jsonb");
+    let limit = 10_000;
+    let reader = Reader::at_end(&layer.kafka, Blob::TOPIC).await;
+    let bus = writer_bus(&layer).await;
+    let (big, after_big, others) = oversized_and_others(&run, &format!("{run}-big"), limit);
+    bus.publish_all(&[big.clone(), after_big]).await.unwrap();
+    bus.publish_all(&others).await.unwrap();
+    let refusing = layer
+        .kafka
+        .clone()
+        .with_property("message.max.bytes", limit.to_string());
+    let handle = relay(&layer.store, &refusing, outbox(&layer));
+    let stats = handle.stats();
+    wait_until(
+        "the big event is dead",
+        Duration::from_secs(60),
+        async || stats.dead_lettered() >= 1,
+    )
+    .await;
+    let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(&run));
+    let flowed = tokio::task::block_in_place(|| {
+        reader.read(Duration::from_secs(30), |got| {
+            got.iter().filter(|r| ours(r)).count() >= 21
+        })
+    });
+    let flowed: Vec<_> = flowed.into_iter().filter(|r| ours(r)).collect();
+    assert_eq!(flowed.len(), 21, "the other events flow");
+    for record in &flowed {
+        let envelope = record.envelope();
+        assert_eq!(
+            envelope.event_type,
+            Blob::EVENT_TYPE,
+            "{:?}",
+            record.headers
+        );
+    }
+    handle.shutdown().await.unwrap();
+
+    let dead = layer.store.dead().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].class.is_some(),
+        "the class is kept in the JSONB headers"
+    );
+    assert_eq!(
+        layer
+            .store
+            .replay(Replay::Events(vec![dead[0].event_id]))
+            .await
+            .unwrap(),
+        1
+    );
+    let handle = relay(&layer.store, &layer.kafka, outbox(&layer));
+    let replayed = tokio::task::block_in_place(|| {
+        reader.read(Duration::from_secs(30), |got| {
+            got.iter().any(|r| ours(r) && r.payload.len() > limit)
+        })
+    });
+    let replayed = replayed
+        .iter()
+        .find(|r| ours(r) && r.payload.len() > limit)
+        .expect("the replay delivers it");
+    assert!(
+        !replayed.headers.iter().any(|(k, _)| k == dlq::CLASS),
+        "the replay takes the class out of the headers: {:?}",
+        replayed.headers
+    );
+    assert_eq!(replayed.envelope().id, dead[0].event_id);
+    handle.shutdown().await.unwrap();
+}
+
 /// The relay and the consumers dead-letter with one vocabulary: what the relay gives up on, the
 /// replay API puts back on its topic. Embedded: the mock broker refuses the first produce request;
 /// real: the topic's size limit refuses the record until it is raised.

@@ -41,7 +41,9 @@ impl Statements {
         let cols = dead_row_columns();
         let moved = cols.replace("attempts", "attempts + 1");
         // The class of a dead row lives in its headers (no column: tables need no migration); a
-        // replay back into the outbox takes it out again.
+        // replay back into the outbox takes it out again. The headers column is JSON; tables
+        // made by earlier versions have JSONB. The statements edit it as `::jsonb` and read it
+        // as `::text`, so they hold for either (docs/outbox.md, "The headers column").
         let class = crate::dlq::CLASS;
         // The xmin of the statement's snapshot: the oldest transaction still running.
         let xmin = "pg_snapshot_xmin(pg_current_snapshot())";
@@ -114,7 +116,7 @@ impl Statements {
                      SELECT id, {}, $2 FROM moved",
                     moved.replace(
                         "headers",
-                        &format!("headers || jsonb_build_object('{class}', $3::text)")
+                        &format!("headers::jsonb || jsonb_build_object('{class}', $3::text)")
                     )
                 )],
                 purge: format!(
@@ -123,12 +125,12 @@ impl Statements {
                 replay_all: vec![format!(
                     "WITH moved AS (DELETE FROM {t}_dead RETURNING *) \
                      INSERT INTO {t} ({new}) SELECT {} FROM moved ORDER BY id",
-                    new.replace("headers", &format!("headers - '{class}'"))
+                    new.replace("headers", &format!("headers::jsonb - '{class}'"))
                 )],
                 replay_some: vec![format!(
                     "WITH moved AS (DELETE FROM {t}_dead WHERE event_id = ANY($1) RETURNING *) \
                      INSERT INTO {t} ({new}) SELECT {} FROM moved ORDER BY id",
-                    new.replace("headers", &format!("headers - '{class}'"))
+                    new.replace("headers", &format!("headers::jsonb - '{class}'"))
                 )],
                 dead: format!(
                     "SELECT event_id, topic, event_type, partition_key, attempts, last_error, \

@@ -21,6 +21,39 @@ pub(crate) fn headers_json(envelope: &Envelope) -> serde_json::Value {
     )
 }
 
+/// The headers as a PostgreSQL `json` parameter: the column's type, so the server only checks
+/// the text (a `jsonb` parameter, sqlx's `Json`, would be converted to its binary form and back).
+/// Into a JSONB column of an earlier version's table it is cast on assignment.
+#[cfg(feature = "postgres")]
+struct PgJson<'a>(&'a serde_json::Value);
+
+#[cfg(feature = "postgres")]
+impl sqlx::Type<sqlx::Postgres> for PgJson<'_> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        /// `json`'s fixed OID (`pg_type.h`).
+        const JSON: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
+        sqlx::postgres::PgTypeInfo::with_oid(JSON)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl sqlx::Encode<'_, sqlx::Postgres> for PgJson<'_> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        // `json`'s binary form is its text.
+        serde_json::to_writer(&mut **buf, self.0)?;
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+/// The headers as a SQLite parameter: JSON text.
+#[cfg(feature = "sqlite")]
+fn sqlite_json(headers: &serde_json::Value) -> sqlx::types::Json<&serde_json::Value> {
+    sqlx::types::Json(headers)
+}
+
 /// One row to insert.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -88,7 +121,7 @@ fn statement_for(
 
 /// The same INSERTs, bound the same way, for each dialect's transaction.
 macro_rules! outbox_transaction {
-    ($($feature:literal: $db:ident => $dialect:ident),*) => {$(
+    ($($feature:literal: $db:ident => $dialect:ident, $json:path),*) => {$(
         #[cfg(feature = $feature)]
         impl OutboxTransaction for sqlx::Transaction<'_, sqlx::$db> {
             fn dialect(&self) -> Dialect {
@@ -105,7 +138,7 @@ macro_rules! outbox_transaction {
                     sqlx::query(statement_for(statement, table))
                         .bind(row.envelope.id)
                         .bind(row.envelope.key.as_deref())
-                        .bind(sqlx::types::Json(&row.headers))
+                        .bind($json(&row.headers))
                         .bind(row.envelope.payload.as_slice())
                         .bind(row.shard)
                         .execute(&mut **self)
@@ -127,7 +160,7 @@ macro_rules! outbox_transaction {
                         .bind(envelope.key.as_deref())
                         .bind(&envelope.event_type)
                         .bind(envelope.version as i32)
-                        .bind(sqlx::types::Json(&row.headers))
+                        .bind($json(&row.headers))
                         .bind(envelope.payload.as_slice())
                         .bind(row.shard)
                         .execute(&mut **self)
@@ -139,7 +172,7 @@ macro_rules! outbox_transaction {
     )*};
 }
 
-outbox_transaction!("postgres": Postgres => Postgres, "sqlite": Sqlite => Sqlite);
+outbox_transaction!("postgres": Postgres => Postgres, PgJson, "sqlite": Sqlite => Sqlite, sqlite_json);
 
 /// The outbox INSERT the code generator emitted for an event type, in both dialects.
 #[derive(Debug, Clone, Copy)]
