@@ -211,6 +211,28 @@ fn read_all(reader: &Reader, run: &str, expected: u64, timeout: Duration) -> Vec
     })
 }
 
+/// Starts a relay on `layer`'s outbox with `kafka` and waits until it has buried a row.
+async fn relay_until_one_is_dead(layer: &Layer, kafka: &KafkaConfig) -> RelayHandle {
+    let handle = relay(&layer.store, kafka, outbox(layer));
+    let stats = handle.stats();
+    wait_until("a row is dead", Duration::from_secs(60), async || {
+        stats.dead_lettered() >= 1
+    })
+    .await;
+    handle
+}
+
+/// The records of run `run` (their keys start with it) once `reader` has seen `count` of them.
+fn records_of_run(reader: &Reader, run: &str, count: usize) -> Vec<Record> {
+    let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(run));
+    let got = tokio::task::block_in_place(|| {
+        reader.read(Duration::from_secs(30), |got| {
+            got.iter().filter(|r| ours(r)).count() >= count
+        })
+    });
+    got.into_iter().filter(|r| ours(r)).collect()
+}
+
 fn run_id(name: &str) -> String {
     format!("{name}{}", uuid::Uuid::now_v7().simple())
 }
@@ -460,14 +482,7 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
             .unwrap();
         bus.publish_all(&others).await.unwrap();
 
-        let handle = relay(&layer.store, &relay_kafka, outbox(&layer));
-        let stats = handle.stats();
-        wait_until(
-            "the poison event is dead",
-            Duration::from_secs(60),
-            async || stats.dead_lettered() >= 1,
-        )
-        .await;
+        let handle = relay_until_one_is_dead(&layer, &relay_kafka).await;
         let dead = layer.store.dead().await.unwrap();
         assert_eq!(dead.len(), 1, "{}", layer.name);
         assert_eq!(dead[0].key.as_deref(), Some(big.key.as_str()));
@@ -482,13 +497,7 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
             dead[0].error
         );
 
-        let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(&run));
-        let flowed = tokio::task::block_in_place(|| {
-            reader.read(Duration::from_secs(30), |got| {
-                got.iter().filter(|r| ours(r)).count() >= 21
-            })
-        });
-        let flowed: Vec<_> = flowed.into_iter().filter(|r| ours(r)).collect();
+        let flowed = records_of_run(&reader, &run, 21);
         assert_eq!(
             flowed.len(),
             21,
@@ -511,13 +520,10 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
         );
         assert!(layer.store.dead().await.unwrap().is_empty());
         let handle = relay(&layer.store, &raised_kafka, outbox(&layer));
-        let replayed = tokio::task::block_in_place(|| {
-            reader.read(Duration::from_secs(30), |got| {
-                got.iter().any(|r| r.payload.len() > limit)
-            })
-        });
         assert!(
-            replayed.iter().any(|r| r.payload.len() > limit && ours(r)),
+            records_of_run(&reader, &run, 1)
+                .iter()
+                .any(|r| r.payload.len() > limit),
             "{}: the replay delivers it",
             layer.name
         );
@@ -658,21 +664,8 @@ async fn an_outbox_with_the_earlier_jsonb_headers_still_works() {
         .kafka
         .clone()
         .with_property("message.max.bytes", limit.to_string());
-    let handle = relay(&layer.store, &refusing, outbox(&layer));
-    let stats = handle.stats();
-    wait_until(
-        "the big event is dead",
-        Duration::from_secs(60),
-        async || stats.dead_lettered() >= 1,
-    )
-    .await;
-    let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(&run));
-    let flowed = tokio::task::block_in_place(|| {
-        reader.read(Duration::from_secs(30), |got| {
-            got.iter().filter(|r| ours(r)).count() >= 21
-        })
-    });
-    let flowed: Vec<_> = flowed.into_iter().filter(|r| ours(r)).collect();
+    let handle = relay_until_one_is_dead(&layer, &refusing).await;
+    let flowed = records_of_run(&reader, &run, 21);
     assert_eq!(flowed.len(), 21, "the other events flow");
     for record in &flowed {
         let envelope = record.envelope();
@@ -700,14 +693,9 @@ async fn an_outbox_with_the_earlier_jsonb_headers_still_works() {
         1
     );
     let handle = relay(&layer.store, &layer.kafka, outbox(&layer));
-    let replayed = tokio::task::block_in_place(|| {
-        reader.read(Duration::from_secs(30), |got| {
-            got.iter().any(|r| ours(r) && r.payload.len() > limit)
-        })
-    });
-    let replayed = replayed
-        .iter()
-        .find(|r| ours(r) && r.payload.len() > limit)
+    let replayed = records_of_run(&reader, &run, 1)
+        .into_iter()
+        .find(|r| r.payload.len() > limit)
         .expect("the replay delivers it");
     assert!(
         !replayed.headers.iter().any(|(k, _)| k == dlq::CLASS),
