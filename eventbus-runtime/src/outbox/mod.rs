@@ -169,8 +169,9 @@ impl OutboxStore {
 
     /// The same outbox, read through connections of its own on which PostgreSQL plans the
     /// relay's read the one way that stays fast whatever the table's statistics say: the pending
-    /// index in id order, stopping at the batch size (sequential scans, bitmap scans, sorts and
-    /// JIT are off for these sessions; the statement in `statements.rs` says why). Two connections,
+    /// index in id order, stopping at the batch size (sequential scans, bitmap scans, sorts,
+    /// JIT and parallel workers are off for these sessions; the statement in `statements.rs`
+    /// says why). Two connections,
     /// made when first used, from the store's own connection settings. SQLite: the same store.
     pub(crate) fn relay_reader(&self) -> OutboxStore {
         let db = match &self.db {
@@ -184,6 +185,10 @@ impl OutboxStore {
                     // penalty of a disabled sort, far above `jit_above_cost`: JIT would compile
                     // the read at every execution (250-450 ms, against 3 ms to run it).
                     ("jit", "off"),
+                    // A read takes one batch through an index: parallel workers only add their
+                    // start (two processes forked per read). With the statistics of a large
+                    // table, PostgreSQL planned the held keys' scans in parallel.
+                    ("max_parallel_workers_per_gather", "0"),
                 ]);
                 Db::Postgres(
                     sqlx::postgres::PgPoolOptions::new()

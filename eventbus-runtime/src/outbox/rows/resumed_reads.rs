@@ -246,3 +246,36 @@ async fn more_late_rows_than_a_batch_end_the_drain_in_id_order() {
     rest.retain(|id| !late_ids[..4].contains(id) && *id != filler);
     assert_eq!(rest, [late_ids[4], late_ids[5], after]);
 }
+
+/// The relay's read sessions leave the planner one way to read a batch (the fetch statement in
+/// `statements.rs`): no sequential or bitmap scans, no sorts, no JIT, no parallel workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_sessions_turn_off_what_would_slow_a_read() {
+    let Some(case) = case().await else {
+        return;
+    };
+    let crate::outbox::Db::Postgres(reader) = &case.reader.db else {
+        panic!("a PostgreSQL reader");
+    };
+    for (setting, expected) in [
+        ("enable_seqscan", "off"),
+        ("enable_bitmapscan", "off"),
+        ("enable_sort", "off"),
+        ("jit", "off"),
+        ("max_parallel_workers_per_gather", "0"),
+    ] {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_one(reader)
+            .await
+            .expect("a setting");
+        assert_eq!(value, expected, "{setting} on the relay's read sessions");
+        let default: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_one(&case.pool)
+            .await
+            .expect("a setting");
+        assert_ne!(
+            default, expected,
+            "{setting}: only the read sessions change it"
+        );
+    }
+}
