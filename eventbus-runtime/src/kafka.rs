@@ -101,8 +101,18 @@ pub(crate) fn record<'a>(
     envelope: &'a Envelope,
     headers: OwnedHeaders,
 ) -> FutureRecord<'a, str, [u8]> {
+    record_with_payload(envelope, &envelope.payload, headers)
+}
+
+/// [`record`], with the payload held apart from the envelope (Direct mode's batches keep every
+/// payload of a batch in one buffer).
+pub(crate) fn record_with_payload<'a>(
+    envelope: &'a Envelope,
+    payload: &'a [u8],
+    headers: OwnedHeaders,
+) -> FutureRecord<'a, str, [u8]> {
     let record = FutureRecord::to(&envelope.topic)
-        .payload(envelope.payload.as_slice())
+        .payload(payload)
         .headers(headers);
     match &envelope.key {
         Some(key) => record.key(key.as_str()),

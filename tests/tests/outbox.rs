@@ -163,6 +163,27 @@ async fn direct_mode_awaits_the_ack() {
             reader.read(Duration::from_secs(20), |got| got.len() >= 51)
         });
         assert_eq!(records.len(), 51, "{}", layer.name);
+        // Each record carries its own event: the payload of the event its receipt names (a
+        // batch's payloads are written into one buffer and sent as slices of it).
+        let sent: std::collections::HashMap<_, _> =
+            receipts.iter().map(|r| r.event_id).zip(&many).collect();
+        let mut matched = 0;
+        for record in &records {
+            let envelope = record.envelope();
+            if let Some(event) = sent.get(&envelope.id) {
+                assert_eq!(envelope.decode::<OrderPlaced>().unwrap(), **event);
+                assert_eq!(
+                    record.key.as_deref(),
+                    Some(event.order_id.to_string().as_str())
+                );
+                matched += 1;
+            }
+        }
+        assert_eq!(
+            matched, 50,
+            "{}: every event of the batch, each with its payload",
+            layer.name
+        );
         let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
         let mut tx = pool.begin().await.unwrap();
         let err = bus.enqueue(&mut tx, &one).await.unwrap_err();

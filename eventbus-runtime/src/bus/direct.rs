@@ -24,13 +24,18 @@ pub(crate) struct DirectBackend {
 impl DirectBackend {
     /// Sends one envelope and awaits its acknowledgement.
     pub(crate) async fn send(&self, envelope: &Envelope) -> Result<Receipt, PublishError> {
-        let delivery = self.enqueue(envelope)?;
+        let delivery = self.enqueue(envelope, &envelope.payload)?;
         delivered(envelope, delivery.await)
     }
 
-    /// Hands `envelope` to the producer and drops it (its topic moves into the pending receipt).
-    pub(crate) fn hand_over(&self, envelope: Envelope) -> Result<Pending, PublishError> {
-        let delivery = self.enqueue(&envelope)?;
+    /// Hands `envelope` with `payload` to the producer and drops it (its topic moves into the
+    /// pending receipt).
+    pub(crate) fn hand_over(
+        &self,
+        envelope: Envelope,
+        payload: &[u8],
+    ) -> Result<Pending, PublishError> {
+        let delivery = self.enqueue(&envelope, payload)?;
         Ok(Pending {
             event_id: envelope.id,
             topic: envelope.topic,
@@ -50,12 +55,14 @@ impl DirectBackend {
         Ok(receipts)
     }
 
-    /// Hands `envelope` to the producer's queue.
+    /// Hands `envelope`, with `payload`, to the producer's queue.
     fn enqueue(
         &self,
         envelope: &Envelope,
+        payload: &[u8],
     ) -> Result<rdkafka::producer::DeliveryFuture, PublishError> {
-        let record = crate::kafka::record(envelope, crate::kafka::headers(envelope));
+        let record =
+            crate::kafka::record_with_payload(envelope, payload, crate::kafka::headers(envelope));
         self.producer
             .send_result(record)
             .map_err(|(source, _)| PublishError::Kafka {
@@ -110,7 +117,11 @@ impl<S: Service> EventBus<S> {
     /// [`EventBus::publish_all`] in Direct mode: every event's payload and key are made and
     /// checked first, so nothing is sent when one of them is refused; then each envelope is
     /// built, handed to the producer and dropped in turn, as a hand-written producer would (the
-    /// batch is never in memory as envelopes: that cost page faults and cache misses).
+    /// batch is never in memory as envelopes: that cost page faults and cache misses). The
+    /// payloads are written one after another into one buffer, not one allocation each: a batch
+    /// of separate payloads, all alive until the batch is sent, left the allocator's free lists
+    /// fragmented for every allocation after them (`docs/benchmarks.md`, "Direct mode"); the
+    /// envelopes carry an empty payload, and the record takes its slice of the buffer.
     pub(super) async fn send_all_direct<E>(
         &self,
         direct: &DirectBackend,
@@ -119,20 +130,25 @@ impl<S: Service> EventBus<S> {
     where
         E: Event + OwnedBy<S>,
     {
+        let mut payloads = Vec::new();
+        // Each event's key and where its payload ends in `payloads`.
         let mut parts = Vec::with_capacity(events.len());
         for event in events {
             let key = event.partition_key();
             conform::typed_key::<E>(key.as_deref())?;
-            parts.push((Envelope::payload(event)?, key));
+            Envelope::write_payload(event, &mut payloads)?;
+            parts.push((payloads.len(), key));
         }
         let span = crate::trace::publish(self.operation(), E::TOPIC, events.len());
         let result = super::traced(span.clone(), async {
             let mut pending = Vec::with_capacity(events.len());
-            for (event, (payload, key)) in events.iter().zip(parts) {
-                let mut envelope = Envelope::with_parts(event, &self.context, payload, key);
+            let mut start = 0;
+            for (event, (end, key)) in events.iter().zip(parts) {
+                let mut envelope = Envelope::with_parts(event, &self.context, Vec::new(), key);
                 conform::no_empty_subject(&mut envelope);
                 crate::trace::stamp_each(&span, &mut envelope, events.len());
-                pending.push(direct.hand_over(envelope)?);
+                pending.push(direct.hand_over(envelope, &payloads[start..end])?);
+                start = end;
             }
             direct.acknowledged(pending).await
         })

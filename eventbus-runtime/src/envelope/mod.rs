@@ -149,9 +149,24 @@ impl Envelope {
 
     /// `event` serialized as JSON: the payload of its envelope.
     pub(crate) fn payload<E: Event>(event: &E) -> Result<Vec<u8>, PublishError> {
-        serde_json::to_vec(event).map_err(|source| PublishError::Serialize {
-            event: E::EVENT_TYPE,
-            source,
+        // serde_json's `to_vec` starts at the same capacity.
+        let mut payload = Vec::with_capacity(128);
+        Envelope::write_payload(event, &mut payload)?;
+        Ok(payload)
+    }
+
+    /// [`Envelope::payload`], appended to `out` (left as it was when serializing fails).
+    pub(crate) fn write_payload<E: Event>(
+        event: &E,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PublishError> {
+        let before = out.len();
+        serde_json::to_writer(&mut *out, event).map_err(|source| {
+            out.truncate(before);
+            PublishError::Serialize {
+                event: E::EVENT_TYPE,
+                source,
+            }
         })
     }
 
