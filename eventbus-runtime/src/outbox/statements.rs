@@ -43,7 +43,7 @@ impl Statements {
         // The class of a dead row lives in its headers (no column: tables need no migration); a
         // replay back into the outbox takes it out again. The headers column is JSON; tables
         // made by earlier versions have JSONB. The statements edit it as `::jsonb` and read it
-        // as `::text`, so they hold for either (docs/outbox.md, "The headers column").
+        // as `::text`, so they hold for either (docs/outbox.md, "Tables").
         let class = crate::dlq::CLASS;
         // The xmin of the statement's snapshot: the oldest transaction still running.
         let xmin = "pg_snapshot_xmin(pg_current_snapshot())";
