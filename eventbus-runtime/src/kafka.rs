@@ -101,21 +101,25 @@ pub(crate) fn record<'a>(
     envelope: &'a Envelope,
     headers: OwnedHeaders,
 ) -> FutureRecord<'a, str, [u8]> {
-    record_with_payload(envelope, &envelope.payload, headers)
+    record_of(
+        &envelope.topic,
+        envelope.key.as_deref(),
+        &envelope.payload,
+        headers,
+    )
 }
 
-/// [`record`], with the payload held apart from the envelope (Direct mode's batches keep every
-/// payload of a batch in one buffer).
-pub(crate) fn record_with_payload<'a>(
-    envelope: &'a Envelope,
+/// A record of its parts: for an envelope ([`record`]), a payload held apart from its envelope
+/// (Direct mode's batches keep every payload of a batch in one buffer), an outbox row.
+pub(crate) fn record_of<'a>(
+    topic: &'a str,
+    key: Option<&'a str>,
     payload: &'a [u8],
     headers: OwnedHeaders,
 ) -> FutureRecord<'a, str, [u8]> {
-    let record = FutureRecord::to(&envelope.topic)
-        .payload(payload)
-        .headers(headers);
-    match &envelope.key {
-        Some(key) => record.key(key.as_str()),
+    let record = FutureRecord::to(topic).payload(payload).headers(headers);
+    match key {
+        Some(key) => record.key(key),
         None => record,
     }
 }

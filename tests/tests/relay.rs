@@ -47,9 +47,12 @@ async fn writer_bus(layer: &Layer) -> EventBus<Petstore> {
         .unwrap()
 }
 
-/// An event of `key` over `limit` bytes, the next event of its key, and 20 events of other keys
-/// of run `run`.
-fn oversized_and_others(run: &str, key: &str, limit: usize) -> (Blob, Blob, Vec<Blob>) {
+/// Writes to `layer`'s outbox (through a bus without a relay) an event of `key` over `limit`
+/// bytes, the next event of its key, and 20 events of other keys of run `run`; returns a reader of
+/// their topic from before they were written.
+async fn write_oversized_and_others(layer: &Layer, run: &str, key: &str, limit: usize) -> Reader {
+    let reader = Reader::at_end(&layer.kafka, Blob::TOPIC).await;
+    let bus = writer_bus(layer).await;
     let big = Blob {
         key: key.to_owned(),
         data: "x".repeat(2 * limit),
@@ -58,13 +61,15 @@ fn oversized_and_others(run: &str, key: &str, limit: usize) -> (Blob, Blob, Vec<
         key: key.to_owned(),
         data: "after".into(),
     };
-    let others = (0..20)
+    bus.publish_all(&[big, after_big]).await.unwrap();
+    let others: Vec<Blob> = (0..20)
         .map(|i| Blob {
             key: format!("{run}-k{i}"),
             data: "ok".into(),
         })
         .collect();
-    (big, after_big, others)
+    bus.publish_all(&others).await.unwrap();
+    reader
 }
 
 fn relay(store: &OutboxStore, kafka: &KafkaConfig, config: OutboxConfig) -> RelayHandle {
@@ -474,18 +479,13 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
                     .with_property("message.max.bytes", "2000000"),
             )
         };
-        let reader = Reader::at_end(&layer.kafka, topic).await;
-        let bus = writer_bus(&layer).await;
-        let (big, after_big, others) = oversized_and_others(&run, &format!("{run}-poison"), limit);
-        bus.publish_all(&[big.clone(), after_big.clone()])
-            .await
-            .unwrap();
-        bus.publish_all(&others).await.unwrap();
+        let poison_key = format!("{run}-poison");
+        let reader = write_oversized_and_others(&layer, &run, &poison_key, limit).await;
 
         let handle = relay_until_one_is_dead(&layer, &relay_kafka).await;
         let dead = layer.store.dead().await.unwrap();
         assert_eq!(dead.len(), 1, "{}", layer.name);
-        assert_eq!(dead[0].key.as_deref(), Some(big.key.as_str()));
+        assert_eq!(dead[0].key.as_deref(), Some(poison_key.as_str()));
         assert_eq!(
             dead[0].attempts, 3,
             "{}: dead after max_attempts",
@@ -543,13 +543,8 @@ async fn a_refused_event_holds_its_key_in_the_next_batch() {
             .kafka
             .clone()
             .with_property("message.max.bytes", limit.to_string());
-        let topic = Blob::TOPIC;
-        let reader = Reader::at_end(&layer.kafka, topic).await;
-        let bus = writer_bus(&layer).await;
         let key = format!("{run}-refused");
-        let (big, after_big, others) = oversized_and_others(&run, &key, limit);
-        bus.publish_all(&[big, after_big]).await.unwrap();
-        bus.publish_all(&others).await.unwrap();
+        let reader = write_oversized_and_others(&layer, &run, &key, limit).await;
 
         // One row per batch: the refused row is batch 1, its key's next row batch 2. A second
         // attempt 2 s later buries it.
@@ -565,12 +560,7 @@ async fn a_refused_event_holds_its_key_in_the_next_batch() {
         };
         let handle = relay(&layer.store, &kafka, config);
         let stats = handle.stats();
-        let ours = |r: &Record| r.key.as_deref().is_some_and(|k| k.starts_with(&run));
-        let first = tokio::task::block_in_place(|| {
-            reader.read(Duration::from_secs(30), |got| {
-                got.iter().filter(|r| ours(r)).count() >= 20
-            })
-        });
+        let first = records_of_run(&reader, &run, 20);
         assert_eq!(
             stats.dead_lettered(),
             0,
@@ -655,11 +645,7 @@ async fn an_outbox_with_the_earlier_jsonb_headers_still_works() {
     // Under the topic limits other tests set on this topic: the producer refuses the big one.
     let run = run_id("jsonb");
     let limit = 10_000;
-    let reader = Reader::at_end(&layer.kafka, Blob::TOPIC).await;
-    let bus = writer_bus(&layer).await;
-    let (big, after_big, others) = oversized_and_others(&run, &format!("{run}-big"), limit);
-    bus.publish_all(&[big.clone(), after_big]).await.unwrap();
-    bus.publish_all(&others).await.unwrap();
+    let reader = write_oversized_and_others(&layer, &run, &format!("{run}-big"), limit).await;
     let refusing = layer
         .kafka
         .clone()

@@ -21,14 +21,23 @@ pub(crate) fn typed<E: Event>(mut envelope: Envelope) -> Result<Envelope, Publis
 
 /// Checks the partition key of a typed event `E`, before or after its envelope is built.
 pub(crate) fn typed_key<E: Event>(key: Option<&str>) -> Result<(), PublishError> {
+    // The field's name is written only for the error: this runs for every event published.
+    non_empty_key(key, E::EVENT_TYPE, || match E::KEY_FIELD {
+        Some(name) => format!("field `{name}`"),
+        None => "the envelope's `key`".to_owned(),
+    })
+}
+
+/// An empty partition key is refused (a missing one is none); `field` names where it came from.
+fn non_empty_key(
+    key: Option<&str>,
+    event_type: &str,
+    field: impl FnOnce() -> String,
+) -> Result<(), PublishError> {
     if key.is_some_and(str::is_empty) {
-        // The field's name is written only for the error: this runs for every event published.
         return Err(PublishError::EmptyKey {
-            event: E::EVENT_TYPE.to_owned(),
-            field: match E::KEY_FIELD {
-                Some(name) => format!("field `{name}`"),
-                None => "the envelope's `key`".to_owned(),
-            },
+            event: event_type.to_owned(),
+            field: field(),
         });
     }
     Ok(())
@@ -68,12 +77,9 @@ pub(crate) fn built(mut envelope: Envelope) -> Result<Envelope, PublishError> {
             rule,
         });
     }
-    if envelope.key.as_deref().is_some_and(str::is_empty) {
-        return Err(PublishError::EmptyKey {
-            event: envelope.event_type.to_string(),
-            field: "the envelope's `key`".to_owned(),
-        });
-    }
+    non_empty_key(envelope.key.as_deref(), &envelope.event_type, || {
+        "the envelope's `key`".to_owned()
+    })?;
     no_empty_subject(&mut envelope);
     Ok(envelope)
 }

@@ -61,8 +61,12 @@ impl DirectBackend {
         envelope: &Envelope,
         payload: &[u8],
     ) -> Result<rdkafka::producer::DeliveryFuture, PublishError> {
-        let record =
-            crate::kafka::record_with_payload(envelope, payload, crate::kafka::headers(envelope));
+        let record = crate::kafka::record_of(
+            &envelope.topic,
+            envelope.key.as_deref(),
+            payload,
+            crate::kafka::headers(envelope),
+        );
         self.producer
             .send_result(record)
             .map_err(|(source, _)| PublishError::Kafka {

@@ -80,13 +80,12 @@ pub(super) fn produce(
 fn record_of(row: &PendingRow) -> (FutureRecord<'_, str, [u8]>, tracing::Span) {
     let span = trace::relay_send(&row.topic, row.event_id, row.key.as_deref());
     trace::link_row(&span, &row.headers);
-    let record = FutureRecord::to(&row.topic)
-        .payload(row.payload.as_slice())
-        .headers(crate::kafka::headers_of_row(&row.headers));
-    let record = match row.key.as_deref() {
-        Some(key) => record.key(key),
-        None => record,
-    };
+    let record = crate::kafka::record_of(
+        &row.topic,
+        row.key.as_deref(),
+        &row.payload,
+        crate::kafka::headers_of_row(&row.headers),
+    );
     (record, span)
 }
 

@@ -30,6 +30,19 @@ use std::sync::Arc;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+/// Runs `$query`, an expression on `$pool`, on the store's pool of whichever database it is:
+/// sqlx's pools are of a type per database, so the query is written once and compiled for each.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $query:expr) => {
+        match $db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres($pool) => $query,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite($pool) => $query,
+        }
+    };
+}
+
 mod aggregate;
 mod projection;
 mod read;
@@ -321,12 +334,7 @@ impl<S: Service> EventStore<S> {
                 }
             }};
         }
-        match &self.outbox.db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => in_one_transaction!(pool),
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => in_one_transaction!(pool),
-        }
+        on_pool!(&self.outbox.db, pool => in_one_transaction!(pool))
     }
 
     /// Appends `events` inside the caller's transaction `tx` (begun on [`EventStore::database`]),
@@ -510,26 +518,14 @@ impl<S: Service> EventStore<S> {
         stream_id: &str,
         winner_version: i64,
     ) -> Result<(i64, Option<Uuid>), sqlx::Error> {
-        match &self.outbox.db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.head))
-                    .bind(stream_type)
-                    .bind(stream_id)
-                    .bind(winner_version)
-                    .fetch_one(pool)
-                    .await
-            }
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.head))
-                    .bind(stream_type)
-                    .bind(stream_id)
-                    .bind(winner_version)
-                    .fetch_one(pool)
-                    .await
-            }
-        }
+        on_pool!(&self.outbox.db, pool => {
+            sqlx::query_as(transaction::sql(&self.sql.head))
+                .bind(stream_type)
+                .bind(stream_id)
+                .bind(winner_version)
+                .fetch_one(pool)
+                .await
+        })
     }
 }
 

@@ -34,26 +34,14 @@ impl<S: Service> EventStore<S> {
     where
         A: Aggregate<Service = S>,
     {
-        let rows: Vec<transaction::StreamRow> = match &self.outbox.db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.stream))
-                    .bind(A::TYPE)
-                    .bind(stream)
-                    .bind(after as i64)
-                    .fetch_all(pool)
-                    .await
-            }
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.stream))
-                    .bind(A::TYPE)
-                    .bind(stream)
-                    .bind(after as i64)
-                    .fetch_all(pool)
-                    .await
-            }
-        }
+        let rows: Vec<transaction::StreamRow> = on_pool!(&self.outbox.db, pool => {
+            sqlx::query_as(transaction::sql(&self.sql.stream))
+                .bind(A::TYPE)
+                .bind(stream)
+                .bind(after as i64)
+                .fetch_all(pool)
+                .await
+        })
         .map_err(|e| self.load_error(e))?;
         decode_rows::<A>(stream, rows)
     }
@@ -72,24 +60,13 @@ impl<S: Service> EventStore<S> {
             return Ok(None);
         };
         let stream = stream_id.partition_key().unwrap_or_default();
-        let row: Option<transaction::SnapshotRow> = match &self.outbox.db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.snapshot))
-                    .bind(A::TYPE)
-                    .bind(&stream)
-                    .fetch_optional(pool)
-                    .await
-            }
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.snapshot))
-                    .bind(A::TYPE)
-                    .bind(&stream)
-                    .fetch_optional(pool)
-                    .await
-            }
-        }
+        let row: Option<transaction::SnapshotRow> = on_pool!(&self.outbox.db, pool => {
+            sqlx::query_as(transaction::sql(&self.sql.snapshot))
+                .bind(A::TYPE)
+                .bind(&stream)
+                .fetch_optional(pool)
+                .await
+        })
         .map_err(|e| self.load_error(e))?;
         Ok(restore::<A>(policy, row, &stream))
     }
@@ -119,24 +96,13 @@ impl<S: Service> EventStore<S> {
     /// position it read misses nothing.
     pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, LoadError> {
         type Row = (i64, String, String, i64, Uuid, String, i32, String, Vec<u8>);
-        let rows: Vec<Row> = match &self.outbox.db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.all))
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await
-            }
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => {
-                sqlx::query_as(transaction::sql(&self.sql.all))
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await
-            }
-        }
+        let rows: Vec<Row> = on_pool!(&self.outbox.db, pool => {
+            sqlx::query_as(transaction::sql(&self.sql.all))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+        })
         .map_err(|e| self.load_error(e))?;
         Ok(rows
             .into_iter()
