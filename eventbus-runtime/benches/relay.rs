@@ -10,7 +10,11 @@
 //! 1. **drain throughput**: N rows pre-filled in the outbox, drained by the relay(s) to Kafka
 //!    (acknowledged, rows deleted), beside a raw rdkafka producer sending the same records with
 //!    the same settings (idempotent, acks=all). Neither is timed until its producer has its
-//!    idempotent producer id (a new producer waits about 500 ms for it here);
+//!    idempotent producer id (a new producer waits about 500 ms for it here). Each phase lasts
+//!    about a second, and the raw producer alone varies by a third from one second to the next on
+//!    a 2-core machine, so the two alternate over `EVENTBUS_BENCH_ROUNDS` rounds (default 3;
+//!    which goes first alternates too, each round on a freshly filled table), and the ratio is
+//!    that of their medians;
 //! 2. **commit-to-ack latency** at a steady 1,000 events/s: one event per committed transaction,
 //!    timed from the commit's return to the relay's acknowledgement by Kafka (as observed by a
 //!    consumer, so the figure includes the consumer's fetch: an upper bound).
@@ -22,8 +26,9 @@
 //! Settings: `EVENTBUS_BENCH_EVENTS` (default 200000), `EVENTBUS_BENCH_RELAYS` (default 1),
 //! `EVENTBUS_BENCH_BATCH` (default 5000), `EVENTBUS_BENCH_RATE` (default 1000),
 //! `EVENTBUS_BENCH_KAFKA_PROPS` (librdkafka producer properties for both producers, `k=v,k=v`),
-//! `EVENTBUS_BENCH_SECONDS` (default 10). The last line, `RESULT drain_eps=… raw_eps=… p50_ms=…
-//! p95_ms=… p99_ms=… max_ms=… events=… latency_events=…`, repeats the figures for scripts
+//! `EVENTBUS_BENCH_SECONDS` (default 10), `EVENTBUS_BENCH_ROUNDS` (default 3). The last line,
+//! `RESULT drain_eps=… raw_eps=… p50_ms=… p95_ms=… p99_ms=… max_ms=… events=… latency_events=…`
+//! (the drain figures are the medians of the rounds), repeats the figures for scripts
 //! (`benches/peers/run` sets them beside Watermill's).
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -80,33 +85,83 @@ async fn main() {
         ..OutboxConfig::default()
     };
 
-    // 1. Drain throughput, beside a raw producer sending the same records.
-    prefill(&pool, &table, &topic, events).await;
-    let records = load(&pool, &table).await;
-    let before_raw = Cpu::sample();
-    let raw = raw_producer(&kafka, &records).await;
-    let after_raw = Cpu::sample();
-    let (drain, before_drain, drained_cpu) =
-        drain(&store, &kafka, &config, relays, events as u64).await;
+    // 1. Drain throughput, beside a raw producer sending the same records: `rounds` rounds, each
+    // on a freshly filled table, the raw producer and the relays alternating which goes first.
+    // One phase lasts about a second, and the raw producer alone varies by a third from one
+    // second to the next here: the ratio is that of the medians.
+    let rounds: usize = env("EVENTBUS_BENCH_ROUNDS", 3).max(1);
+    let after_drain = std::env::var_os("EVENTBUS_BENCH_LATENCY_AFTER_DRAIN").is_some();
+    let (mut raw_rates, mut drain_rates) = (Vec::new(), Vec::new());
+    let mut size = 0;
+    for round in 1..=rounds {
+        let round_table = format!("{table}_r{round}");
+        let round_store = eventbus::outbox::connect(Database::Postgres(pool.clone()), &round_table)
+            .await
+            .unwrap();
+        round_store.migrate().await.unwrap();
+        prefill(&pool, &round_table, &topic, events).await;
+        let records = load(&pool, &round_table).await;
+        size = records[0].2.len();
+        let round_config = OutboxConfig {
+            table: round_table.clone(),
+            ..config.clone()
+        };
+        let mut phases = Vec::new();
+        for raw_first in [round % 2 == 1, round % 2 == 0] {
+            if raw_first {
+                let before = Cpu::sample();
+                let raw = raw_producer(&kafka, &records).await;
+                let cpu = before.used_until(&Cpu::sample());
+                phases.push(format!(
+                    "  round {round}: raw rdkafka producer: {raw:>9.0} events/s\n    cpu: {cpu}"
+                ));
+                raw_rates.push(raw);
+            } else {
+                let (drain, before, after) =
+                    drain(&round_store, &kafka, &round_config, relays, events as u64).await;
+                phases.push(format!(
+                    "  round {round}: relay drain:          {drain:>9.0} events/s\n    cpu: {}",
+                    before.used_until(&after)
+                ));
+                drain_rates.push(drain);
+            }
+        }
+        let (raw, drain) = (raw_rates[round - 1], drain_rates[round - 1]);
+        for phase in phases {
+            println!("{phase}");
+        }
+        println!("  round {round}: relay / raw: {:.2}", drain / raw);
+        if !(after_drain && round == rounds) {
+            drop_tables(&pool, &round_table).await;
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (raw, drain) = (median(&mut raw_rates), median(&mut drain_rates));
+    println!("relay bench: {events} events of {size} bytes, {relays} relay(s), batch {batch}");
+    println!("  raw rdkafka producer, median of {rounds}: {raw:>9.0} events/s");
     println!(
-        "relay bench: {events} events of {} bytes, {relays} relay(s), batch {batch}",
-        records[0].2.len()
-    );
-    println!("  raw rdkafka producer: {:>9.0} events/s", raw);
-    println!("    cpu: {}", before_raw.used_until(&after_raw));
-    println!(
-        "  relay drain:          {:>9.0} events/s ({:.2} of raw)",
-        drain,
+        "  relay drain, median of {rounds}:          {drain:>9.0} events/s ({:.2} of raw)",
         drain / raw
     );
-    println!("    cpu: {}", before_drain.used_until(&drained_cpu));
 
     // 2. Commit-to-ack latency at a steady rate, on a table of its own: the drained one holds the
     // drain's dead rows until autovacuum's next nap (up to a minute), and the relay's index scans
     // step over them meanwhile. `EVENTBUS_BENCH_LATENCY_AFTER_DRAIN=1` measures on it instead.
-    let after_drain = std::env::var_os("EVENTBUS_BENCH_LATENCY_AFTER_DRAIN").is_some();
     let (lat_store, lat_config) = if after_drain {
-        (store.clone(), config.clone())
+        // The last round's table, drained, as the drain left it.
+        let drained = format!("{table}_r{rounds}");
+        (
+            eventbus::outbox::connect(Database::Postgres(pool.clone()), &drained)
+                .await
+                .unwrap(),
+            OutboxConfig {
+                table: drained,
+                ..config.clone()
+            },
+        )
     } else {
         let lat_table = format!("{table}_lat");
         let lat_store = eventbus::outbox::connect(Database::Postgres(pool.clone()), &lat_table)
@@ -164,11 +219,19 @@ async fn main() {
         latencies[latencies.len() - 1],
         latencies.len()
     );
+    drop_tables(&pool, &table).await;
+    drop_tables(&pool, &format!("{table}_lat")).await;
+    if after_drain {
+        drop_tables(&pool, &format!("{table}_r{rounds}")).await;
+    }
+}
+
+/// Drops outbox `table` with its dead and discarded tables.
+async fn drop_tables(pool: &PgPool, table: &str) {
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}, {table}_dead, {table}_discarded, \
-         {table}_lat, {table}_lat_dead, {table}_lat_discarded"
+        "DROP TABLE IF EXISTS {table}, {table}_dead, {table}_discarded"
     )))
-    .execute(&pool)
+    .execute(pool)
     .await
     .ok();
 }
