@@ -192,6 +192,22 @@ async fn a_malformed_record_gets_one_verdict_on_either_path() {
                 job.n
             );
             assert_eq!(record.header(dlq::FAILED_IN).as_deref(), Some("decoder"));
+            // Kept whole: its key, and its headers as they came, the malformed one included.
+            assert_eq!(
+                record.key.as_deref(),
+                Some(job.key.as_str()),
+                "{}",
+                layer.name
+            );
+            assert_eq!(record.header("ce_source").as_deref(), Some("petstore"));
+            let (header, value, _) = MALFORMED[(job.n % 100) as usize];
+            assert_eq!(
+                record.header(header).as_deref(),
+                Some(value),
+                "{}: job {} keeps its {header}",
+                layer.name,
+                job.n
+            );
             assert!(
                 dead_jobs.insert(job.n),
                 "{}: one dead letter each",

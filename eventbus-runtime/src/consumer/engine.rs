@@ -1,5 +1,5 @@
 //! The engine: one record through its handlers. Decoding, the inbox transaction, retries with
-//! backoff, the circuit breaker, panics and attempt timeouts; shared by the Kafka poll loop and
+//! backoff, the circuit breaker, panics and attempt timeouts; shared by the Kafka run loop and
 //! the Testing mode's in-memory transport.
 
 use std::sync::Arc;

@@ -90,7 +90,7 @@ pub struct ConsumerHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConsumerHealth {
-    /// Its poll loop is running (it stops on `shutdown`, or if the consumer failed).
+    /// Its run loop is running (it stops on `shutdown`, or if the consumer failed).
     pub running: bool,
     /// The group has assigned it partitions at least once (always true on a Testing bus).
     pub joined: bool,

@@ -15,7 +15,7 @@
 //! | `handle.rs` | [`ConsumerHandle`], [`ConsumerHealth`], [`ConsumerStats`] |
 //! | `retry.rs`, `breaker.rs` | the policies: [`RetryPolicy`], the circuit breaker |
 //! | `engine.rs` | one record through its handlers: attempts, retries, the inbox, panics |
-//! | `kafka/` | the poll loop, its fast path, key queues, offsets, rebalance hooks (feature `kafka`) |
+//! | `kafka/` | the poll thread and the run loop, the fast path, key queues, offsets, rebalance hooks (feature `kafka`) |
 //!
 //! The Testing mode delivers through the bus's in-memory transport instead of `kafka/`: the same
 //! engine, one attempt per event, failures recorded.

@@ -94,11 +94,14 @@ pub(crate) struct RawAttributes<'a> {
 }
 
 impl<'a> RawAttributes<'a> {
-    /// Reads every header; of a name given twice, the last one counts.
-    pub(crate) fn read<'n>(record_headers: impl IntoIterator<Item = (&'n str, &'a [u8])>) -> Self {
+    /// Reads every header; of a name given twice, the last one counts. Names are text or bytes (a
+    /// name that is not UTF-8 is no attribute's).
+    pub(crate) fn read<'n, N: AsRef<[u8]> + ?Sized + 'n>(
+        record_headers: impl IntoIterator<Item = (&'n N, &'a [u8])>,
+    ) -> Self {
         let mut raw = RawAttributes::default();
         for (name, value) in record_headers {
-            if let Some(slot) = raw.slot(name) {
+            if let Some(slot) = raw.slot(name.as_ref()) {
                 *slot = Some(value);
             }
         }
@@ -108,29 +111,28 @@ impl<'a> RawAttributes<'a> {
     /// The field of attribute `name`: dispatched on the name's length and fifth byte (one
     /// attribute each), then the whole name compared.
     #[inline]
-    fn slot(&mut self, name: &str) -> Option<&mut Option<&'a [u8]>> {
+    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<&'a [u8]>> {
         use super::headers as h;
-        let b = name.as_bytes();
-        if b.len() < 5 {
+        if name.len() < 5 {
             return None;
         }
         // Each name compared as a constant: no call to `memcmp`.
-        Some(match (b.len(), b[4]) {
-            (5, b'd') if name == h::ID => &mut self.id,
-            (7, b'y') if name == h::TYPE => &mut self.event_type,
-            (7, b'i') if name == h::TIME => &mut self.time,
-            (7, b'a') if name == h::TAGS => &mut self.tags,
-            (9, b'o') if name == h::SOURCE => &mut self.source,
-            (10, b'u') if name == h::SUBJECT => &mut self.subject,
-            (11, b'a') if name == h::CATEGORY => &mut self.category,
-            (11, b'e') if name == h::TENANT_ID => &mut self.tenant_id,
-            (12, b'e') if name == h::CONTENT_TYPE => &mut self.content_type,
-            (13, b'r') if name == h::TRACESTATE => &mut self.tracestate,
-            (14, b'p') if name == h::SPEC_VERSION => &mut self.spec_version,
-            (14, b'a') if name == h::CAUSATION_ID => &mut self.causation_id,
-            (14, b'r') if name == h::TRACEPARENT => &mut self.traceparent,
-            (16, b'c') if name == h::SCHEMA_VERSION => &mut self.schema_version,
-            (16, b'o') if name == h::CORRELATION_ID => &mut self.correlation_id,
+        Some(match (name.len(), name[4]) {
+            (5, b'd') if name == h::ID.as_bytes() => &mut self.id,
+            (7, b'y') if name == h::TYPE.as_bytes() => &mut self.event_type,
+            (7, b'i') if name == h::TIME.as_bytes() => &mut self.time,
+            (7, b'a') if name == h::TAGS.as_bytes() => &mut self.tags,
+            (9, b'o') if name == h::SOURCE.as_bytes() => &mut self.source,
+            (10, b'u') if name == h::SUBJECT.as_bytes() => &mut self.subject,
+            (11, b'a') if name == h::CATEGORY.as_bytes() => &mut self.category,
+            (11, b'e') if name == h::TENANT_ID.as_bytes() => &mut self.tenant_id,
+            (12, b'e') if name == h::CONTENT_TYPE.as_bytes() => &mut self.content_type,
+            (13, b'r') if name == h::TRACESTATE.as_bytes() => &mut self.tracestate,
+            (14, b'p') if name == h::SPEC_VERSION.as_bytes() => &mut self.spec_version,
+            (14, b'a') if name == h::CAUSATION_ID.as_bytes() => &mut self.causation_id,
+            (14, b'r') if name == h::TRACEPARENT.as_bytes() => &mut self.traceparent,
+            (16, b'c') if name == h::SCHEMA_VERSION.as_bytes() => &mut self.schema_version,
+            (16, b'o') if name == h::CORRELATION_ID.as_bytes() => &mut self.correlation_id,
             _ => return None,
         })
     }

@@ -1,6 +1,6 @@
 //! The fast path: a record the verdict gave to exactly one typed handler, of a key with nothing
 //! queued, for an engine that needs no envelope (no plugins, no inbox, a filter on attributes
-//! only), is decoded straight from the record and handled in the poll loop, with no envelope,
+//! only), is decoded straight from the record and handled in the run loop, with no envelope,
 //! queue entry or task.
 
 use std::sync::atomic::Ordering;

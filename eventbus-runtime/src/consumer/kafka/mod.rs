@@ -1,22 +1,20 @@
-//! The Kafka poll loop: one stream for the whole run, the fast path that handles a record in
-//! the loop from its raw headers (`fast.rs`), the key queues and their workers (`queues.rs`), the
-//! offsets (`offsets.rs`) and the rebalance hooks (`rebalance.rs`).
+//! The Kafka consumer: a poll thread that copies the records into batches and the run loop that
+//! handles them (`batch.rs`), the fast path that handles a record in the loop from its raw headers
+//! (`fast.rs`), the key queues and their workers (`queues.rs`), the offsets (`offsets.rs`) and the
+//! rebalance hooks (`rebalance.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_core::Stream as _;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Semaphore, watch};
 
+mod batch;
 mod fast;
 mod hash;
 mod offsets;
@@ -35,7 +33,7 @@ use hash::FastHash;
 use offsets::Offsets;
 use rebalance::RebalanceContext;
 
-/// Starts the poll loop of `engine`'s topics as group `group`: the task, and a flag that turns
+/// Starts the consumer of `engine`'s topics as group `group`: the run loop's task, and a flag that turns
 /// true once the group assigned this member partitions.
 #[allow(clippy::result_large_err)] // once per consumer, not per record
 pub(super) fn start(
@@ -65,6 +63,11 @@ pub(super) fn start(
     Ok((tokio::spawn(run.run(stop)), ready))
 }
 
+/// Records in a batch from which the run loop looks for the next batch on a timer (see
+/// `KafkaRun::handle_batches`): the poll thread sends a smaller batch only when no more records
+/// were ready.
+const FLOWING: usize = 128;
+
 /// How often a consumer sets its lag gauges.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -72,7 +75,7 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// partitions assigned to this member: the high watermark minus the group's committed offset (the
 /// low watermark when the group has committed none), both asked of the broker on a blocking
 /// thread. A partition no longer assigned here is set to 0 once.
-async fn lag_gauges(consumer: Arc<StreamConsumer<RebalanceContext>>, group: String) {
+async fn lag_gauges(consumer: Arc<BaseConsumer<RebalanceContext>>, group: String) {
     let mut tick = tokio::time::interval(LAG_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut before: Vec<(String, i32)> = Vec::new();
@@ -175,30 +178,24 @@ struct BadRecord {
 }
 
 impl BadRecord {
-    /// Keeps `message` whole for the dead-letter topic, with why it cannot be handled.
-    fn of(message: &BorrowedMessage<'_>, error: &DecodeError) -> Self {
+    /// Keeps `record` of `batch` whole for the dead-letter topic, with why it cannot be handled.
+    fn of(batch: &batch::Batch, record: &batch::Copied, error: &DecodeError) -> Self {
         BadRecord {
             error: error.to_string(),
-            headers: message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().unwrap_or_default().to_vec(),
+            headers: batch
+                .headers(record)
+                .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.to_vec()))
+                .collect(),
+            key: batch.key(record).map(<[u8]>::to_vec),
+            payload: batch.payload(record).to_vec(),
         }
     }
 }
 
-/// When the record was produced (or appended, per the topic's setting): the time of an event
-/// that carries no `ce_time`.
-fn timestamp_of(message: &BorrowedMessage<'_>) -> OffsetDateTime {
-    message
-        .timestamp()
-        .to_millis()
+/// When the record was produced (or appended, per the topic's setting), from its timestamp in
+/// milliseconds: the time of an event that carries no `ce_time`.
+fn timestamp_of(millis: Option<i64>) -> OffsetDateTime {
+    millis
         .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
         .unwrap_or_else(OffsetDateTime::now_utc)
 }
@@ -217,7 +214,7 @@ struct KeyQueue {
 }
 
 pub(super) struct KafkaRun {
-    consumer: Arc<StreamConsumer<RebalanceContext>>,
+    consumer: Arc<BaseConsumer<RebalanceContext>>,
     producer: FutureProducer,
     engine: Arc<Engine>,
     offsets: Arc<Offsets>,
@@ -233,6 +230,8 @@ pub(super) struct KafkaRun {
     event_types: Vec<&'static str>,
     /// Records per inbox transaction (1: one at a time per key).
     batch: usize,
+    /// Records the poll thread sent and this task has not handled yet (`batch.rs`).
+    pending: Arc<AtomicUsize>,
 }
 
 impl KafkaRun {
@@ -246,6 +245,7 @@ impl KafkaRun {
         assigned: watch::Sender<bool>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let offsets = Arc::new(Offsets::default());
+        let pending = Arc::new(AtomicUsize::new(0));
         let engine_batch = engine.batch_size();
         let mut event_types: Vec<&'static str> =
             engine.routes.iter().map(|r| r.event_type).collect();
@@ -278,9 +278,10 @@ impl KafkaRun {
         for (k, v) in client.config_map() {
             config.set(k, v);
         }
-        let consumer: StreamConsumer<RebalanceContext> =
+        let consumer: BaseConsumer<RebalanceContext> =
             config.create_with_context(RebalanceContext {
                 offsets: Arc::clone(&offsets),
+                pending: Arc::clone(&pending),
                 assigned,
             })?;
         let producer = crate::kafka::producer(kafka).map_err(|e| match e {
@@ -314,151 +315,165 @@ impl KafkaRun {
             topics: topics.to_vec(),
             event_types,
             batch: engine_batch.min(concurrency).max(1),
+            pending,
         })
     }
 
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn run(self, stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
-        // One stream for the whole run (`recv` would register a waker slot per record).
-        let mut records = this.consumer.stream();
-        let mut paused = false;
-        // Workers live in this set: if this task is aborted (a crash), they die with it.
-        let mut workers = tokio::task::JoinSet::new();
-        // Offsets are stored in bulk every 20 ms, off the record path (auto-commit sends them).
+        // Offsets are stored in bulk every 20 ms, off the record path (auto-commit sends them),
+        // and the lag gauges set every LAG_INTERVAL.
+        let mut background = tokio::task::JoinSet::new();
         let flusher = Arc::clone(&this);
-        workers.spawn(async move {
+        background.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
                 store(&*flusher.consumer, &flusher.offsets);
             }
         });
-        // The lag gauges, every LAG_INTERVAL, off the record path.
-        workers.spawn(lag_gauges(
+        background.spawn(lag_gauges(
             Arc::clone(&this.consumer),
             this.engine.group.clone(),
         ));
-        let mut received = 0u32;
-        // The offsets of the partition of the last record handled at once: records come in runs
-        // of one partition, each moves it with two atomic operations (no lock, no lookup).
-        let mut last: Option<(u32, i32, Arc<offsets::PartitionOffsets>)> = None;
-        let mut advance = |topic_index: usize, partition: i32, offset: i64| {
-            let topic_index = topic_index as u32;
-            match &last {
-                Some((t, p, handle))
-                    if *t == topic_index && *p == partition && handle.current() =>
-                {
-                    handle.advance(offset);
-                }
-                _ => {
-                    let topic = this.topics[topic_index as usize];
-                    let handle = this.offsets.partition(topic, partition);
-                    handle.advance(offset);
-                    last = Some((topic_index, partition, handle));
-                }
-            }
+        // The poll thread copies the records into batches (`batch.rs`); this task handles them.
+        let (sender, mut batches) = tokio::sync::mpsc::channel(batch::IN_FLIGHT);
+        let spare = batch::Spare::default();
+        let poller = {
+            let (run, spare, pending, stop) = (
+                Arc::clone(&this),
+                Arc::clone(&spare),
+                Arc::clone(&this.pending),
+                stop.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                batch::poll_records(run, sender, spare, pending, stop)
+            })
         };
+        // Workers live in this set: if this task is aborted (a crash), they die with it (and the
+        // poll thread, its channel closed, ends too).
+        let mut workers = tokio::task::JoinSet::new();
+        Arc::clone(&this)
+            .handle_batches(&mut batches, &spare, &mut workers, stop)
+            .await;
+        // Shutdown: the poll thread ends (at once when its channel is closed); the records in
+        // work finish (bounded), then the offsets are committed.
+        drop(batches);
+        let _ = poller.await;
+        this.pending.store(0, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !this.offsets.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        workers.abort_all();
+        background.abort_all();
+        store(&*this.consumer, &this.offsets);
+        let _ = this.consumer.commit_consumer_state(CommitMode::Sync);
+        this.consumer.unsubscribe();
+    }
+
+    /// Handles the poll thread's batches, in order, until `stop` turns true or the thread ends.
+    async fn handle_batches(
+        self: Arc<Self>,
+        batches: &mut tokio::sync::mpsc::Receiver<batch::Batch>,
+        spare: &batch::Spare,
+        workers: &mut tokio::task::JoinSet<()>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        use tokio::sync::mpsc::error::TryRecvError;
+        let this = self;
+        let mut received = 0u32;
+        // While records flow (the last batch was a large one), this task looks for the next batch
+        // on a 1 ms timer instead of being woken by the poll thread. A thread woken by another at
+        // every batch tends to be moved to its waker's core (the scheduler's wake-affinity), and
+        // the two stages then share one core on a busy machine; a timer's wake-up leaves it where
+        // it is. When a timer finds nothing, or records come a few at a time, the poll thread
+        // wakes it (no added latency).
+        let mut flowing = false;
         loop {
-            received = received.wrapping_add(1);
+            let batch = match batches.try_recv() {
+                Ok(batch) => batch,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) if flowing => {
+                    flowing = false;
+                    tokio::select! {
+                        biased;
+                        _ = stop.changed() => break,
+                        () = tokio::time::sleep(Duration::from_millis(1)) => continue,
+                    }
+                }
+                Err(TryRecvError::Empty) => tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    batch = batches.recv() => match batch {
+                        Some(batch) => batch,
+                        None => break,
+                    },
+                },
+            };
+            flowing = batch.len() >= FLOWING;
+            let mut batch = batch;
+            let count = batch.len();
+            let stopped = this
+                .handle_batch(&batch, workers, &stop, &mut received)
+                .await;
+            this.pending.fetch_sub(count, Ordering::AcqRel);
+            if stopped {
+                break;
+            }
+            batch.clear();
+            lock(spare).push(batch);
+            while workers.try_join_next().is_some() {}
+        }
+    }
+
+    /// Handles the records of `batch`; true when `stop` turned true meanwhile (the rest is left:
+    /// not committed, read again by the next owner).
+    async fn handle_batch(
+        self: &Arc<Self>,
+        batch: &batch::Batch,
+        workers: &mut tokio::task::JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+        received: &mut u32,
+    ) -> bool {
+        let this = self;
+        for copied in batch.records() {
+            *received = received.wrapping_add(1);
             if received.is_multiple_of(1024) {
-                // Records that are ready and handled at once never make this task wait: give the
-                // runtime's other tasks a turn (on a current-thread runtime they would starve).
-                // Every 1,024 records (about a millisecond): each yield can wake another worker.
+                // Records handled at once never make this task wait: give the runtime's other
+                // tasks a turn (on a current-thread runtime they would starve). Every 1,024
+                // records (about a millisecond): each yield can wake another worker.
                 tokio::task::yield_now().await;
                 while workers.try_join_next().is_some() {}
-                // Also seen by the `select!` below; checked here too in case records keep it busy.
                 if *stop.borrow() {
-                    break;
+                    return true;
                 }
             }
-            // The circuit breaker pauses every assigned partition while open.
-            match (this.engine.breaker.open_for(), paused) {
-                (Some(_), false) => {
-                    if let Ok(assigned) = this.consumer.assignment() {
-                        let _ = this.consumer.pause(&assigned);
-                        paused = true;
-                    }
-                }
-                (None, true) => {
-                    if let Ok(assigned) = this.consumer.assignment() {
-                        let _ = this.consumer.resume(&assigned);
-                    }
-                    paused = false;
-                }
-                _ => {}
-            }
-            // A record ready now is taken without the `select!` (which would register with the
-            // stop channel each time); only an empty queue waits on both.
-            let ready =
-                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut records).poll_next(cx))).await;
-            let message = match ready {
-                Poll::Ready(message) => message,
-                Poll::Pending => {
-                    let next = std::future::poll_fn(|cx| Pin::new(&mut records).poll_next(cx));
-                    if paused {
-                        tokio::select! {
-                            m = next => m,
-                            _ = stop.changed() => break,
-                            () = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                        }
-                    } else {
-                        tokio::select! {
-                            m = next => m,
-                            _ = stop.changed() => break,
-                        }
-                    }
-                }
-            };
-            // The stream of a subscribed consumer does not end; if it did, so would this loop.
-            let Some(message) = message else {
-                break;
-            };
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "eventbus consumer: receive error");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // One topic (the usual case): every record is of it, no name to compare.
-            let topic_index = match this.topics.len() {
-                1 => Some(0),
-                _ => this.topics.iter().position(|t| *t == message.topic()),
-            };
-            let Some(topic_index) = topic_index else {
-                tracing::warn!(
-                    topic = message.topic(),
-                    "eventbus consumer: a record of a topic not subscribed; skipped"
-                );
+            // A record of a partition revoked since it was polled: its next owner reads it.
+            let handle = batch.handle(copied);
+            if !handle.current() {
                 continue;
-            };
+            }
+            let (topic_index, partition, offset) =
+                (copied.topic_index, copied.partition, copied.offset);
             let topic = this.topics[topic_index];
-            let (partition, offset) = (message.partition(), message.offset());
+            let key = batch.key(copied);
             // One queue per key (per partition): in order within a key, in parallel across keys.
             // A record without a key has no order to keep: a queue of its own. With an inbox,
             // one queue per partition, handled in batches.
             let key_hash = if this.batch > 1 {
                 0
             } else {
-                message.key().map_or(offset as u64 ^ (1 << 63), fnv1a)
+                key.map_or(offset as u64 ^ (1 << 63), fnv1a)
             };
             let queue_id = (topic_index as u32, partition, key_hash);
             // The verdict, once, before any handler runs: the fast path and the key queues act
             // on the same one.
-            let raw = match message.headers() {
-                // By index, the count asked once (the iterator asks it for every header).
-                Some(h) => RawAttributes::read(
-                    (0..h.count())
-                        .filter_map(|i| h.try_get(i))
-                        .map(|h| (h.key, h.value.unwrap_or_default())),
-                ),
-                None => RawAttributes::default(),
-            };
-            let payload = message.payload().unwrap_or_default();
+            let raw = RawAttributes::read(batch.headers(copied));
+            let payload = batch.payload(copied);
             let checked = raw
                 .check_knowing(&this.event_types)
-                .and_then(|a| key_of(message.key()).map(|key| (a, key)));
+                .and_then(|a| key_of(key).map(|key| (a, key)));
             // The delivery's span, from what the record says of itself.
             let span = |attributes: Option<(&Attributes<'_>, Option<&str>)>| {
                 trace::process(trace::Delivered {
@@ -471,15 +486,15 @@ impl KafkaRun {
                 })
             };
             let (record, first, span) = match checked {
-                Err(error) => (Err(BadRecord::of(&message, &error)), None, span(None)),
+                Err(error) => (Err(BadRecord::of(batch, copied, &error)), None, span(None)),
                 Ok((attributes, key)) => match this.engine.judge(topic, &attributes) {
                     Verdict::Skip => {
                         this.engine.stats.skipped.add(1);
-                        advance(topic_index, partition, offset);
+                        handle.advance(offset);
                         continue;
                     }
                     Verdict::Reject(error) => (
-                        Err(BadRecord::of(&message, &error)),
+                        Err(BadRecord::of(batch, copied, &error)),
                         None,
                         span(Some((&attributes, key))),
                     ),
@@ -491,7 +506,7 @@ impl KafkaRun {
                         let span = span(Some((&attributes, key)));
                         let first = match span.in_scope(|| this.inline(only, payload, queue_id)) {
                             Inline::Done => {
-                                advance(topic_index, partition, offset);
+                                handle.advance(offset);
                                 continue;
                             }
                             Inline::Queue(first) => first,
@@ -499,7 +514,7 @@ impl KafkaRun {
                         let defaults = Defaults {
                             category,
                             version,
-                            time: timestamp_of(&message),
+                            time: timestamp_of(copied.timestamp_ms),
                         };
                         let envelope =
                             attributes.into_envelope(topic, key, &defaults, payload.to_vec());
@@ -514,11 +529,10 @@ impl KafkaRun {
                 offset,
                 span,
             };
-            drop(message);
             this.offsets.begin(topic, partition, offset);
             // The worker gives the permit back when the record is done.
             let Ok(permit) = this.permits.acquire().await else {
-                break;
+                return true;
             };
             permit.forget();
             // A key has at most one worker: it drains the key's queue, in order, then leaves.
@@ -534,21 +548,13 @@ impl KafkaRun {
             if start_worker {
                 // Poll the worker once here; one that waits (I/O, a retry) continues as a task,
                 // polled anew by tokio.
-                let mut work = Box::pin(Arc::clone(&this).work(queue_id, stop.clone()));
+                let mut work = Box::pin(Arc::clone(this).work(queue_id, stop.clone()));
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 if work.as_mut().poll(&mut cx).is_pending() {
                     workers.spawn(work);
                 }
             }
         }
-        // Shutdown: let the records in work finish (bounded), then commit.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !this.offsets.idle() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        workers.abort_all();
-        store(&*this.consumer, &this.offsets);
-        let _ = this.consumer.commit_consumer_state(CommitMode::Sync);
-        this.consumer.unsubscribe();
+        false
     }
 }

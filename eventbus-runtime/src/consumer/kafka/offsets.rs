@@ -26,8 +26,9 @@ impl std::hash::Hash for TopicPartition {
     }
 }
 
-/// One partition's offsets. The poll loop keeps the handle of the partition it reads, so a record
-/// handled at once moves `next` with two atomic operations: no lock, no map lookup.
+/// One partition's offsets. The poll thread gives each record the handle of its partition
+/// (`batch.rs`), so a record handled at once moves `next` with two atomic operations: no lock, no
+/// map lookup.
 #[derive(Default)]
 pub(super) struct PartitionOffsets {
     /// The records in work. A record begins under this lock, `next` moved with it, and the
@@ -81,7 +82,7 @@ impl Offsets {
     }
 
     /// A record handled at once (never in work): the partition's next offset moves past it. (The
-    /// poll loop keeps the partition's handle instead.)
+    /// run loop moves it through the record's partition handle instead.)
     #[cfg(test)]
     fn advance(&self, topic: &'static str, partition: i32, offset: i64) {
         self.partition(topic, partition).advance(offset);

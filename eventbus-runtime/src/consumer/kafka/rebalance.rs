@@ -1,7 +1,8 @@
-//! The rebalance hooks: before partitions are revoked, let their records in work finish (up to a
-//! bound) and commit, so the next owner starts where this one stopped.
+//! The rebalance hooks: before partitions are revoked, let the records polled and their records
+//! in work finish (up to a bound) and commit, so the next owner starts where this one stopped.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
@@ -15,6 +16,8 @@ use super::store;
 /// bound) and commit, so the next owner starts where this one stopped.
 pub(super) struct RebalanceContext {
     pub(super) offsets: Arc<Offsets>,
+    /// Records the poll thread sent and the run loop has not handled yet (`batch.rs`).
+    pub(super) pending: Arc<AtomicUsize>,
     pub(super) assigned: watch::Sender<bool>,
 }
 
@@ -34,6 +37,11 @@ impl ConsumerContext for RebalanceContext {
             let revoked = elements(partitions);
             let each = || revoked.iter().map(|(t, p)| (t.as_str(), *p));
             let deadline = Instant::now() + Duration::from_secs(10);
+            // Served on the poll thread: the run loop handles what it was sent, then the records
+            // in work finish.
+            while self.pending.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             while self.offsets.busy(each()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
