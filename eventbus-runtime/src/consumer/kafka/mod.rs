@@ -359,7 +359,10 @@ impl KafkaRun {
         // Shutdown: the poll thread ends (at once when its channel is closed); the records in
         // work finish (bounded), then the offsets are committed.
         drop(batches);
-        let _ = poller.await;
+        if let Err(e) = poller.await {
+            tracing::error!(group = %this.engine.group, error = %e,
+                "eventbus consumer: the poll thread failed; the consumer stops (its health says so)");
+        }
         this.pending.store(0, Ordering::Release);
         let deadline = Instant::now() + Duration::from_secs(15);
         while !this.offsets.idle() && Instant::now() < deadline {
