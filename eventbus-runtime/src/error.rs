@@ -240,6 +240,12 @@ pub enum DecodeError {
     /// A required CloudEvents header is missing.
     #[error("the record has no `{0}` header: it is not a CloudEvents record in binary mode")]
     MissingHeader(&'static str),
+    /// A header's name is not UTF-8 text: the record's headers cannot be read (the record is
+    /// dead-lettered without them).
+    #[error(
+        "a header name of the record is not UTF-8, so none of its headers can be read: have the producer write header names as UTF-8 text"
+    )]
+    HeaderNameNotUtf8,
     /// A header has a value we cannot read.
     #[error("the `{header}` header is invalid: {reason}")]
     BadHeader {

@@ -84,6 +84,44 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
     }
 }
 
+/// Runs `scripts/foreign/run` with `args` (in its Python environment); its standard output.
+fn foreign(layer: &Layer, args: &[&str]) -> Vec<u8> {
+    let run = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/foreign/run");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(run).args(args).output().unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}: scripts/foreign/run {args:?} failed: {}",
+        layer.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The dead letters of this run's parcels that `group` dead-lettered, with their parcels, read
+/// from `dlq_reader` until there are `count` of them (other runs and groups share the topic).
+fn dead_letters(
+    dlq_reader: &Reader,
+    run: &str,
+    group: &str,
+    count: usize,
+) -> Vec<(Parcel, support::Record)> {
+    let of_this_run = |record: &support::Record| {
+        serde_json::from_slice::<Parcel>(&record.payload)
+            .ok()
+            .filter(|j| j.run == run && record.header(dlq::GROUP).as_deref() == Some(group))
+    };
+    let dead = tokio::task::block_in_place(|| {
+        dlq_reader.read(Duration::from_secs(30), |got| {
+            got.iter().filter_map(of_this_run).count() >= count
+        })
+    });
+    dead.into_iter()
+        .filter_map(|record| of_this_run(&record).map(|job| (job, record)))
+        .collect()
+}
+
 /// The malformed records: what changes in the headers, and what the dead letter's error names.
 const MALFORMED: [(&str, &str, &str); 6] = [
     ("ce_time", "yesterday", "ce_time"),
@@ -166,23 +204,8 @@ async fn a_malformed_record_gets_one_verdict_on_either_path() {
         // Dead letters of other runs and of other groups (the other test of this file reads the
         // same topic in its own group, and dead-letters these records too) share the topic.
         let group = format!("verdicts-{run}");
-        let of_this_run = |record: &support::Record| {
-            serde_json::from_slice::<Parcel>(&record.payload)
-                .ok()
-                .filter(|j| {
-                    j.run == run && record.header(dlq::GROUP).as_deref() == Some(group.as_str())
-                })
-        };
-        let dead = tokio::task::block_in_place(|| {
-            dlq_reader.read(Duration::from_secs(30), |got| {
-                got.iter().filter_map(of_this_run).count() >= malformed.len()
-            })
-        });
         let mut dead_jobs = HashSet::new();
-        for record in &dead {
-            let Some(job) = of_this_run(record) else {
-                continue;
-            };
+        for (job, record) in dead_letters(&dlq_reader, &run, &group, malformed.len()) {
             let (path, named) = malformed[&job.n];
             let error = record.header(dlq::ERROR).unwrap();
             assert!(
@@ -299,20 +322,8 @@ async fn records_of_the_cloudevents_sdk_for_python_are_handled() {
         assert!(consumer.ready(Duration::from_secs(30)).await);
         let before = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
         let brokers = layer.kafka.bootstrap_servers.join(",");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/foreign/run");
-        let out = tokio::task::block_in_place(|| {
-            std::process::Command::new(script)
-                .args([brokers.as_str(), TOPIC, run.as_str()])
-                .output()
-                .unwrap()
-        });
-        assert!(
-            out.status.success(),
-            "{}: scripts/foreign/run failed: {}",
-            layer.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let sent: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        let out = foreign(&layer, &[brokers.as_str(), TOPIC, run.as_str()]);
+        let sent: Vec<serde_json::Value> = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -368,6 +379,64 @@ async fn records_of_the_cloudevents_sdk_for_python_are_handled() {
         assert!(
             error.contains("ce_schemaversion"),
             "{}: {error}",
+            layer.name
+        );
+        consumer.shutdown().await;
+    }
+}
+
+/// A record with a header name that is not UTF-8 (rdkafka cannot read such headers: its
+/// `try_get` panics) is dead-lettered as such, and the consumer goes on with the key's next record.
+/// On the real services only: the producer that writes such a name, kafka-python, does not get
+/// the metadata it asks for from librdkafka's mock cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_is_dead_lettered_and_the_consumer_goes_on() {
+    if let Some(layer) = support::real().await {
+        let run = Uuid::now_v7().simple().to_string();
+        let bus = direct_bus(&layer).await;
+        let dlq_reader = Reader::at_end(&layer.kafka, DLQ).await;
+        let handled: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let (seen, r) = (Arc::clone(&handled), run.clone());
+        let group = format!("bad-name-{run}");
+        let consumer = bus
+            .consumer(&group)
+            .subscribe::<ParcelTopic>()
+            .on::<Parcel, _>(move |job: Parcel| {
+                if job.run == r {
+                    seen.lock().unwrap().push(job.n);
+                }
+                async {}
+            })
+            .start()
+            .await
+            .unwrap();
+        assert!(consumer.ready(Duration::from_secs(30)).await);
+        let brokers = layer.kafka.bootstrap_servers.join(",");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/foreign/bad_header_name.py"
+        );
+        foreign(&layer, &[script, brokers.as_str(), TOPIC, run.as_str()]);
+        wait_until(
+            "the good record is handled",
+            Duration::from_secs(30),
+            || handled.lock().unwrap().contains(&1),
+        )
+        .await;
+        assert_eq!(*handled.lock().unwrap(), [1], "{}", layer.name);
+        let dead = dead_letters(&dlq_reader, &run, &group, 1);
+        let (job, letter) = dead.first().expect("the dead letter");
+        assert_eq!(job.n, 0, "{}", layer.name);
+        assert_eq!(
+            letter.key.as_deref(),
+            Some(format!("{run}-bad-name").as_str())
+        );
+        let error = letter.header(dlq::ERROR).unwrap();
+        assert!(error.contains("not UTF-8"), "{}: {error}", layer.name);
+        assert_eq!(letter.header(dlq::FAILED_IN).as_deref(), Some("decoder"));
+        assert!(
+            consumer.health().running,
+            "{}: the consumer still runs",
             layer.name
         );
         consumer.shutdown().await;

@@ -64,6 +64,8 @@ pub(super) struct Copied {
     headers: Range<u32>,
     /// Its partition's handle in [`Batch::partitions`].
     handle: u32,
+    /// A header name was not UTF-8: no header could be read (see [`Batch::push`]).
+    pub(super) headers_unreadable: bool,
 }
 
 impl Batch {
@@ -123,12 +125,22 @@ impl Batch {
         let key = message.key().map(|k| self.append(k));
         let payload = self.append(message.payload().unwrap_or_default());
         let first = self.headers.len() as u32;
+        let mut headers_unreadable = false;
         if let Some(headers) = message.headers() {
-            // By index, the count asked once (the iterator asks it for every header).
-            for header in (0..headers.count()).filter_map(|i| headers.try_get(i)) {
-                let name = self.append(header.key.as_bytes());
-                let value = self.append(header.value.unwrap_or_default());
-                self.headers.push((name, value));
+            // rdkafka panics on a header name that is not UTF-8 (its `try_get` unwraps the
+            // name's text): such a record has no readable headers and is dead-lettered without
+            // them, rather than the panic ending this thread and the consumer with it.
+            let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // By index, the count asked once (the iterator asks it for every header).
+                for header in (0..headers.count()).filter_map(|i| headers.try_get(i)) {
+                    let name = self.append(header.key.as_bytes());
+                    let value = self.append(header.value.unwrap_or_default());
+                    self.headers.push((name, value));
+                }
+            }));
+            if copied.is_err() {
+                self.headers.truncate(first as usize);
+                headers_unreadable = true;
             }
         }
         let handle = match self.partitions.last() {
@@ -147,6 +159,7 @@ impl Batch {
             payload,
             headers: first..self.headers.len() as u32,
             handle: handle as u32,
+            headers_unreadable,
         });
     }
 

@@ -474,9 +474,12 @@ impl KafkaRun {
             // on the same one.
             let raw = RawAttributes::read(batch.headers(copied));
             let payload = batch.payload(copied);
-            let checked = raw
-                .check_knowing(&this.event_types)
-                .and_then(|a| key_of(key).map(|key| (a, key)));
+            let checked = if copied.headers_unreadable {
+                Err(DecodeError::HeaderNameNotUtf8)
+            } else {
+                raw.check_knowing(&this.event_types)
+                    .and_then(|a| key_of(key).map(|key| (a, key)))
+            };
             // The delivery's span, from what the record says of itself.
             let span = |attributes: Option<(&Attributes<'_>, Option<&str>)>| {
                 trace::process(trace::Delivered {
