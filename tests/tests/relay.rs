@@ -238,6 +238,11 @@ fn records_of_run(reader: &Reader, run: &str, count: usize) -> Vec<Record> {
     got.into_iter().filter(|r| ours(r)).collect()
 }
 
+/// Puts the dead event `event_id` back into the outbox; how many events went back.
+async fn replay(store: &OutboxStore, event_id: uuid::Uuid) -> u64 {
+    store.replay(Replay::Events(vec![event_id])).await.unwrap()
+}
+
 fn run_id(name: &str) -> String {
     format!("{name}{}", uuid::Uuid::now_v7().simple())
 }
@@ -510,14 +515,7 @@ async fn a_poison_event_goes_dead_while_other_keys_flow_and_replays() {
         if layer.name == "real" {
             set_topic_limit(&layer.kafka, topic, 4 * limit).await;
         }
-        assert_eq!(
-            layer
-                .store
-                .replay(Replay::Events(vec![dead[0].event_id]))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(replay(&layer.store, dead[0].event_id).await, 1);
         assert!(layer.store.dead().await.unwrap().is_empty());
         let handle = relay(&layer.store, &raised_kafka, outbox(&layer));
         assert!(
@@ -670,14 +668,7 @@ async fn an_outbox_with_the_earlier_jsonb_headers_still_works() {
         dead[0].class.is_some(),
         "the class is kept in the JSONB headers"
     );
-    assert_eq!(
-        layer
-            .store
-            .replay(Replay::Events(vec![dead[0].event_id]))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(replay(&layer.store, dead[0].event_id).await, 1);
     let handle = relay(&layer.store, &layer.kafka, outbox(&layer));
     let replayed = records_of_run(&reader, &run, 1)
         .into_iter()

@@ -11,7 +11,7 @@
 //! reads it from the committed offset.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,29 +179,37 @@ impl Batch {
 /// Batches the task has emptied, for the poll thread to fill again (their buffers stay allocated).
 pub(super) type Spare = Arc<Mutex<Vec<Batch>>>;
 
+/// The offsets' handle of the partition of the last record polled: records come in runs of one
+/// partition, so most records take it without a lock or a lookup.
+#[derive(Default)]
+struct LastPartition(Option<(usize, i32, Arc<PartitionOffsets>)>);
+
+impl LastPartition {
+    /// The handle of `partition` of the subscribed topic `topic_index`.
+    fn of(&mut self, run: &KafkaRun, topic_index: usize, partition: i32) -> &Arc<PartitionOffsets> {
+        let stale = !matches!(&self.0, Some((t, p, handle))
+            if *t == topic_index && *p == partition && handle.current());
+        if stale {
+            self.0 = None;
+        }
+        let (_, _, handle) = self.0.get_or_insert_with(|| {
+            let handle = run.offsets.partition(run.topics[topic_index], partition);
+            (topic_index, partition, handle)
+        });
+        handle
+    }
+}
+
 /// The poll thread: polls `run`'s consumer until `stop` turns true or the task is gone, copying
-/// the records into batches sent to the task, in order. `pending` counts the records sent and not
-/// yet handled (the rebalance hook waits for it).
+/// the records into batches sent to the task, in order, counted in `run.pending` until the task
+/// has handled them (the rebalance hook waits for it).
 pub(super) fn poll_records(
     run: Arc<KafkaRun>,
     batches: mpsc::Sender<Batch>,
-    spare: Spare,
-    pending: Arc<AtomicUsize>,
     stop: watch::Receiver<bool>,
 ) {
     let mut paused = false;
-    // The offsets of the partition of the last record: records come in runs of one partition.
-    let mut last: Option<(usize, i32, Arc<PartitionOffsets>)> = None;
-    let mut handle_of = |topic_index: usize, partition: i32| match &last {
-        Some((t, p, handle)) if *t == topic_index && *p == partition && handle.current() => {
-            Arc::clone(handle)
-        }
-        _ => {
-            let handle = run.offsets.partition(run.topics[topic_index], partition);
-            last = Some((topic_index, partition, Arc::clone(&handle)));
-            handle
-        }
-    };
+    let mut last = LastPartition::default();
     loop {
         if *stop.borrow() || batches.is_closed() {
             break;
@@ -222,7 +230,7 @@ pub(super) fn poll_records(
             }
             _ => {}
         }
-        let mut batch = lock(&spare).pop().unwrap_or_default();
+        let mut batch = lock(&run.spare).pop().unwrap_or_default();
         // The first record is waited for; the others are taken while they are ready.
         let mut wait = POLL_WAIT;
         while batch.len() < MAX_RECORDS && batch.bytes.len() < MAX_BYTES {
@@ -250,14 +258,14 @@ pub(super) fn poll_records(
                 );
                 continue;
             };
-            let handle = handle_of(topic_index, message.partition());
-            batch.push(&message, topic_index, &handle);
+            let handle = last.of(&run, topic_index, message.partition());
+            batch.push(&message, topic_index, handle);
         }
         if batch.len() == 0 {
-            lock(&spare).push(batch);
+            lock(&run.spare).push(batch);
             continue;
         }
-        pending.fetch_add(batch.len(), Ordering::AcqRel);
+        run.pending.fetch_add(batch.len(), Ordering::AcqRel);
         if batches.blocking_send(batch).is_err() {
             break;
         }

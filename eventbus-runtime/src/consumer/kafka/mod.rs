@@ -232,6 +232,8 @@ pub(super) struct KafkaRun {
     batch: usize,
     /// Records the poll thread sent and this task has not handled yet (`batch.rs`).
     pending: Arc<AtomicUsize>,
+    /// Batches this task emptied, for the poll thread to fill again.
+    spare: batch::Spare,
 }
 
 impl KafkaRun {
@@ -316,6 +318,7 @@ impl KafkaRun {
             event_types,
             batch: engine_batch.min(concurrency).max(1),
             pending,
+            spare: batch::Spare::default(),
         })
     }
 
@@ -338,24 +341,14 @@ impl KafkaRun {
         ));
         // The poll thread copies the records into batches (`batch.rs`); this task handles them.
         let (sender, mut batches) = tokio::sync::mpsc::channel(batch::IN_FLIGHT);
-        let spare = batch::Spare::default();
         let poller = {
-            let (run, spare, pending, stop) = (
-                Arc::clone(&this),
-                Arc::clone(&spare),
-                Arc::clone(&this.pending),
-                stop.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                batch::poll_records(run, sender, spare, pending, stop)
-            })
+            let (run, stop) = (Arc::clone(&this), stop.clone());
+            tokio::task::spawn_blocking(move || batch::poll_records(run, sender, stop))
         };
         // Workers live in this set: if this task is aborted (a crash), they die with it (and the
         // poll thread, its channel closed, ends too).
         let mut workers = tokio::task::JoinSet::new();
-        Arc::clone(&this)
-            .handle_batches(&mut batches, &spare, &mut workers, stop)
-            .await;
+        this.handle_batches(&mut batches, &mut workers, stop).await;
         // Shutdown: the poll thread ends (at once when its channel is closed); the records in
         // work finish (bounded), then the offsets are committed.
         drop(batches);
@@ -377,14 +370,12 @@ impl KafkaRun {
 
     /// Handles the poll thread's batches, in order, until `stop` turns true or the thread ends.
     async fn handle_batches(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         batches: &mut tokio::sync::mpsc::Receiver<batch::Batch>,
-        spare: &batch::Spare,
         workers: &mut tokio::task::JoinSet<()>,
         mut stop: watch::Receiver<bool>,
     ) {
         use tokio::sync::mpsc::error::TryRecvError;
-        let this = self;
         let mut received = 0u32;
         // While records flow (the last batch was a large one), this task looks for the next batch
         // on a 1 ms timer instead of being woken by the poll thread. A thread woken by another at
@@ -394,7 +385,7 @@ impl KafkaRun {
         // wakes it (no added latency).
         let mut flowing = false;
         loop {
-            let batch = match batches.try_recv() {
+            let mut batch = match batches.try_recv() {
                 Ok(batch) => batch,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) if flowing => {
@@ -415,17 +406,15 @@ impl KafkaRun {
                 },
             };
             flowing = batch.len() >= FLOWING;
-            let mut batch = batch;
-            let count = batch.len();
-            let stopped = this
+            let stopped = self
                 .handle_batch(&batch, workers, &stop, &mut received)
                 .await;
-            this.pending.fetch_sub(count, Ordering::AcqRel);
+            self.pending.fetch_sub(batch.len(), Ordering::AcqRel);
             if stopped {
                 break;
             }
             batch.clear();
-            lock(spare).push(batch);
+            lock(&self.spare).push(batch);
             while workers.try_join_next().is_some() {}
         }
     }
