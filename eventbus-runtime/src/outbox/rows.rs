@@ -48,6 +48,46 @@ pub(crate) struct Resume {
     pub(crate) in_flight: Vec<i64>,
 }
 
+/// Ids to delete (or mark sent) in one statement: the runs of consecutive ids, each as its first
+/// and last id, and the ids of shorter runs on their own. A relay's acknowledged rows are mostly
+/// consecutive (one relay over its shards, ids in commit order); rows of other relays' shards,
+/// held keys and failed rows break the runs.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct IdRuns {
+    pub(crate) singles: Vec<i64>,
+    pub(crate) first: Vec<i64>,
+    pub(crate) last: Vec<i64>,
+}
+
+#[cfg(feature = "postgres")]
+impl IdRuns {
+    /// A run this long or longer is a range; a shorter one costs less as single ids.
+    const MIN_RUN: usize = 4;
+
+    pub(crate) fn of(ids: &[i64]) -> Self {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut out = IdRuns::default();
+        let mut start = 0;
+        for end in 1..=sorted.len() {
+            if end < sorted.len() && sorted[end] == sorted[end - 1] + 1 {
+                continue;
+            }
+            let run = &sorted[start..end];
+            if run.len() >= Self::MIN_RUN {
+                out.first.push(run[0]);
+                out.last.push(run[run.len() - 1]);
+            } else {
+                out.singles.extend_from_slice(run);
+            }
+            start = end;
+        }
+        out
+    }
+}
+
 /// The CloudEvents headers of a row: the JSON object of strings the outbox stores, kept as its
 /// text and read when the record is built, borrowing each name and value that has no escape (no
 /// map, no allocation per header on the relay's path).
@@ -270,7 +310,13 @@ impl OutboxStore {
         match &self.db {
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
-                sqlx::query(sql(statement)).bind(ids).execute(pool).await?;
+                let runs = IdRuns::of(ids);
+                sqlx::query(sql(statement))
+                    .bind(&runs.singles)
+                    .bind(&runs.first)
+                    .bind(&runs.last)
+                    .execute(pool)
+                    .await?;
             }
             #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {

@@ -104,8 +104,20 @@ impl Statements {
                      UNION ALL SELECT 1, first, NULL, NULL, partition_key, NULL, NULL, NULL FROM held \
                      UNION ALL SELECT 2, {xmin}::text::bigint, NULL, NULL, NULL, NULL, NULL, NULL"
                 ),
-                delete_sent: format!("DELETE FROM {t} WHERE id = ANY($1)"),
-                mark_sent: format!("UPDATE {t} SET sent_at = now() WHERE id = ANY($1)"),
+                // Binds: the ids on their own, then the first and last ids of each run of
+                // consecutive ids (`IdRuns` in `rows.rs`). A run is one index range scan, where
+                // `id = ANY` descends the index once per id: half PostgreSQL's time for a batch of
+                // consecutive rows. The two parts touch different rows.
+                delete_sent: format!(
+                    "WITH singles AS (DELETE FROM {t} WHERE id = ANY($1)) \
+                     DELETE FROM {t} USING unnest($2::int8[], $3::int8[]) AS r(lo, hi) \
+                     WHERE {t}.id BETWEEN r.lo AND r.hi"
+                ),
+                mark_sent: format!(
+                    "WITH singles AS (UPDATE {t} SET sent_at = now() WHERE id = ANY($1)) \
+                     UPDATE {t} SET sent_at = now() FROM unnest($2::int8[], $3::int8[]) AS r(lo, hi) \
+                     WHERE {t}.id BETWEEN r.lo AND r.hi"
+                ),
                 retry: format!(
                     "UPDATE {t} SET attempts = attempts + $4, last_error = $2, \
                      next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1"

@@ -1,6 +1,6 @@
 //! The relay's resumed reads on a real PostgreSQL (`EVENTBUS_TEST_DATABASE_URL`, started by
 //! `scripts/services`), step by step: which rows each read returns when a transaction below
-//! the resume point commits between two reads.
+//! the resume point commits between two reads, and which rows go once they were sent.
 
 use super::{OutboxStore, Resume};
 use sqlx::PgPool;
@@ -278,4 +278,46 @@ async fn the_read_sessions_turn_off_what_would_slow_a_read() {
             "{setting}: only the read sessions change it"
         );
     }
+}
+
+/// The rows a drain sent go in one statement, as runs of consecutive ids and single ids: exactly
+/// those rows, whether deleted or (with a retention) marked sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_rows_go_by_runs_and_single_ids_and_no_other_row_does() {
+    let Some(case) = case().await else {
+        return;
+    };
+    let store = OutboxStore::postgres(case.pool.clone(), &case.table).expect("a valid table name");
+    let mut all = Vec::new();
+    for _ in 0..25 {
+        all.push(insert(&case.pool, &case.table, "k").await);
+    }
+    let left = |sent: bool| {
+        let (pool, table) = (case.pool.clone(), case.table.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM {table} WHERE (sent_at IS NOT NULL) = $1 ORDER BY id"
+            )))
+            .bind(sent)
+            .fetch_all(&pool)
+            .await
+            .expect("the rows")
+        }
+    };
+    let at = |i: &[usize]| i.iter().map(|&i| all[i]).collect::<Vec<_>>();
+    // A run of five, a single id, a run of two, a run of eight; out of order and one repeated.
+    let sent = at(&[12, 13, 6, 0, 1, 2, 3, 4, 8, 9, 14, 15, 16, 17, 18, 19, 13]);
+    let runs = super::IdRuns::of(&sent);
+    assert_eq!(runs.first, at(&[0, 12]));
+    assert_eq!(runs.last, at(&[4, 19]));
+    assert_eq!(runs.singles, at(&[6, 8, 9]));
+    store.sent(&sent, false).await.expect("deleted");
+    assert_eq!(left(false).await, at(&[5, 7, 10, 11, 20, 21, 22, 23, 24]));
+    // With a retention: a single id and a run are marked, the rest stays pending.
+    store
+        .sent(&at(&[7, 20, 21, 22, 23]), true)
+        .await
+        .expect("marked");
+    assert_eq!(left(true).await, at(&[7, 20, 21, 22, 23]));
+    assert_eq!(left(false).await, at(&[5, 10, 11, 24]));
 }
