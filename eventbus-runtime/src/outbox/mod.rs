@@ -171,8 +171,10 @@ impl OutboxStore {
     /// relay's read the one way that stays fast whatever the table's statistics say: the pending
     /// index in id order, stopping at the batch size (sequential scans, bitmap scans, sorts,
     /// JIT and parallel workers are off for these sessions; the statement in `statements.rs`
-    /// says why). Two connections, made when first used, from the store's own connection
-    /// settings. SQLite: the same store.
+    /// says why). The relay deletes (or marks) the rows Kafka acknowledged on them too, so that
+    /// delete also stays on the primary key's index. Two connections (a read and a delete at a
+    /// time), made when first used, from the store's own connection settings. SQLite: the same
+    /// store.
     pub(crate) fn relay_reader(&self) -> OutboxStore {
         let db = match &self.db {
             #[cfg(feature = "postgres")]

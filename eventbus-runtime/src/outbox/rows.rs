@@ -48,43 +48,50 @@ pub(crate) struct Resume {
     pub(crate) in_flight: Vec<i64>,
 }
 
-/// Ids to delete (or mark sent) in one statement: the runs of consecutive ids, each as its first
-/// and last id, and the ids of shorter runs on their own. A relay's acknowledged rows are mostly
-/// consecutive (one relay over its shards, ids in commit order); rows of other relays' shards,
-/// held keys and failed rows break the runs.
+/// Ids to delete (or mark sent) in one statement: the longest run of consecutive ids as its first
+/// and last id, and every other id on its own. A relay's acknowledged rows are mostly one run (one
+/// relay over its shards, ids in commit order); rows of other relays' shards, held keys and
+/// failed rows break it.
 #[cfg(feature = "postgres")]
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct IdRuns {
     pub(crate) singles: Vec<i64>,
-    pub(crate) first: Vec<i64>,
-    pub(crate) last: Vec<i64>,
+    /// The first and last id of the longest run, when it is at least [`IdRuns::MIN_RUN`] long.
+    pub(crate) run: Option<(i64, i64)>,
 }
 
 #[cfg(feature = "postgres")]
 impl IdRuns {
-    /// A run this long or longer is a range; a shorter one costs less as single ids.
+    /// A shorter run costs less as single ids.
     const MIN_RUN: usize = 4;
 
     pub(crate) fn of(ids: &[i64]) -> Self {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let mut out = IdRuns::default();
-        let mut start = 0;
+        // The longest run of consecutive ids, as a range of indexes into `sorted`.
+        let (mut longest, mut start) = (0..0, 0);
         for end in 1..=sorted.len() {
             if end < sorted.len() && sorted[end] == sorted[end - 1] + 1 {
                 continue;
             }
-            let run = &sorted[start..end];
-            if run.len() >= Self::MIN_RUN {
-                out.first.push(run[0]);
-                out.last.push(run[run.len() - 1]);
-            } else {
-                out.singles.extend_from_slice(run);
+            if end - start > longest.len() {
+                longest = start..end;
             }
             start = end;
         }
-        out
+        if longest.len() < Self::MIN_RUN {
+            return IdRuns {
+                singles: sorted,
+                run: None,
+            };
+        }
+        let run = Some((sorted[longest.start], sorted[longest.end - 1]));
+        sorted.drain(longest);
+        IdRuns {
+            singles: sorted,
+            run,
+        }
     }
 }
 
@@ -313,8 +320,8 @@ impl OutboxStore {
                 let runs = IdRuns::of(ids);
                 sqlx::query(sql(statement))
                     .bind(&runs.singles)
-                    .bind(&runs.first)
-                    .bind(&runs.last)
+                    .bind(runs.run.map(|(first, _)| first))
+                    .bind(runs.run.map(|(_, last)| last))
                     .execute(pool)
                     .await?;
             }

@@ -100,7 +100,7 @@ impl RelayStats {
 pub struct Relay {
     store: OutboxStore,
     /// The store on the relay's read sessions ([`OutboxStore::relay_reader`]), made at the
-    /// first read (its pool needs the runtime).
+    /// first read (its pool needs the runtime): the reads and the deletes of sent rows.
     reader: std::sync::OnceLock<OutboxStore>,
     producer: FutureProducer,
     /// The bootstrap servers, for messages.

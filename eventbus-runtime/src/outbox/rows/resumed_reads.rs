@@ -305,12 +305,12 @@ async fn sent_rows_go_by_runs_and_single_ids_and_no_other_row_does() {
         }
     };
     let at = |i: &[usize]| i.iter().map(|&i| all[i]).collect::<Vec<_>>();
-    // A run of five, a single id, a run of two, a run of eight; out of order and one repeated.
+    // A run of five, a single id, a run of two, a run of eight (the longest, one range); out of
+    // order and one repeated.
     let sent = at(&[12, 13, 6, 0, 1, 2, 3, 4, 8, 9, 14, 15, 16, 17, 18, 19, 13]);
     let runs = super::IdRuns::of(&sent);
-    assert_eq!(runs.first, at(&[0, 12]));
-    assert_eq!(runs.last, at(&[4, 19]));
-    assert_eq!(runs.singles, at(&[6, 8, 9]));
+    assert_eq!(runs.run, Some((all[12], all[19])));
+    assert_eq!(runs.singles, at(&[0, 1, 2, 3, 4, 6, 8, 9]));
     store.sent(&sent, false).await.expect("deleted");
     assert_eq!(left(false).await, at(&[5, 7, 10, 11, 20, 21, 22, 23, 24]));
     // With a retention: a single id and a run are marked, the rest stays pending.
@@ -320,4 +320,8 @@ async fn sent_rows_go_by_runs_and_single_ids_and_no_other_row_does() {
         .expect("marked");
     assert_eq!(left(true).await, at(&[7, 20, 21, 22, 23]));
     assert_eq!(left(false).await, at(&[5, 10, 11, 24]));
+    // No run: single ids only (the range's bounds are NULL).
+    assert_eq!(super::IdRuns::of(&at(&[5, 10, 11])).run, None);
+    store.sent(&at(&[5, 10, 11]), false).await.expect("deleted");
+    assert_eq!(left(false).await, at(&[24]));
 }
