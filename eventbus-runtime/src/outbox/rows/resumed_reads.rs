@@ -325,3 +325,50 @@ async fn sent_rows_go_by_runs_and_single_ids_and_no_other_row_does() {
     store.sent(&at(&[5, 10, 11]), false).await.expect("deleted");
     assert_eq!(left(false).await, at(&[24]));
 }
+
+/// On the relay's sessions, the delete (or mark) of sent rows stays on the primary key's index
+/// even when the table's statistics say it is empty (analyzed empty, then filled, as a queue's
+/// often are). Run bounds PostgreSQL could not see got a sequential scan of the whole table in
+/// the soak bench.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delete_of_sent_rows_stays_on_the_primary_key_whatever_the_statistics() {
+    let Some(case) = case().await else {
+        return;
+    };
+    let t = &case.table;
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {t}")))
+        .execute(&case.pool)
+        .await
+        .expect("analyzed while empty");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {t} (event_id, topic, partition_key, event_type, version, headers, payload, shard) \
+         SELECT gen_random_uuid(), 't', 'k' || g, 'e', 1, '{{}}', '\\x00', 0 \
+         FROM generate_series(1, 50000) g"
+    )))
+    .execute(&case.pool)
+    .await
+    .expect("50,000 rows");
+    let crate::outbox::Db::Postgres(reader) = &case.reader.db else {
+        panic!("a PostgreSQL reader");
+    };
+    for statement in [&case.reader.sql.delete_sent, &case.reader.sql.mark_sent] {
+        let plan: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+                .bind(vec![1_i64, 3])
+                .bind(Some(10_i64))
+                .bind(Some(40_009_i64))
+                .fetch_all(reader)
+                .await
+                .expect("a plan");
+        let plan = plan.join("\n");
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Bitmap"),
+            "the sent rows are found through an index scan:\n{plan}"
+        );
+        assert_eq!(
+            plan.matches(&format!("Index Scan using {t}_pkey")).count(),
+            2,
+            "one index scan for the single ids, one for the run:\n{plan}"
+        );
+    }
+}
