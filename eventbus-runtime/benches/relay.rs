@@ -224,6 +224,7 @@ async fn main() {
     if after_drain {
         drop_tables(&pool, &format!("{table}_r{rounds}")).await;
     }
+    support::delete_topics(&kafka, &[&topic]).await;
 }
 
 /// Drops outbox `table` with its dead and discarded tables.

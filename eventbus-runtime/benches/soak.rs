@@ -323,6 +323,7 @@ async fn main() {
     .execute(&pool)
     .await
     .ok();
+    support::delete_topics(&kafka, &[&topic, &probe_topic]).await;
 }
 
 async fn table_bytes(pool: &PgPool, table: &str) -> i64 {

@@ -56,6 +56,30 @@ pub(crate) async fn recreate_topic(kafka: &eventbus::KafkaConfig, name: &str, pa
     }
 }
 
+/// Deletes the topics a run made, as the bench drops its tables: a soak run leaves about 7 GB of
+/// records on the broker's disk otherwise, and every run its own topic. A failure is printed, not
+/// fatal (the figures are already out).
+#[allow(dead_code)] // not every bench uses it
+pub(crate) async fn delete_topics(kafka: &eventbus::KafkaConfig, names: &[&str]) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers.join(","))
+            .create();
+    let deleted = match admin {
+        Ok(admin) => admin
+            .delete_topics(names, &AdminOptions::new())
+            .await
+            .map(|each| each.into_iter().filter_map(Result::err).collect::<Vec<_>>()),
+        Err(e) => Err(e),
+    };
+    match deleted {
+        Ok(failed) if failed.is_empty() => {}
+        Ok(failed) => eprintln!("could not delete the bench's topics: {failed:?}"),
+        Err(e) => eprintln!("could not delete the bench's topics {names:?}: {e}"),
+    }
+}
+
 /// CPU time used so far, per process (Linux `/proc`; empty elsewhere), and the machine's idle and
 /// stolen time. Two samples around a phase say where that phase's CPU went, by part: PostgreSQL's
 /// processes, Kafka's JVM, this bench (the relay or consumer with its librdkafka threads), and
