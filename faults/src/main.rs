@@ -197,7 +197,8 @@ fn plain_consumer(group: &str) -> Result<BaseConsumer> {
         .create()?)
 }
 
-/// The partitions of `topic`, waiting up to 30 s for its metadata.
+/// The partitions of `topic`, waiting up to 30 s for its metadata and a leader for each (a topic
+/// just created on a fresh broker has partitions before it has their leaders).
 fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -205,6 +206,9 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32> {
             && let Some(t) = m.topics().first()
             && t.error().is_none()
             && !t.partitions().is_empty()
+            && t.partitions()
+                .iter()
+                .all(|p| p.error().is_none() && p.leader() >= 0)
         {
             return Ok(t.partitions().len() as i32);
         }

@@ -53,8 +53,22 @@ pub(crate) async fn setup(opts: &Opts) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         let consumer = plain_consumer(&group(&run))?;
         let mut list = TopicPartitionList::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         for p in 0..partitions(&consumer, Tick::TOPIC)? {
-            let (_, high) = consumer.fetch_watermarks(Tick::TOPIC, p, Duration::from_secs(10))?;
+            // A partition's leader can still move just after the topic is made: ask again.
+            let high = loop {
+                match consumer.fetch_watermarks(Tick::TOPIC, p, Duration::from_secs(10)) {
+                    Ok((_, high)) => break high,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        eprintln!(
+                            "eventbus-faults setup: {}/{p}: {e}; asking again",
+                            Tick::TOPIC
+                        );
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             list.add_partition_offset(Tick::TOPIC, p, Offset::Offset(high))?;
         }
         consumer.commit(&list, CommitMode::Sync)?;
