@@ -53,7 +53,7 @@ pub(crate) struct Resume {
 /// relay over its shards, ids in commit order); rows of other relays' shards, held keys and
 /// failed rows break it.
 #[cfg(feature = "postgres")]
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct IdRuns {
     pub(crate) singles: Vec<i64>,
     /// The first and last id of the longest run, when it is at least [`IdRuns::MIN_RUN`] long.

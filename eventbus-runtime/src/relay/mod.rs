@@ -404,6 +404,11 @@ impl Relay {
         }
     }
 
+    /// The store on the relay's own sessions (reads and deletes), made at first use.
+    fn reader(&self) -> &OutboxStore {
+        self.reader.get_or_init(|| self.store.relay_reader())
+    }
+
     /// Publishes batches from `shards` until a batch comes back short; returns rows handled.
     ///
     /// While Kafka acknowledges one batch, the next is already in the producer's queue and the one
@@ -431,7 +436,7 @@ impl Relay {
             return Ok(drained);
         }
         let batch = self.config.batch_size;
-        let reader = self.reader.get_or_init(|| self.store.relay_reader());
+        let reader = self.reader();
         let mut resume = Resume::default();
         let mut rows = reader.fetch(shards, batch, &mut resume).await?;
         // The batch handed to the producer last round, its acknowledgements not yet awaited.

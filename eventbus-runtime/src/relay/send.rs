@@ -199,8 +199,7 @@ impl Relay {
         }
         // On the read sessions too: their settings keep the delete on the primary key's index
         // whatever the statistics say, and it does not take a connection of the service's pool.
-        self.reader
-            .get_or_init(|| self.store.relay_reader())
+        self.reader()
             .sent(&ids, !self.config.retention.is_zero())
             .await?;
         self.stats.published.add(ids.len() as u64);
